@@ -1,0 +1,10 @@
+"""`imdb attention` (not implemented yet)."""
+
+from __future__ import annotations
+
+from imdb_cli.commands.common import not_implemented
+
+
+def attention() -> None:
+    """Not implemented yet."""
+    raise not_implemented("attention")

@@ -1,0 +1,55 @@
+"""What every command shares: the workspace from the global options and error handling."""
+
+from __future__ import annotations
+
+import functools
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from imdb_cli.console import err, verbosity
+from imdb_cli.errors import ImdbError
+from imdb_cli.workspace import Workspace, default_workdir
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _State:
+    workdir: Path = default_workdir()
+
+
+state = _State()
+
+
+def workspace() -> Workspace:
+    return Workspace(state.workdir)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print one red line on stderr; return the Exit to raise."""
+    err.print(f"[bold red]error:[/bold red] [red]{message}[/red]", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handles_errors(command: F) -> F:
+    """Turn user errors into one red line and a non-zero exit; tracebacks only with --verbose."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ImdbError as exc:
+            if verbosity.verbose:
+                err.print(traceback.format_exc(), highlight=False)
+            raise fail(exc.message, exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def not_implemented(command: str) -> typer.Exit:
+    return fail(f"`imdb {command}` is not implemented yet", 3)

@@ -1,0 +1,10 @@
+"""`imdb compare` (not implemented yet)."""
+
+from __future__ import annotations
+
+from imdb_cli.commands.common import not_implemented
+
+
+def compare() -> None:
+    """Not implemented yet."""
+    raise not_implemented("compare")

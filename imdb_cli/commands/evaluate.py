@@ -1,0 +1,10 @@
+"""`imdb evaluate` (not implemented yet)."""
+
+from __future__ import annotations
+
+from imdb_cli.commands.common import not_implemented
+
+
+def evaluate() -> None:
+    """Not implemented yet."""
+    raise not_implemented("evaluate")
