@@ -36,7 +36,7 @@ def set_verbosity(*, quiet: bool, verbose: bool) -> None:
 def info(message: str) -> None:
     """A progress message; hidden by --quiet."""
     if not verbosity.quiet:
-        err.print(message, highlight=False)
+        err.print(message, highlight=False, soft_wrap=True)
 
 
 def debug(message: str) -> None:

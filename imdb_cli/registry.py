@@ -9,25 +9,24 @@ Model and tokenizer sources are strings:
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import inspect
 import io
 import os
+import socket
+import sys
 from pathlib import Path
-from typing import Any
-
-import torch
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoTokenizer,
-    PretrainedConfig,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
+from typing import TYPE_CHECKING, Any
 
 from imdb_cli.config import ModelSpec, load_model_spec
 from imdb_cli.errors import ImdbError
+
+# torch and transformers take seconds to import: they are imported inside the functions
+# that build something, so that listing models or a `prepare` cache hit stays fast.
+if TYPE_CHECKING:
+    import torch
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 PACKAGE_PREFIX = "package:"
 
@@ -85,6 +84,30 @@ def is_local(source: str) -> bool:
     return source.startswith(PACKAGE_PREFIX) or Path(source).exists()
 
 
+@functools.cache
+def _go_offline_if_hub_unreachable() -> None:
+    """Without a network, huggingface_hub retries for over a minute before failing.
+
+    One quick connection attempt decides: if the Hub cannot be reached, switch to offline
+    mode so models already in the local HF cache still load and others fail at once.
+    """
+    if os.environ.get("HF_HUB_OFFLINE"):
+        return
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+    except OSError:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        constants = sys.modules.get("huggingface_hub.constants")
+        if constants is not None:  # already imported: it read the variable at import
+            constants.HF_HUB_OFFLINE = True
+
+
+def _prepare_source(source: str) -> str:
+    if not is_local(source):
+        _go_offline_if_hub_unreachable()
+    return resolve_source(source)
+
+
 @contextlib.contextmanager
 def _explained_loading(what: str, source: str, key: str) -> Any:
     try:
@@ -101,8 +124,10 @@ def _explained_loading(what: str, source: str, key: str) -> Any:
 
 
 def build_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
     with _explained_loading("tokenizer", spec.tokenizer, spec.key):
-        tokenizer = AutoTokenizer.from_pretrained(resolve_source(spec.tokenizer))
+        tokenizer = AutoTokenizer.from_pretrained(_prepare_source(spec.tokenizer))
     if not tokenizer.is_fast:
         raise ImdbError(f"model '{spec.key}': tokenizer '{spec.tokenizer}' has no fast version")
     return tokenizer
@@ -114,6 +139,8 @@ def architecture_config(spec: ModelSpec) -> PretrainedConfig:
     Random-init models build it from `architecture:`; a local pretrained model reads its
     config.json; a Hub model uses `architecture:` as its declared shape (no download).
     """
+    from transformers import AutoConfig
+
     if spec.pretrained is not None and is_local(spec.pretrained):
         with _explained_loading("config", spec.pretrained, spec.key):
             return AutoConfig.from_pretrained(resolve_source(spec.pretrained))
@@ -136,13 +163,15 @@ def build_encoder(spec: ModelSpec, attn_implementation: str | None = None) -> Pr
 
     Seed torch before calling this for a reproducible random init.
     """
+    from transformers import AutoModel
+
     kwargs: dict[str, Any] = {}
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     if spec.pretrained is None:
         return AutoModel.from_config(architecture_config(spec), **kwargs)
     with _explained_loading("weights", spec.pretrained, spec.key):
-        return AutoModel.from_pretrained(resolve_source(spec.pretrained), **kwargs)
+        return AutoModel.from_pretrained(_prepare_source(spec.pretrained), **kwargs)
 
 
 def encoder_class(spec: ModelSpec) -> type[PreTrainedModel]:
@@ -155,6 +184,9 @@ def encoder_class(spec: ModelSpec) -> type[PreTrainedModel]:
 
 def count_parameters(spec: ModelSpec, num_labels: int = 2) -> int:
     """Encoder + head parameters, computed on the meta device (no memory, no download)."""
+    import torch
+    from transformers import AutoModel
+
     config = architecture_config(spec)
     with torch.device("meta"):
         encoder = AutoModel.from_config(config)

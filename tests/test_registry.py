@@ -36,7 +36,9 @@ def test_every_shipped_yaml_loads_and_starts_with_a_usage_comment(key: str) -> N
     spec = registry.load_spec(key)
     assert spec.key == key
     lines = spec.path.read_text().splitlines()
-    header = [line for line in lines[: next(i for i, x in enumerate(lines) if not x.startswith("#"))]]
+    header = [
+        line for line in lines[: next(i for i, x in enumerate(lines) if not x.startswith("#"))]
+    ]
     assert header, "a YAML starts with a comment showing the command that uses it"
     assert any("imdb " in line and key in line for line in header)
     assert registry.count_parameters(spec) > 0
@@ -130,7 +132,7 @@ def test_pooled_embedding_does_not_change_when_more_padding_is_added(key: str) -
 
 
 def test_unknown_model_lists_the_known_ones() -> None:
-    with pytest.raises(ImdbError, match="unknown model 'nope'.*tiny-bert"):
+    with pytest.raises(ImdbError, match=r"unknown model 'nope'.*tiny-bert"):
         registry.load_spec("nope")
 
 
