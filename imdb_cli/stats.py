@@ -20,8 +20,7 @@ from statistics import NormalDist
 EXACT_BELOW = 25  # b + c below this: exact binomial test; otherwise chi-square
 CI_METHOD = "Wilson score interval"
 MCNEMAR_METHOD = (
-    f"McNemar, exact binomial when b+c < {EXACT_BELOW}, "
-    "else chi-square with continuity correction"
+    f"McNemar, exact binomial when b+c < {EXACT_BELOW}, else chi-square with continuity correction"
 )
 
 
@@ -43,8 +42,10 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    # Clamp float noise: at p = 0 or 1 the interval touches the bound exactly.
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # At p = 0 or 1 the interval touches that bound exactly; float noise would miss it.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
 
 
 @dataclass(frozen=True)

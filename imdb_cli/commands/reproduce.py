@@ -1,10 +1,121 @@
-"""`imdb reproduce` (not implemented yet)."""
+"""`imdb reproduce`: the whole study in one command, ending with report.md."""
 
 from __future__ import annotations
 
-from imdb_cli.commands.common import not_implemented
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from imdb_cli import registry, report
+from imdb_cli.commands.common import handles_errors, workspace
+from imdb_cli.commands.compare import LOG_WIDTH
+from imdb_cli.console import out
+from imdb_cli.errors import ImdbError
+from imdb_cli.reproduce import (
+    ATTENTION_REVIEWS,
+    DEFAULT_MODELS,
+    TSNE_SAMPLES,
+    StudyOptions,
+    parse_seeds,
+    run_study,
+)
 
 
-def reproduce() -> None:
-    """Not implemented yet."""
-    raise not_implemented("reproduce")
+@handles_errors
+def reproduce(
+    models: Annotated[
+        str, typer.Option("--models", help="Comma-separated model keys (see `imdb models`).")
+    ] = DEFAULT_MODELS,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Local IMDB folder (Hub parquet layout or aclImdb/). "
+            "Default: $IMDB_DATA_DIR, else the Hub.",
+            show_default=False,
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", help="Hugging Face dataset id to download.", show_default=False),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", help="A seeded sample of N reviews (split 80/10/10)."),
+    ] = None,
+    split_seed: Annotated[
+        int, typer.Option("--split-seed", help="Seed of the --limit sample and the split.")
+    ] = 42,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            "--seeds",
+            help="Training seeds, e.g. 42,43: one run per seed and model, shown as mean ± std. "
+            "Default: each model's YAML seed.",
+            show_default=False,
+        ),
+    ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option("--epochs", help="Default: each model's YAML.", show_default=False),
+    ] = None,
+    max_length: Annotated[
+        int | None,
+        typer.Option("--max-length", help="Default: each model's YAML.", show_default=False),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", help="Default: each model's YAML.", show_default=False),
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device",
+            help="auto, cpu or cuda. Default: each model's YAML (auto).",
+            show_default=False,
+        ),
+    ] = None,
+    tsne_samples: Annotated[
+        int, typer.Option("--tsne-samples", help="Test reviews in the t-SNE (at most).")
+    ] = TSNE_SAMPLES,
+    attention_reviews: Annotated[
+        int,
+        typer.Option("--attention-reviews", help="Boundary reviews whose attention is drawn."),
+    ] = ATTENTION_REVIEWS,
+    analysis: Annotated[
+        bool, typer.Option("--analysis/--no-analysis", help="Run t-SNE and attention.")
+    ] = True,
+) -> None:
+    """Run the whole study: prepare, train each model, compare, t-SNE, attention, report.md.
+
+    Example (the demo, offline, about 10 minutes on 2 CPU cores):
+    imdb reproduce --models minilm,tiny-modernbert --limit 3000 --data-dir ../shared/data/imdb
+    """
+    options = StudyOptions(
+        models=tuple(registry.parse_model_list(models)),
+        data_dir=data_dir,
+        dataset=dataset,
+        limit=limit,
+        split_seed=split_seed,
+        seeds=parse_seeds(seeds),
+        epochs=epochs,
+        max_length=max_length,
+        batch_size=batch_size,
+        device=device,
+        tsne_samples=tsne_samples,
+        attention_reviews=attention_reviews,
+        analysis=analysis,
+    )
+    result = run_study(workspace(), options)
+    comparison = result.report.comparison
+    if comparison is not None:
+        console = out if out.is_terminal else Console(width=LOG_WIDTH, highlight=False)
+        console.print(report.rich_table(comparison))
+        for line in report.result_lines(comparison):
+            console.print(line, highlight=False, markup=False)
+    out.print(f"report: {result.path}", highlight=False)
+    if not result.complete:
+        failures = "; ".join(result.report.failures)
+        raise ImdbError(f"the study is incomplete ({failures}); see {result.path}")

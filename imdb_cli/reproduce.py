@@ -1,0 +1,415 @@
+"""The whole study in one call: prepare, train every model (per seed), compare, t-SNE,
+attention, and `<workdir>/report.md`.
+
+What the original study's run_all_models.sh did, done properly: every step is one core
+function (the same ones the commands call), the report holds the exact command of each
+step, and a step that cannot run says so in the report instead of drawing something.
+
+The engine and the analysis are imported inside functions: this module imports, and its
+errors stay one line, whatever state those modules are in.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from imdb_cli import __version__, registry, report
+from imdb_cli.config import ModelSpec, TrainConfig
+from imdb_cli.console import info, warn
+from imdb_cli.errors import ImdbError
+from imdb_cli.runs import Run
+from imdb_cli.workspace import Workspace
+
+REPORT_NAME = "report.md"
+DEFAULT_MODELS = "bert,modernbert"
+TSNE_SAMPLES = 1000
+TSNE_PERPLEXITY = 30.0
+ATTENTION_REVIEWS = 1
+_VERSIONED = ("torch", "transformers", "datasets", "numpy", "scikit-learn", "typer", "rich")
+
+
+@dataclass(frozen=True)
+class StudyOptions:
+    """What `imdb reproduce` was asked for; None means each model's YAML value."""
+
+    models: tuple[str, ...]
+    data_dir: Path | None = None
+    dataset: str | None = None
+    limit: int | None = None
+    split_seed: int = 42
+    seeds: tuple[int, ...] | None = None  # training seeds
+    epochs: int | None = None
+    max_length: int | None = None
+    batch_size: int | None = None
+    device: str | None = None
+    tsne_samples: int = TSNE_SAMPLES
+    attention_reviews: int = ATTENTION_REVIEWS
+    analysis: bool = True
+
+    def check(self) -> None:
+        if not self.models:
+            raise ImdbError("--models: give at least one model key")
+        if self.seeds is not None and not self.seeds:
+            raise ImdbError("--seeds: give at least one seed, like 42,43")
+        if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
+            raise ImdbError(f"--seeds: a seed is repeated ({','.join(map(str, self.seeds))})")
+        if self.tsne_samples < 5:
+            raise ImdbError(f"--tsne-samples must be at least 5 (got {self.tsne_samples})")
+        if self.attention_reviews < 0:
+            raise ImdbError(f"--attention-reviews must not be negative ({self.attention_reviews})")
+
+
+def parse_seeds(text: str | None) -> tuple[int, ...] | None:
+    """`42,43` -> (42, 43); errors name --seeds."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        seeds = tuple(int(p) for p in parts)
+    except ValueError as exc:
+        raise ImdbError(f"--seeds {text!r}: give whole numbers separated by commas") from exc
+    if not seeds or any(s < 0 for s in seeds):
+        raise ImdbError(f"--seeds {text!r}: give non-negative whole numbers, like 42,43")
+    return seeds
+
+
+@dataclass
+class Plan:
+    """The resolved study: one training config per (model, seed), checked before any work."""
+
+    specs: list[ModelSpec]
+    configs: dict[str, list[TrainConfig]]  # model key -> one config per seed
+
+    def trainings(self) -> int:
+        return sum(len(c) for c in self.configs.values())
+
+
+def make_plan(options: StudyOptions) -> Plan:
+    options.check()
+    specs = [registry.load_spec(key) for key in options.models]
+    configs: dict[str, list[TrainConfig]] = {}
+    for spec in specs:
+        seeds = options.seeds or (spec.training.seed,)
+        configs[spec.key] = [
+            spec.training.with_overrides(
+                epochs=options.epochs,
+                max_length=options.max_length,
+                batch_size=options.batch_size,
+                device=options.device,
+                seed=seed,
+            )
+            for seed in seeds
+        ]
+    return Plan(specs, configs)
+
+
+@dataclass
+class StudyResult:
+    report: report.StudyReport
+    path: Path  # report.md
+
+    @property
+    def complete(self) -> bool:
+        return not self.report.failures
+
+
+def run_study(workspace: Workspace, options: StudyOptions) -> StudyResult:
+    """Every step of the study; a failed training or analysis is reported, not hidden."""
+    from imdb_cli import data  # heavy imports only when the study runs
+
+    started = time.perf_counter()
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    plan = make_plan(options)
+    source = data.DataSource.from_options(options.data_dir, options.dataset)
+    split_options = data.SplitOptions(seed=options.split_seed, limit=options.limit)
+    split_options.check()
+    study = report.StudyReport(
+        workdir=workspace.root,
+        command=reproduce_command(workspace, options, source),
+        started_at=started_at,
+        versions=versions(),
+        models=list(options.models),
+    )
+    total_steps = 4 if options.analysis else 2
+    info(f"[bold]step 1/{total_steps}: prepare[/bold] ({source.describe()})")
+    caches = _prepare(workspace, plan, source, split_options, options, study)
+
+    info(f"[bold]step 2/{total_steps}: train[/bold] ({plan.trainings()} run(s))")
+    runs = _train_all(workspace, plan, caches, study)
+    if runs:
+        study.comparison = report.compare_runs(runs)
+        shown = [Path(row.run_path) for row in study.comparison.rows]
+        study.steps.append(_imdb(workspace, "compare", *[_run_ref(workspace, p) for p in shown]))
+    if options.analysis:
+        shown_runs = _shown_runs(study, runs)
+        info(f"[bold]step 3/{total_steps}: t-SNE[/bold]")
+        study.analyses.append(_tsne(workspace, shown_runs, options, study))
+        info(f"[bold]step 4/{total_steps}: attention[/bold]")
+        study.analyses.append(_attention(workspace, shown_runs, options, study))
+        study.steps += [step.command for step in study.analyses if step.command]
+    study.seconds = time.perf_counter() - started
+    path = workspace.root / REPORT_NAME
+    report.write_text(path, report.render_study_report(study))
+    return StudyResult(study, path)
+
+
+def _prepare(
+    workspace: Workspace,
+    plan: Plan,
+    source: Any,
+    split_options: Any,
+    options: StudyOptions,
+    study: report.StudyReport,
+) -> dict[tuple[str, int], Any]:
+    """Tokenized caches by (model key, max length): one prepare per distinct length."""
+    from imdb_cli import data
+
+    lengths: dict[int, list[ModelSpec]] = {}
+    for spec in plan.specs:
+        for length in sorted({c.max_length for c in plan.configs[spec.key]}):
+            lengths.setdefault(length, []).append(spec)
+    caches: dict[tuple[str, int], Any] = {}
+    for length, specs in lengths.items():
+        study.steps.append(prepare_command(workspace, specs, length, source, options))
+        result = data.prepare(workspace, specs, source, split_options, length, "head")
+        for key, cache in result.caches.items():
+            caches[(key, length)] = cache
+        study.data = {
+            "source": result.source,
+            "data_fingerprint": result.data_fingerprint,
+            "split_seed": split_options.seed,
+            "limit": split_options.limit,
+            "sizes": dict(result.split_manifest.get("sizes", {})),
+            "duplicates_dropped": result.duplicates_dropped,
+            "split_dir": str(result.split_dir),
+        }
+    return caches
+
+
+def _train_all(
+    workspace: Workspace,
+    plan: Plan,
+    caches: dict[tuple[str, int], Any],
+    study: report.StudyReport,
+) -> list[Run]:
+    from imdb_cli import engine
+
+    runs: list[Run] = []
+    for spec in plan.specs:
+        for config in plan.configs[spec.key]:
+            cache = caches[(spec.key, config.max_length)]
+            study.steps.append(train_command(workspace, spec, config))
+            info(f"training {spec.key} (seed {config.seed}, {config.epochs} epoch(s))")
+            try:
+                run = engine.train(workspace, spec, config, cache=cache)
+            except ImdbError as exc:
+                message = f"training {spec.key} (seed {config.seed}) failed: {exc.message}"
+                warn(message)
+                study.failures.append(message)
+                continue
+            if run.ledger.data.get("data_fingerprint") != cache.data_fingerprint:
+                raise ImdbError(
+                    f"run {run.describe()} was trained on data {run.ledger.data.get('cache')}, "
+                    f"not on the prepared {cache.path}"
+                )
+            runs.append(run)
+            study.devices.setdefault(spec.key, str(run.ledger.environment.get("device", "?")))
+    return runs
+
+
+def _shown_runs(study: report.StudyReport, runs: Sequence[Run]) -> list[Run]:
+    """The run each row of the table shows: the analyses explain those."""
+    if study.comparison is None:
+        return []
+    by_path = {str(run.path): run for run in runs}
+    return [by_path[row.run_path] for row in study.comparison.rows if row.run_path in by_path]
+
+
+def _tsne(
+    workspace: Workspace, runs: Sequence[Run], options: StudyOptions, study: report.StudyReport
+) -> report.AnalysisStep:
+    name = "t-SNE"
+    if not runs:
+        return report.AnalysisStep(name, skipped="no completed run to embed")
+    try:
+        from imdb_cli.analysis.embeddings import TsneOptions, compute_tsne
+    except ImportError as exc:
+        return report.AnalysisStep(name, skipped=f"the t-SNE analysis is not available ({exc})")
+    test_size = min(int(run.ledger.data.get("sizes", {}).get("test", 0)) or 10**9 for run in runs)
+    n_samples = min(options.tsne_samples, test_size)
+    # t-SNE needs more points than its perplexity; small demo splits get a smaller one.
+    perplexity = min(TSNE_PERPLEXITY, max(2.0, (n_samples - 1) / 3))
+    refs = [_run_ref(workspace, run.path) for run in runs]
+    command = _imdb(
+        workspace,
+        "tsne",
+        *refs,
+        "--n-samples",
+        str(n_samples),
+        "--perplexity",
+        f"{perplexity:g}",
+        *(["--device", options.device] if options.device else []),
+    )
+    try:
+        tsne_options = TsneOptions(
+            n_samples=n_samples, perplexity=perplexity, device=options.device or "auto"
+        )
+        result = compute_tsne(workspace, list(runs), tsne_options)
+    except ImdbError as exc:
+        study.failures.append(f"t-SNE failed: {exc.message}")
+        return report.AnalysisStep(name, command=command, failed=exc.message)
+    pngs = [p for p in result.files if p.suffix == ".png"]
+    # The side-by-side figure holds every model's map; the single maps become links.
+    side_by_side = [p for p in pngs if p.stem.endswith("side_by_side")]
+    shown = side_by_side or pngs
+    others = [p for p in result.files if p not in shown]
+    summary = (
+        f"{len(result.sample.review_ids)} {result.sample.split} reviews, perplexity "
+        f"{perplexity:g}; {len(result.disagreements)} disagreements between the models"
+    )
+    return report.AnalysisStep(name, command=command, images=shown, files=others, summary=summary)
+
+
+def _attention(
+    workspace: Workspace, runs: Sequence[Run], options: StudyOptions, study: report.StudyReport
+) -> report.AnalysisStep:
+    name = "attention"
+    if not runs:
+        return report.AnalysisStep(name, skipped="no completed run to explain")
+    if options.attention_reviews == 0:
+        return report.AnalysisStep(name, skipped="--attention-reviews 0")
+    try:
+        from imdb_cli.analysis.attention import LayerSelection, ReviewInput, explain
+        from imdb_cli.analysis.embeddings import reviews_from_errors
+    except ImportError as exc:
+        return report.AnalysisStep(name, skipped=f"the attention analysis is not available ({exc})")
+    count = options.attention_reviews
+    models = ",".join(_run_ref(workspace, run.path) for run in runs)
+    command = _imdb(workspace, "attention", "--from-errors", str(count), "--models", models)
+    try:
+        _, listed = reviews_from_errors(workspace, count)
+        reviews = [
+            ReviewInput(
+                text=r.text, name=f"review-{r.review_id}", review_id=r.review_id, label=r.label
+            )
+            for r in listed
+        ]
+        _, saved = explain(workspace, list(runs), reviews, LayerSelection.parse("last", "mean"))
+    except ImdbError as exc:
+        study.failures.append(f"attention failed: {exc.message}")
+        return report.AnalysisStep(name, command=command, failed=exc.message)
+    images = [p for item in saved for p in item.files if p.suffix == ".png"]
+    files = [p for item in saved for p in item.files if p.suffix != ".png"]
+    described = []
+    for item in saved:
+        p = item.result.prob_positive
+        truth = (
+            "" if item.review.label is None else f", label {'pos' if item.review.label else 'neg'}"
+        )
+        described.append(f"{item.result.model} on {item.review.name}: P(positive) {p:.3f}{truth}")
+    summary = "reviews from the t-SNE boundary samples (disagreements first): " + "; ".join(
+        described
+    )
+    return report.AnalysisStep(name, command=command, images=images, files=files, summary=summary)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _imdb(workspace: Workspace, *args: str) -> str:
+    return shlex.join(["imdb", "--workdir", str(workspace.root), *args])
+
+
+def _run_ref(workspace: Workspace, path: Path) -> str:
+    """`model/run-id` when the run lives in this workspace (what the commands accept)."""
+    try:
+        return path.resolve().relative_to(workspace.runs.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _source_args(options: StudyOptions, source: Any | None = None) -> list[str]:
+    if options.data_dir is not None:
+        return ["--data-dir", str(options.data_dir)]
+    if options.dataset is not None:
+        return ["--dataset", options.dataset]
+    if source is not None and getattr(source, "data_dir", None) is not None:
+        return ["--data-dir", str(source.data_dir)]  # from IMDB_DATA_DIR: made explicit
+    return []
+
+
+def reproduce_command(workspace: Workspace, options: StudyOptions, source: Any = None) -> str:
+    """The command as run, with the data folder that came from $IMDB_DATA_DIR shown."""
+    args = ["reproduce", "--models", ",".join(options.models), *_source_args(options)]
+    if options.limit is not None:
+        args += ["--limit", str(options.limit)]
+    if options.split_seed != 42:
+        args += ["--split-seed", str(options.split_seed)]
+    if options.seeds is not None:
+        args += ["--seeds", ",".join(map(str, options.seeds))]
+    for flag, value in (
+        ("--epochs", options.epochs),
+        ("--max-length", options.max_length),
+        ("--batch-size", options.batch_size),
+        ("--device", options.device),
+    ):
+        if value is not None:
+            args += [flag, str(value)]
+    if options.tsne_samples != TSNE_SAMPLES:
+        args += ["--tsne-samples", str(options.tsne_samples)]
+    if options.attention_reviews != ATTENTION_REVIEWS:
+        args += ["--attention-reviews", str(options.attention_reviews)]
+    if not options.analysis:
+        args.append("--no-analysis")
+    command = _imdb(workspace, *args)
+    from_env = options.data_dir is None and options.dataset is None
+    if from_env and source is not None and getattr(source, "data_dir", None) is not None:
+        command = f"IMDB_DATA_DIR={shlex.quote(str(source.data_dir))} {command}"
+    return command
+
+
+def prepare_command(
+    workspace: Workspace,
+    specs: Sequence[ModelSpec],
+    max_length: int,
+    source: Any,
+    options: StudyOptions,
+) -> str:
+    args = ["prepare", "--models", ",".join(s.key for s in specs)]
+    args += _source_args(options, source)
+    args += ["--max-length", str(max_length), "--seed", str(options.split_seed)]
+    if options.limit is not None:
+        args += ["--limit", str(options.limit)]
+    return _imdb(workspace, *args)
+
+
+def train_command(workspace: Workspace, spec: ModelSpec, config: TrainConfig) -> str:
+    """`imdb train` with every setting that differs from the model's YAML."""
+    args = ["train", spec.key]
+    defaults = spec.training
+    for name in ("epochs", "seed", "max_length", "batch_size", "device"):
+        value = getattr(config, name)
+        if value != getattr(defaults, name):
+            args += ["--" + name.replace("_", "-"), str(value)]
+    return _imdb(workspace, *args)
+
+
+def versions() -> dict[str, str]:
+    found = {"imdb": __version__, "python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    found["platform"] = platform.platform()
+    found["cpu cores"] = str(os.cpu_count())
+    return found

@@ -1,0 +1,110 @@
+"""Ledgers written by hand, the way the engine writes them: compare reads nothing else."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from imdb_cli.ledger import EpochRecord, Ledger, TestRecord, write_ledger
+from imdb_cli.workspace import Workspace
+
+FINGERPRINT = "a1b2c3d4e5f6-limit400"
+
+
+def probs_for(labels: Sequence[int], right: Sequence[bool]) -> list[float]:
+    """P(positive) per review: confident and correct where `right`, confidently wrong elsewhere."""
+    return [
+        (0.9 if label == 1 else 0.1) if ok else (0.2 if label == 1 else 0.8)
+        for label, ok in zip(labels, right, strict=True)
+    ]
+
+
+def write_run(
+    workspace: Workspace,
+    model: str,
+    run_id: str,
+    *,
+    labels: Sequence[int] = (),
+    right: Sequence[bool] = (),
+    review_ids: Sequence[int] | None = None,
+    status: str = "completed",
+    seed: int = 42,
+    split_seed: int = 42,
+    fingerprint: str = FINGERPRINT,
+    created_at: str = "2026-01-01T00:00:00+00:00",
+    best_val_acc: float = 0.9,
+    best_epoch: int = 1,
+    epochs: int = 1,
+    parameters: int = 22_700_000,
+    train_seconds: float = 120.0,
+    train_samples: int = 2400,
+    config: dict[str, Any] | None = None,
+    tested: bool = True,
+    error: str | None = None,
+) -> Path:
+    """Write runs/<model>/<run_id>/ledger.json with a test of `len(labels)` reviews."""
+    run_dir = workspace.model_runs(model) / run_id
+    run_dir.mkdir(parents=True)
+    ids = list(review_ids) if review_ids is not None else list(range(len(labels)))
+    probs = probs_for(labels, right)
+    n = len(labels)
+    test = None
+    if tested and status == "completed":
+        loss = -sum(math.log(p if y == 1 else 1 - p) for p, y in zip(probs, labels, strict=True))
+        test = TestRecord(
+            epoch=best_epoch,
+            checkpoint=f"checkpoints/epoch_{best_epoch}_acc_{best_val_acc:.4f}.safetensors",
+            split="test",
+            loss=loss / n,
+            acc=sum(right) / n,
+            samples=n,
+            seconds=3.0,
+            review_ids=ids,
+            labels=list(labels),
+            probs=probs,
+        )
+    records = [
+        EpochRecord(
+            epoch=e,
+            train_loss=0.4,
+            train_acc=0.8,
+            train_samples=train_samples,
+            val_loss=0.3,
+            val_acc=best_val_acc if e == best_epoch else best_val_acc - 0.01,
+            val_samples=300,
+            checkpoint=f"checkpoints/epoch_{e}_acc_0.9000.safetensors",
+            train_seconds=train_seconds / epochs,
+            eval_seconds=2.0,
+            train_samples_per_s=train_samples * epochs / train_seconds,
+            lr=1e-4,
+        )
+        for e in range(1, epochs + 1)
+    ]
+    settings = {"epochs": epochs, "lr": 1e-4, "max_length": 128, "truncation": "head"}
+    ledger = Ledger(
+        model=model,
+        run_id=run_id,
+        status=status,
+        config={**settings, **(config or {}), "seed": seed},
+        data={
+            "data_fingerprint": fingerprint,
+            "seed": split_seed,
+            "max_length": 128,
+            "truncation": "head",
+            "test_ids_sha256": "sha-" + "-".join(map(str, ids))[:40],
+        },
+        environment={"torch": "2.13.0"},
+        parameters=parameters,
+        created_at=created_at,
+        updated_at=created_at,
+        epochs=records,
+        best_epoch=best_epoch if records else None,
+        best_val_acc=best_val_acc if records else None,
+        test=test,
+        error=error,
+        total_seconds=train_seconds + 10,
+    )
+    write_ledger(run_dir, ledger)
+    return run_dir
