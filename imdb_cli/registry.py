@@ -99,7 +99,7 @@ def _go_offline_if_hub_unreachable() -> None:
         os.environ["HF_HUB_OFFLINE"] = "1"
         constants = sys.modules.get("huggingface_hub.constants")
         if constants is not None:  # already imported: it read the variable at import
-            constants.HF_HUB_OFFLINE = True
+            constants.HF_HUB_OFFLINE = True  # type: ignore[attr-defined]
 
 
 def _prepare_source(source: str) -> str:

@@ -1,10 +1,145 @@
-"""`imdb attention` (not implemented yet)."""
+"""`imdb attention`: what each model looks at in a review."""
 
 from __future__ import annotations
 
-from imdb_cli.commands.common import not_implemented
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from imdb_cli.analysis.attention import (
+    LayerSelection,
+    ReviewInput,
+    SavedAttention,
+    explain,
+    review_from_file,
+    review_from_text,
+)
+from imdb_cli.analysis.embeddings import reviews_from_errors
+from imdb_cli.commands.common import handles_errors, workspace
+from imdb_cli.console import info, out
+from imdb_cli.errors import ImdbError
+from imdb_cli.runs import resolve_run
+from imdb_cli.workspace import Workspace
+
+DEFAULT_MODELS = "bert,modernbert"
 
 
-def attention() -> None:
-    """Not implemented yet."""
-    raise not_implemented("attention")
+def _reviews(
+    space: Workspace, review: str | None, review_file: Path | None, from_errors: int | None
+) -> list[ReviewInput]:
+    given = [
+        flag
+        for flag, value in (
+            ("--review", review),
+            ("--review-file", review_file),
+            ("--from-errors", from_errors),
+        )
+        if value is not None
+    ]
+    if len(given) != 1:
+        raise ImdbError(
+            "give exactly one of --review TEXT, --review-file PATH or --from-errors N"
+            + (f" (got {' and '.join(given)})" if given else "")
+        )
+    if review is not None:
+        return [review_from_text(review)]
+    if review_file is not None:
+        return [review_from_file(review_file)]
+    assert from_errors is not None
+    path, listed = reviews_from_errors(space, from_errors)
+    info(f"{len(listed)} review(s) from {path}")
+    return [
+        ReviewInput(text=r.text, name=f"review-{r.review_id}", review_id=r.review_id, label=r.label)
+        for r in listed
+    ]
+
+
+@handles_errors
+def attention(
+    review: Annotated[
+        str | None, typer.Option("--review", help="The review's text.", show_default=False)
+    ] = None,
+    review_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--review-file", help="A UTF-8 text file holding one review.", show_default=False
+        ),
+    ] = None,
+    from_errors: Annotated[
+        int | None,
+        typer.Option(
+            "--from-errors",
+            help="N reviews of the latest `imdb tsne` boundary_samples.csv "
+            "(disagreements first, then the smallest margins).",
+            show_default=False,
+        ),
+    ] = None,
+    models: Annotated[
+        str,
+        typer.Option(
+            "--models",
+            help="Comma-separated model keys (latest completed run), model/run-id or run folders.",
+        ),
+    ] = DEFAULT_MODELS,
+    layer: Annotated[
+        str, typer.Option("--layer", help="last, all, or a layer number (from 0).")
+    ] = "last",
+    head: Annotated[
+        str, typer.Option("--head", help="mean (over heads) or a head number (from 0).")
+    ] = "mean",
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Attention maps of each model on a review: heatmap, attention received, JSON.
+
+    Uses an eager-attention copy of each run's best checkpoint (fast kernels return no
+    maps). Files go under <workdir>/analysis/attention/<timestamp>/<review>/.
+    """
+    space = workspace()
+    selection = LayerSelection.parse(layer, head)
+    reviews = _reviews(space, review, review_file, from_errors)
+    names = [name.strip() for name in models.split(",") if name.strip()]
+    if not names:
+        raise ImdbError("--models: give at least one model key, like bert,modernbert")
+    runs = [resolve_run(space, name) for name in dict.fromkeys(names)]
+    out_dir, saved = explain(space, runs, reviews, selection, device)
+    render(out_dir, saved)
+
+
+def render(out_dir: Path, saved: list[SavedAttention]) -> None:
+    table = Table(
+        title="predictions; attention received by special tokens and the top review tokens",
+        title_justify="left",
+    )
+    columns = ("review", "model", "prediction", "P(positive)", "tokens", "to special", "top tokens")
+    for column in columns:
+        table.add_column(
+            column, justify="right" if column in ("P(positive)", "to special") else "left"
+        )
+    for item in saved:
+        result = item.result
+        label = "positive" if result.prob_positive >= 0.5 else "negative"
+        if item.review.label is not None:
+            right = (result.prob_positive >= 0.5) == bool(item.review.label)
+            label += " [green]✓[/green]" if right else " [red]✗[/red]"
+        tokens = str(len(result.review.tokens))
+        if result.review.cut_tokens:
+            tokens += f" ({result.review.cut_tokens} cut)"
+        # Distinct tokens: "and" at three positions is one finding, not three.
+        distinct = dict.fromkeys(t["token"] for t in result.top_tokens(20, with_special=False))
+        top = ", ".join(list(distinct)[:5])
+        table.add_row(
+            item.review.name,
+            item.label,
+            label,
+            f"{result.prob_positive:.3f}",
+            tokens,
+            f"{result.special_mass:.1%}",  # the mass the "top tokens" column leaves out
+            top,
+        )
+    out.print(table)
+    out.print(f"files in {out_dir}:")
+    for item in saved:
+        for path in item.files:
+            out.print(f"  {path.relative_to(out_dir)}", highlight=False)

@@ -1,0 +1,514 @@
+"""Attention maps of one review, from an eager-attention copy of each run's best checkpoint.
+
+Fast kernels (SDPA, flash attention) return no attention weights, so the maps come from a
+copy loaded with `attn_implementation="eager"`. If a model still returns none, this is an
+error: a uniform placeholder would look like an answer and be none (the original study's
+defect 4).
+
+The prediction and the maps come from one forward pass of the classifier itself: a hook
+on its encoder keeps the attention weights that the encoder returns alongside the hidden
+states the classifier pools.
+
+Layers are numbered from 0, as in the model's config (`config.layer_types[i]`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+from transformers import PretrainedConfig, PreTrainedTokenizerBase
+
+from imdb_cli import checkpoints, data
+from imdb_cli.analysis import folders, plotting
+from imdb_cli.console import warn
+from imdb_cli.device import choose_device
+from imdb_cli.errors import ImdbError
+from imdb_cli.files import write_json_atomic
+from imdb_cli.model import EncoderForClassification
+from imdb_cli.runs import Run
+from imdb_cli.workspace import Workspace
+
+KIND = "attention"
+FULL = "full_attention"
+SLIDING = "sliding_attention"
+MEAN_HEADS = "mean"
+TOP_TOKENS = 10
+
+
+@dataclass(frozen=True)
+class EncodedReview:
+    """A review as the run's tokenizer sees it, truncated as the run was trained."""
+
+    text: str
+    input_ids: list[int]
+    tokens: list[str]  # the tokenizer's own tokens, special tokens included
+    special: list[bool]  # True for [CLS], [SEP], <s>, ...
+    cut_tokens: int  # how many tokens truncation dropped (0 when the review fits)
+
+
+@dataclass(frozen=True)
+class LayerSelection:
+    """`--layer last|N|all` and `--head mean|N`, before they are checked against a model."""
+
+    layer: str = "last"
+    head: str = MEAN_HEADS
+
+    @classmethod
+    def parse(cls, layer: str, head: str) -> LayerSelection:
+        layer, head = layer.strip().lower(), head.strip().lower()
+        if layer not in ("last", "all") and not _is_index(layer):
+            raise ImdbError(f"--layer {layer!r}: use last, all, or a layer number from 0")
+        if head != MEAN_HEADS and not _is_index(head):
+            raise ImdbError(f"--head {head!r}: use mean or a head number from 0")
+        return cls(layer, head)
+
+    def layers_of(self, model: str, num_layers: int) -> list[int]:
+        if self.layer == "last":
+            return [num_layers - 1]
+        if self.layer == "all":
+            return list(range(num_layers))
+        index = int(self.layer)
+        if index >= num_layers:
+            raise ImdbError(
+                f"--layer {index}: model '{model}' has layers 0..{num_layers - 1} "
+                "(or use last, all)"
+            )
+        return [index]
+
+    def head_of(self, model: str, num_heads: int) -> int | None:
+        """None means the mean over heads."""
+        if self.head == MEAN_HEADS:
+            return None
+        index = int(self.head)
+        if index >= num_heads:
+            raise ImdbError(
+                f"--head {index}: model '{model}' has heads 0..{num_heads - 1} (or use mean)"
+            )
+        return index
+
+
+def _is_index(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+@dataclass(frozen=True)
+class LayerAttention:
+    layer: int
+    layer_type: str  # FULL or SLIDING, as config.layer_types names it
+    window: int | None  # a sliding layer's query i sees only keys j with |i - j| <= window
+    head: int | None  # None: the mean over all heads
+    matrix: np.ndarray  # [tokens, tokens]: row = query token, column = key token; rows sum to 1
+
+    @property
+    def received(self) -> np.ndarray:
+        """Attention each token receives, averaged over the query tokens."""
+        return np.asarray(self.matrix.mean(axis=0))
+
+
+@dataclass(frozen=True)
+class ModelAttention:
+    model: str  # the run's model key
+    run: Run
+    checkpoint: Path
+    review: EncodedReview
+    prob_positive: float
+    num_layers: int
+    num_heads: int
+    layers: list[LayerAttention]
+
+    @property
+    def received(self) -> np.ndarray:
+        """Attention received per token, averaged over query tokens and the selected layers."""
+        return np.mean([layer.received for layer in self.layers], axis=0)
+
+    @property
+    def special_mass(self) -> float:
+        """Share of the received attention that went to special tokens."""
+        return float(self.received[np.asarray(self.review.special, dtype=bool)].sum())
+
+    def top_tokens(self, k: int = TOP_TOKENS, *, with_special: bool = True) -> list[dict[str, Any]]:
+        received = self.received
+        order = np.argsort(-received, kind="stable")
+        rows = []
+        for position in order:
+            if not with_special and self.review.special[position]:
+                continue
+            rows.append(
+                {
+                    "position": int(position),
+                    "token": self.review.tokens[position],
+                    "special": bool(self.review.special[position]),
+                    "received": round(float(received[position]), 6),
+                }
+            )
+            if len(rows) == k:
+                break
+        return rows
+
+
+def run_max_length(run: Run) -> tuple[int, str]:
+    """The max length and truncation the run was trained with (its ledger's data section)."""
+    settings = {**run.ledger.config, **run.ledger.data}
+    try:
+        return int(settings["max_length"]), str(settings.get("truncation", "head"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ImdbError(f"run {run.describe()}: its ledger records no max_length") from exc
+
+
+def encode_review(
+    tokenizer: PreTrainedTokenizerBase, text: str, max_length: int, truncation: str
+) -> EncodedReview:
+    """Tokenize one review exactly as the run's cache was tokenized; count what was cut."""
+    if not text.strip():
+        raise ImdbError("the review is empty (give some text with --review or --review-file)")
+    # The cache's own encoder, so head / tail / head+tail truncation match training.
+    # (Private in data.py; asked its owner to make it public.)
+    encoder = data._Encoder(tokenizer, max_length, truncation)
+    ids_row, lengths = encoder.encode([text])
+    ids = [int(i) for i in ids_row[0, : int(lengths[0])]]
+    bare = tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
+    special = tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True)
+    return EncodedReview(
+        text=text,
+        input_ids=ids,
+        tokens=list(tokenizer.convert_ids_to_tokens(ids)),
+        special=[bool(flag) for flag in special],
+        cut_tokens=max(0, len(bare) - encoder.content),
+    )
+
+
+def layer_types(config: PretrainedConfig, num_layers: int) -> list[str]:
+    """Each layer's attention type; models without `layer_types` (BERT) are all full."""
+    types = getattr(config, "layer_types", None)
+    return list(types) if types else [FULL] * num_layers
+
+
+def sliding_window(config: PretrainedConfig) -> int:
+    """How far a sliding layer sees on each side.
+
+    ModernBERT's `local_attention` is the whole window, so a token sees
+    local_attention // 2 tokens either side (|i - j| <= local_attention // 2).
+    """
+    local = getattr(config, "local_attention", None)
+    if local is not None:
+        return int(local) // 2
+    return int(config.sliding_window)
+
+
+def encoder_config(model: EncoderForClassification) -> PretrainedConfig:
+    return cast(PretrainedConfig, model.encoder.config)
+
+
+def no_attention_maps(config: PretrainedConfig, model_key: str) -> ImdbError:
+    implementation = getattr(config, "_attn_implementation", None) or "unknown"
+    return ImdbError(
+        f"model '{model_key}' returned no attention maps (attention implementation "
+        f"'{implementation}'); only eager attention returns them, and no placeholder is drawn"
+    )
+
+
+@contextlib.contextmanager
+def _recording_attentions(model: EncoderForClassification, model_key: str) -> Iterator[list[Any]]:
+    """Make the encoder return attention weights and keep them, for one forward pass."""
+    config = encoder_config(model)
+    before = config.output_attentions
+    recorded: list[Any] = []
+
+    def keep(_module: Any, _args: Any, _kwargs: Any, output: Any) -> None:
+        recorded.append(getattr(output, "attentions", None))
+
+    try:
+        config.output_attentions = True
+    except ValueError as exc:  # transformers refuses it outright for SDPA / flash kernels
+        raise no_attention_maps(config, model_key) from exc
+    handle = model.encoder.register_forward_hook(keep, with_kwargs=True)
+    try:
+        yield recorded
+    finally:
+        config.output_attentions = before
+        handle.remove()
+
+
+def attend(
+    model: EncoderForClassification,
+    review: EncodedReview,
+    *,
+    model_key: str,
+    selection: LayerSelection,
+) -> tuple[float, list[LayerAttention], int, int]:
+    """One forward pass: P(positive) and the selected layers' attention maps."""
+    config = encoder_config(model)
+    num_layers, num_heads = int(config.num_hidden_layers), int(config.num_attention_heads)
+    layers = selection.layers_of(model_key, num_layers)
+    head = selection.head_of(model_key, num_heads)
+    device = next(model.parameters()).device
+    input_ids = torch.tensor([review.input_ids], dtype=torch.long, device=device)
+    # One review, no padding: every key is a real token, so each row sums to 1 over all keys.
+    attention_mask = torch.ones_like(input_ids)
+    with torch.no_grad(), _recording_attentions(model, model_key) as recorded:
+        output = model(input_ids, attention_mask)
+    attentions = recorded[0] if recorded else None
+    if not attentions or any(a is None for a in attentions):
+        raise no_attention_maps(config, model_key)
+    prob = float(torch.softmax(output.logits.float(), dim=-1)[0, 1])
+    types = layer_types(config, num_layers)
+    window = sliding_window(config) if SLIDING in types else None
+    maps = []
+    for index in layers:
+        weights = attentions[index][0].float()  # [heads, queries, keys]
+        matrix = weights.mean(dim=0) if head is None else weights[head]
+        maps.append(
+            LayerAttention(
+                layer=index,
+                layer_type=types[index],
+                window=window if types[index] == SLIDING else None,
+                head=head,
+                matrix=matrix.cpu().numpy(),
+            )
+        )
+    return prob, maps, num_layers, num_heads
+
+
+@dataclass(frozen=True)
+class EagerModel:
+    """A run's best checkpoint in an eager-attention copy, with the run's tokenizer."""
+
+    run: Run
+    model: EncoderForClassification
+    checkpoint: Path
+    tokenizer: PreTrainedTokenizerBase
+
+    @classmethod
+    def load(cls, run: Run, device: torch.device | None = None) -> EagerModel:
+        """fp32 on `device` (the CPU by default): attention maps need no mixed precision."""
+        model, checkpoint = checkpoints.load_classifier(run, attn_implementation="eager")
+        model.to(device or torch.device("cpu"))
+        return cls(run, model, checkpoint, checkpoints.load_run_tokenizer(run))
+
+    def check(self, selection: LayerSelection) -> None:
+        """Raise for a --layer or --head this model does not have."""
+        config = encoder_config(self.model)
+        selection.layers_of(self.run.model, int(config.num_hidden_layers))
+        selection.head_of(self.run.model, int(config.num_attention_heads))
+
+    def attention(self, text: str, selection: LayerSelection) -> ModelAttention:
+        max_length, truncation = run_max_length(self.run)
+        review = encode_review(self.tokenizer, text, max_length, truncation)
+        prob, layers, num_layers, num_heads = attend(
+            self.model, review, model_key=self.run.model, selection=selection
+        )
+        return ModelAttention(
+            model=self.run.model,
+            run=self.run,
+            checkpoint=self.checkpoint,
+            review=review,
+            prob_positive=prob,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            layers=layers,
+        )
+
+
+def to_json(result: ModelAttention, *, review_id: int | None = None) -> dict[str, Any]:
+    """Everything needed to redraw or query the maps, without the model."""
+    return {
+        "model": result.model,
+        "run": str(result.run.path),
+        "checkpoint": str(result.checkpoint),
+        "review_id": review_id,
+        "text": result.review.text,
+        "prediction": {
+            "prob_positive": round(result.prob_positive, 6),
+            "label": "positive" if result.prob_positive >= 0.5 else "negative",
+        },
+        "cut_tokens": result.review.cut_tokens,
+        "tokens": result.review.tokens,
+        "input_ids": result.review.input_ids,
+        "special": result.review.special,
+        "num_layers": result.num_layers,
+        "num_heads": result.num_heads,
+        "layers": [
+            {
+                "layer": layer.layer,
+                "layer_type": layer.layer_type,
+                "window": layer.window,
+                "head": "mean" if layer.head is None else layer.head,
+                "matrix": np.round(layer.matrix, 6).tolist(),
+            }
+            for layer in result.layers
+        ],
+        "received": np.round(result.received, 6).tolist(),
+        "special_token_mass": round(result.special_mass, 6),
+        "top_tokens": result.top_tokens(),
+        # The same ranking without special tokens; their share is special_token_mass above.
+        "top_content_tokens": result.top_tokens(with_special=False),
+    }
+
+
+# --------------------------------------------------------------------------- reviews in
+
+
+@dataclass(frozen=True)
+class ReviewInput:
+    """A review to explain and the folder name its files go under."""
+
+    text: str
+    name: str  # "review", the --review-file stem, or "review-<id>"
+    review_id: int | None = None
+    label: int | None = None  # the true label, when the review comes from the data
+
+
+def review_from_text(text: str) -> ReviewInput:
+    if not text.strip():
+        raise ImdbError("--review is empty; give the review's text")
+    return ReviewInput(text=text, name="review")
+
+
+def review_from_file(path: Path) -> ReviewInput:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ImdbError(f"--review-file {path}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise ImdbError(f"--review-file {path}: is a folder, not a file") from exc
+    except OSError as exc:
+        raise ImdbError(f"--review-file {path}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ImdbError(f"--review-file {path}: not UTF-8 text (byte {exc.start})") from exc
+    if not text.strip():
+        raise ImdbError(f"--review-file {path}: the file is empty")
+    return ReviewInput(text=text, name=folders.safe_name(path.stem))
+
+
+# --------------------------------------------------------------------------- files out
+
+
+@dataclass(frozen=True)
+class SavedAttention:
+    review: ReviewInput
+    label: str  # the run's name in titles and file names
+    result: ModelAttention
+    files: list[Path]
+
+
+def _head_text(head: int | None, num_heads: int) -> str:
+    return f"mean over {num_heads} heads" if head is None else f"head {head} of {num_heads}"
+
+
+def _layers_text(result: ModelAttention) -> str:
+    chosen = [layer.layer for layer in result.layers]
+    if len(chosen) == 1:
+        return f"layer {chosen[0]} of {result.num_layers}"
+    return f"mean over layers {chosen[0]}-{chosen[-1]}"
+
+
+def _layer_title(layer: LayerAttention, num_heads: int, *, short: bool) -> str:
+    if short:
+        kind = "local" if layer.layer_type == SLIDING else "global"
+        return f"layer {layer.layer} ({kind})"
+    title = f"layer {layer.layer} ({layer.layer_type}), {_head_text(layer.head, num_heads)}"
+    if layer.window is not None:
+        title += (
+            f"\nsliding window: each token sees ±{layer.window} tokens (dashed band); "
+            "weights outside it are 0"
+        )
+    return title
+
+
+def save_attention(
+    out_dir: Path, review: ReviewInput, result: ModelAttention, label: str
+) -> list[Path]:
+    """Heatmap, received-attention bars and JSON for one model on one review.
+
+    `label` names the run in titles and file names (folders.run_labels)."""
+    stem = folders.safe_name(label)
+    encoded = result.review
+    verdict = "positive" if result.prob_positive >= 0.5 else "negative"
+    truth = (
+        "" if review.label is None else f", true label {'positive' if review.label else 'negative'}"
+    )
+    cut = f"; {encoded.cut_tokens} tokens cut at the max length" if encoded.cut_tokens else ""
+    head = result.layers[0].head
+    panels = [
+        plotting.HeatmapPanel(
+            title=_layer_title(layer, result.num_heads, short=len(result.layers) > 1),
+            matrix=layer.matrix,
+            window=layer.window,
+        )
+        for layer in result.layers
+    ]
+    which = f"layer{result.layers[0].layer}" if len(result.layers) == 1 else "all-layers"
+    lines = [
+        f"{label}: P(positive) = {result.prob_positive:.3f} ({verdict}{truth})",
+        f"{len(encoded.tokens)} tokens incl. special tokens (grey labels){cut}",
+    ]
+    if len(result.layers) > 1:
+        lines.append(_head_text(head, result.num_heads))
+        if any(layer.window is not None for layer in result.layers):
+            lines.append("local layers: the dashed band is the ±window each token sees")
+    suptitle = "\n".join(lines)
+    files = [
+        plotting.save_figure(
+            plotting.heatmap_figure(encoded.tokens, encoded.special, panels, suptitle),
+            out_dir / f"{stem}_{which}_heatmap.png",
+        )
+    ]
+    received_title = (
+        f"{label}: attention received per token (mean over {len(encoded.tokens)} "
+        f"query tokens), {_layers_text(result)}, {_head_text(head, result.num_heads)}\n"
+        f"special tokens are shown in grey and count in the total"
+    )
+    files.append(
+        plotting.save_figure(
+            plotting.received_figure(
+                encoded.tokens, encoded.special, result.received, received_title
+            ),
+            out_dir / f"{stem}_{which}_received.png",
+        )
+    )
+    json_path = out_dir / f"{stem}_{which}.json"
+    write_json_atomic(json_path, to_json(result, review_id=review.review_id))
+    files.append(json_path)
+    return files
+
+
+def explain(
+    workspace: Workspace,
+    runs: Sequence[Run],
+    reviews: Sequence[ReviewInput],
+    selection: LayerSelection,
+    device: str = "auto",
+) -> tuple[Path, list[SavedAttention]]:
+    """Attention of every run on every review; files under analysis/attention/<timestamp>/."""
+    if not runs:
+        raise ImdbError("--models: give at least one model")
+    if not reviews:
+        raise ImdbError("no review to explain")
+    labels = folders.run_labels(runs)
+    chosen = choose_device(device)
+    loaded = [EagerModel.load(run, chosen) for run in runs]
+    for eager in loaded:  # a bad --layer / --head fails before any work is done
+        eager.check(selection)
+    out_dir = folders.new_output_dir(workspace, KIND)
+    saved = []
+    for review in reviews:
+        for eager, label in zip(loaded, labels, strict=True):
+            result = eager.attention(review.text, selection)
+            if result.review.cut_tokens:
+                max_length, truncation = run_max_length(eager.run)
+                warn(
+                    f"{review.name}: {result.review.cut_tokens} tokens cut to fit "
+                    f"{label}'s max length of {max_length} ({truncation} truncation)"
+                )
+            files = save_attention(out_dir / review.name, review, result, label)
+            saved.append(SavedAttention(review, label, result, files))
+    folders.point_latest(out_dir)
+    return out_dir, saved

@@ -1,0 +1,547 @@
+"""Where the errors lie: pooled embeddings, their t-SNE map, and the reviews worth reading.
+
+For each run: its best checkpoint embeds a seeded sample of one split (the same reviews for
+every model) with `engine.predict`, so the probabilities and the pooled embeddings come
+from the same forward pass per batch, and the probabilities are exactly what `imdb
+evaluate` computes. t-SNE (scikit-learn, seeded, PCA init) maps each model's embeddings
+to 2-d on their own; t-SNE distances are not meaningful, so nothing here is chosen by
+them (the original study's defect 3):
+
+- boundary samples: smallest probability margin |p - 0.5|;
+- confident errors: misclassified with the largest margin;
+- disagreements (two or more models): the models' predicted labels differ, largest
+  spread of probabilities first.
+
+Results go to `<workdir>/analysis/tsne/<timestamp>/` and `analysis/tsne/latest` names it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from imdb_cli import checkpoints, data, engine
+from imdb_cli.analysis import folders, plotting
+from imdb_cli.config import TrainConfig
+from imdb_cli.console import info, progress, warn
+from imdb_cli.device import choose_device, choose_precision
+from imdb_cli.errors import ImdbError
+from imdb_cli.files import write_atomic, write_json_atomic
+from imdb_cli.ledger import LEDGER_NAME
+from imdb_cli.runs import Run
+from imdb_cli.workspace import Workspace
+
+KIND = "tsne"
+BOUNDARY_CSV = "boundary_samples.csv"
+BOUNDARY_JSON = "boundary_samples.json"
+DISAGREEMENTS_CSV = "disagreements.csv"
+POINTS_CSV = "points.csv"
+EXCERPT_CHARS = 120
+MIN_SAMPLES = 5  # t-SNE needs a few points; perplexity must also be below the count
+
+
+@dataclass(frozen=True)
+class TsneOptions:
+    split: str = "test"
+    n_samples: int = 1000
+    perplexity: float = 30.0
+    seed: int = 42
+    batch_size: int = 64
+    device: str = "auto"
+    annotate: int = 5  # boundary samples and confident errors labelled in each panel
+
+    def check(self) -> None:
+        if self.split not in ("val", "test"):
+            raise ImdbError(f"--split must be val or test (got {self.split!r})")
+        if self.n_samples < MIN_SAMPLES:
+            raise ImdbError(f"--n-samples must be at least {MIN_SAMPLES} (got {self.n_samples})")
+        if not self.perplexity > 0:
+            raise ImdbError(f"--perplexity must be positive (got {self.perplexity})")
+        if self.batch_size < 1:
+            raise ImdbError(f"--batch-size must be at least 1 (got {self.batch_size})")
+        if self.seed < 0:
+            raise ImdbError(f"--seed must not be negative (got {self.seed})")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The reviews every model is shown, in split order."""
+
+    split: str
+    review_ids: np.ndarray  # int64 [n]
+    texts: list[str]
+    labels: np.ndarray  # int64 [n]
+    split_size: int
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """One run's view of the sample."""
+
+    name: str  # model key, or model-runid when two runs of one model are compared
+    run: Run
+    checkpoint: Path
+    probs: np.ndarray  # P(positive) [n]
+    pooled: np.ndarray  # masked-mean embeddings [n, hidden]
+    coords: np.ndarray | None = None  # t-SNE [n, 2], once projected
+
+    @property
+    def xy(self) -> np.ndarray:
+        if self.coords is None:
+            raise RuntimeError(f"{self.name}: t-SNE has not been run")  # a bug, not user input
+        return self.coords
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return (self.probs >= 0.5).astype(np.int64)
+
+    @property
+    def margins(self) -> np.ndarray:
+        return np.abs(self.probs - 0.5)
+
+
+@dataclass(frozen=True)
+class ReviewRow:
+    """One sampled review and what every model made of it."""
+
+    review_id: int
+    label: int
+    text: str
+    probs: dict[str, float]  # model name -> P(positive)
+
+    @property
+    def correct(self) -> dict[str, bool]:
+        return {name: (p >= 0.5) == bool(self.label) for name, p in self.probs.items()}
+
+    @property
+    def margins(self) -> dict[str, float]:
+        return {name: abs(p - 0.5) for name, p in self.probs.items()}
+
+    @property
+    def margin(self) -> float:
+        """The smallest margin over the models: how close the review is to some boundary."""
+        return min(self.margins.values())
+
+    @property
+    def disagree(self) -> bool:
+        return len({p >= 0.5 for p in self.probs.values()}) > 1
+
+    @property
+    def spread(self) -> float:
+        return max(self.probs.values()) - min(self.probs.values())
+
+    @property
+    def excerpt(self) -> str:
+        return excerpt(self.text)
+
+    def to_dict(self, *, with_text: bool = True) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "review_id": self.review_id,
+            "label": self.label,
+            "excerpt": self.excerpt,
+            "margin": round(self.margin, 6),
+            "disagree": self.disagree,
+            "spread": round(self.spread, 6),
+        }
+        for name, p in self.probs.items():
+            row[f"p_positive_{name}"] = round(p, 6)
+            row[f"margin_{name}"] = round(self.margins[name], 6)
+            row[f"correct_{name}"] = self.correct[name]
+        if with_text:
+            row["text"] = self.text
+        return row
+
+
+@dataclass(frozen=True)
+class TsneResult:
+    options: TsneOptions
+    sample: Sample
+    views: list[ModelView]
+    boundary: list[ReviewRow]  # every sampled review, smallest margin first
+    confident_errors: dict[str, list[ReviewRow]]  # model name -> its errors, surest first
+    disagreements: list[ReviewRow]  # largest spread first; empty with one model
+    out_dir: Path
+    files: list[Path]
+
+    def accuracy(self, view: ModelView) -> float:
+        return float((view.predictions == self.sample.labels).mean())
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    flat = re.sub(r"\s+", " ", re.sub(r"<br\s*/?>", " ", text)).strip()
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def short_id(review_id: int) -> str:
+    return f"#{review_id}"
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def check_same_reviews(runs: Sequence[Run], caches: Sequence[data.TokenizedCache]) -> None:
+    """Models are compared on the same reviews: same data, same split seed."""
+    first_run, first = runs[0], caches[0]
+    for run, cache in zip(runs[1:], caches[1:], strict=True):
+        if (cache.data_fingerprint, cache.seed) != (first.data_fingerprint, first.seed):
+            raise ImdbError(
+                f"runs {first_run.describe()} and {run.describe()} were trained on different "
+                f"data (fingerprint {first.data_fingerprint} seed {first.seed} vs "
+                f"{cache.data_fingerprint} seed {cache.seed}); t-SNE compares models on the "
+                "same reviews"
+            )
+
+
+def draw_sample(cache: data.TokenizedCache, options: TsneOptions) -> Sample:
+    """A seeded sample of the split, kept in split order; the whole split if it is smaller."""
+    review_ids, texts, labels = data.load_texts(cache, options.split)
+    size = len(review_ids)
+    count = options.n_samples
+    if count > size:
+        warn(f"--n-samples {count} is more than the {size} {options.split} reviews; using all")
+        count = size
+    if count <= options.perplexity:
+        raise ImdbError(
+            f"--perplexity {options.perplexity:g} must be less than the number of samples "
+            f"({count}); lower it or raise --n-samples"
+        )
+    rng = np.random.default_rng(options.seed)
+    rows = np.sort(rng.choice(size, size=count, replace=False))
+    return Sample(
+        split=options.split,
+        review_ids=review_ids[rows],
+        texts=[texts[i] for i in rows.tolist()],
+        labels=labels[rows],
+        split_size=size,
+    )
+
+
+def rows_of(split: data.TokenizedSplit, review_ids: np.ndarray, where: str) -> np.ndarray:
+    """Positions in `split` of `review_ids`, in that order."""
+    position = {int(r): i for i, r in enumerate(split.review_ids.tolist())}
+    missing = [int(r) for r in review_ids.tolist() if int(r) not in position]
+    if missing:
+        raise ImdbError(f"{where}: review {missing[0]} is not in this split; rerun `imdb prepare`")
+    return np.asarray([position[int(r)] for r in review_ids.tolist()], dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- computing
+
+
+def embed(
+    run: Run,
+    name: str,
+    cache: data.TokenizedCache,
+    sample: Sample,
+    options: TsneOptions,
+    device: torch.device,
+) -> ModelView:
+    """Probabilities and pooled embeddings of the sample from the run's best checkpoint."""
+    split = data.load_split(cache, sample.split)
+    tokens = engine.subset(split, rows_of(split, sample.review_ids, str(cache.path)))
+    # The run's own precision, as `imdb evaluate` uses: the probabilities here are its.
+    config = TrainConfig.from_dict(run.ledger.config, f"{run.path / LEDGER_NAME}: config")
+    model, checkpoint = checkpoints.load_classifier(run)
+    model.to(device)
+    predictions = engine.predict(
+        model,
+        tokens,
+        batch_size=options.batch_size,
+        device=device,
+        precision=choose_precision(config.precision, device),
+        keep_pooled=True,
+        description=f"embedding {name}",
+    )
+    if predictions.pooled is None:
+        raise ImdbError(f"model '{name}': no pooled embeddings came back from the forward pass")
+    if not np.array_equal(np.asarray(predictions.review_ids), sample.review_ids):
+        raise ImdbError(f"model '{name}': predictions came back for other reviews than asked")
+    return ModelView(
+        name=name,
+        run=run,
+        checkpoint=checkpoint,
+        probs=np.asarray(predictions.probs, dtype=np.float64),
+        pooled=np.asarray(predictions.pooled, dtype=np.float32),
+    )
+
+
+def project(pooled: np.ndarray, perplexity: float, seed: int) -> np.ndarray:
+    """2-d t-SNE of the embeddings: seeded, PCA init, so the same seed gives the same map."""
+    from sklearn.manifold import TSNE  # slow to import; only this command needs it
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+
+    tsne = TSNE(
+        n_components=2,
+        perplexity=perplexity,
+        init="pca",
+        learning_rate="auto",
+        random_state=seed,
+    )
+    # One OpenMP thread: on a busy 2-core machine (torch's threads still spinning after the
+    # forward passes) two threads made 300 points take 68 s instead of 6 s. The map is
+    # bit-identical either way (checked), so this costs nothing in reproducibility.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        coords = tsne.fit_transform(pooled.astype(np.float64))
+    return np.asarray(coords, dtype=np.float64)
+
+
+def review_rows(sample: Sample, views: Sequence[ModelView]) -> list[ReviewRow]:
+    return [
+        ReviewRow(
+            review_id=int(review_id),
+            label=int(sample.labels[i]),
+            text=sample.texts[i],
+            probs={view.name: float(view.probs[i]) for view in views},
+        )
+        for i, review_id in enumerate(sample.review_ids.tolist())
+    ]
+
+
+def boundary_order(rows: Sequence[ReviewRow]) -> list[ReviewRow]:
+    """Smallest margin first; ties by review id so the order is reproducible."""
+    return sorted(rows, key=lambda row: (row.margin, row.review_id))
+
+
+def confident_errors(rows: Sequence[ReviewRow], name: str) -> list[ReviewRow]:
+    wrong = [row for row in rows if not row.correct[name]]
+    return sorted(wrong, key=lambda row: (-row.margins[name], row.review_id))
+
+
+def disagreements(rows: Sequence[ReviewRow]) -> list[ReviewRow]:
+    return sorted(
+        (row for row in rows if row.disagree), key=lambda row: (-row.spread, row.review_id)
+    )
+
+
+def compute_tsne(workspace: Workspace, runs: Sequence[Run], options: TsneOptions) -> TsneResult:
+    """Embed, project, rank and save; the one core function behind `imdb tsne`."""
+    options.check()
+    if not runs:
+        raise ImdbError("give at least one model")
+    names = folders.run_labels(runs)
+    device = choose_device(options.device)
+    caches = [engine.cache_of_run(workspace, run.ledger) for run in runs]
+    check_same_reviews(runs, caches)
+    sample = draw_sample(caches[0], options)
+    info(
+        f"{len(sample.review_ids)} of {sample.split_size} {options.split} reviews "
+        f"(seed {options.seed})"
+    )
+    views = [
+        embed(run, name, cache, sample, options, device)
+        for run, name, cache in zip(runs, names, caches, strict=True)
+    ]
+    with progress() as bar:
+        task = bar.add_task("t-SNE", total=len(views))
+        projected = []
+        for view in views:
+            bar.update(task, description=f"t-SNE {view.name}")
+            coords = project(view.pooled, options.perplexity, options.seed)
+            projected.append(replace(view, coords=coords))
+            bar.advance(task)
+        bar.update(task, description="t-SNE")
+    rows = review_rows(sample, projected)
+    out_dir = folders.new_output_dir(workspace, KIND)
+    result = TsneResult(
+        options=options,
+        sample=sample,
+        views=projected,
+        boundary=boundary_order(rows),
+        confident_errors={view.name: confident_errors(rows, view.name) for view in projected},
+        disagreements=disagreements(rows) if len(projected) > 1 else [],
+        out_dir=out_dir,
+        files=[],
+    )
+    result.files.extend(write_results(result))
+    folders.point_latest(out_dir)
+    return result
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row.get(k, "") for k in columns})
+    return buffer.getvalue()
+
+
+def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Path:
+    text = _csv_text(rows, columns)
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+
+    write_atomic(path, write)
+    return path
+
+
+def row_columns(names: Sequence[str]) -> list[str]:
+    columns = ["rank", "review_id", "label", "margin", "disagree", "spread"]
+    for name in names:
+        columns += [f"p_positive_{name}", f"margin_{name}", f"correct_{name}"]
+    return [*columns, "excerpt", "text"]
+
+
+def _ranked(rows: Sequence[ReviewRow]) -> list[dict[str, Any]]:
+    return [{"rank": rank, **row.to_dict()} for rank, row in enumerate(rows, start=1)]
+
+
+def panels(result: TsneResult) -> list[plotting.TsnePanel]:
+    sample = result.sample
+    index = {int(r): i for i, r in enumerate(sample.review_ids.tolist())}
+    disagreeing = {row.review_id for row in result.disagreements}
+    disagree_mask = np.asarray([r in disagreeing for r in index], dtype=bool)
+    k = result.options.annotate
+    built = []
+    for view in result.views:
+        order = np.lexsort((sample.review_ids, view.margins))
+        correct = view.predictions == sample.labels
+        errors = result.confident_errors[view.name][:k]
+        built.append(
+            plotting.TsnePanel(
+                model=view.name,
+                title=(
+                    f"{view.name} · {sample.split} · n={len(sample.review_ids)} · "
+                    f"accuracy {result.accuracy(view):.1%}\n"
+                    f"run {view.run.run_id}, {view.checkpoint.name}"
+                ),
+                coords=view.xy,
+                labels=sample.labels,
+                correct=correct,
+                short_ids=[short_id(int(r)) for r in sample.review_ids.tolist()],
+                boundary=[int(i) for i in order[:k]],
+                confident_errors=[index[row.review_id] for row in errors],
+                disagree=disagree_mask if len(result.views) > 1 else None,
+            )
+        )
+    return built
+
+
+def write_results(result: TsneResult) -> list[Path]:
+    out = result.out_dir
+    names = [view.name for view in result.views]
+    columns = row_columns(names)
+    files = [write_csv(out / BOUNDARY_CSV, _ranked(result.boundary), columns)]
+    if len(result.views) > 1:
+        files.append(write_csv(out / DISAGREEMENTS_CSV, _ranked(result.disagreements), columns))
+    points = []
+    for view in result.views:
+        for i, review_id in enumerate(result.sample.review_ids.tolist()):
+            points.append(
+                {
+                    "model": view.name,
+                    "review_id": review_id,
+                    "label": int(result.sample.labels[i]),
+                    "p_positive": round(float(view.probs[i]), 6),
+                    "x": round(float(view.xy[i, 0]), 4),
+                    "y": round(float(view.xy[i, 1]), 4),
+                }
+            )
+    files.append(
+        write_csv(out / POINTS_CSV, points, ["model", "review_id", "label", "p_positive", "x", "y"])
+    )
+    options = result.options
+    summary = {
+        "split": options.split,
+        "n_samples": len(result.sample.review_ids),
+        "split_size": result.sample.split_size,
+        "seed": options.seed,
+        "perplexity": options.perplexity,
+        "models": {
+            view.name: {
+                "model": view.run.model,
+                "run": str(view.run.path),
+                "checkpoint": str(view.checkpoint),
+                "accuracy": round(result.accuracy(view), 6),
+                "errors": int((view.predictions != result.sample.labels).sum()),
+            }
+            for view in result.views
+        },
+        "boundary": [row.to_dict() for row in result.boundary],
+        "confident_errors": {
+            name: [row.review_id for row in rows] for name, rows in result.confident_errors.items()
+        },
+        "disagreements": [row.review_id for row in result.disagreements],
+    }
+    write_json_atomic(out / BOUNDARY_JSON, summary)
+    files.append(out / BOUNDARY_JSON)
+    built = panels(result)
+    for panel in built:
+        fig = plotting.tsne_figure([panel])
+        files.append(plotting.save_figure(fig, out / f"tsne_{folders.safe_name(panel.model)}.png"))
+    if len(built) > 1:
+        fig = plotting.tsne_figure(
+            built,
+            suptitle=(
+                f"{' vs '.join(names)} on the same {len(result.sample.review_ids)} "
+                f"{options.split} reviews ({len(result.disagreements)} disagreements); "
+                "each map is its own t-SNE"
+            ),
+        )
+        files.append(plotting.save_figure(fig, out / "tsne_side_by_side.png"))
+    return files
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+@dataclass(frozen=True)
+class ListedReview:
+    review_id: int
+    text: str
+    label: int
+    disagree: bool
+
+
+def latest_boundary_csv(workspace: Workspace) -> Path:
+    latest = folders.latest_dir(workspace, KIND)
+    path = latest / BOUNDARY_CSV if latest is not None else None
+    if path is None or not path.is_file():
+        raise ImdbError(
+            f"--from-errors: no {BOUNDARY_CSV} in {workspace.analysis / KIND / folders.LATEST}; "
+            "run `imdb tsne MODEL [MODEL ...]` first"
+        )
+    return path
+
+
+def reviews_from_errors(workspace: Workspace, count: int) -> tuple[Path, list[ListedReview]]:
+    """`count` reviews of the latest boundary_samples.csv: disagreements (largest spread
+    first), then the rest by margin."""
+    if count < 1:
+        raise ImdbError(f"--from-errors must be at least 1 (got {count})")
+    path = latest_boundary_csv(workspace)
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        listed = [
+            (
+                float(row["spread"]),
+                ListedReview(
+                    review_id=int(row["review_id"]),
+                    text=row["text"],
+                    label=int(row["label"]),
+                    disagree=row["disagree"] == "True",
+                ),
+            )
+            for row in rows
+        ]
+    except (OSError, UnicodeDecodeError, KeyError, ValueError, csv.Error) as exc:
+        raise ImdbError(f"{path}: cannot read ({exc}); rerun `imdb tsne`") from exc
+    first = sorted((pair for pair in listed if pair[1].disagree), key=lambda pair: -pair[0])
+    rest = [pair for pair in listed if not pair[1].disagree]
+    chosen = [review for _, review in [*first, *rest][:count]]
+    if len(chosen) < count:
+        warn(f"--from-errors {count}: {path} lists only {len(chosen)} reviews")
+    return path, chosen

@@ -1,0 +1,43 @@
+"""Two trained runs (tiny-bert, tiny-modernbert) for the t-SNE and attention tests.
+
+Both models are trained once per test session with the real `engine.train` (1 epoch on a
+small slice of the synthetic reviews of training_support); each test copies the result
+into its own workspace, so tests never see each other's analysis folders.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from training_support import copy_workspace, prepared_workspace_root, tiny_config
+
+from imdb_cli import engine, registry
+from imdb_cli.config import TrainConfig
+from imdb_cli.workspace import Workspace
+
+MODELS = ("tiny-bert", "tiny-modernbert")
+LIMIT_TRAIN = 240  # enough for the two models to learn something and disagree
+_trained: dict[str, Path] = {}
+
+
+def trained_workspace_root(base: Path) -> Path:
+    """A workspace with the prepared cache and one completed run of each of MODELS."""
+    if "root" not in _trained:
+        # Both tiny models use the bert-base-uncased vocabulary: one cache serves both.
+        workspace = copy_workspace(prepared_workspace_root(base), base / "trained")
+        for key in MODELS:
+            engine.train(workspace, registry.load_spec(key), train_config())
+        _trained["root"] = workspace.root
+    return _trained["root"]
+
+
+def train_config() -> TrainConfig:
+    return tiny_config(epochs=1, limit_train=LIMIT_TRAIN, eval_batch_size=32)
+
+
+def copy_trained(root: Path, target: Path) -> Workspace:
+    """A private copy; the ledgers' cache paths still name the template, and
+    engine.cache_of_run finds the copy under the new workspace by fingerprint."""
+    shutil.copytree(root, target)
+    return Workspace(target)
