@@ -6,17 +6,40 @@ calls one function of the core and renders the result.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from imdb_cli import __version__
 from imdb_cli.commands import common
 from imdb_cli.console import set_verbosity
 from imdb_cli.workspace import default_workdir
 
+# Command name -> module in imdb_cli/commands holding a function of the same name.
+# Modules are imported only when their command runs: training and analysis pull in torch
+# and transformers (seconds), which `imdb prepare` on a warm cache or `imdb models` need not.
+COMMANDS = ("prepare", "train", "evaluate", "compare", "reproduce", "tsne", "attention", "models")
+
+
+class LazyCommands(TyperGroup):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"imdb_cli.commands.{cmd_name}")
+        single = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode="rich")
+        single.command(cmd_name)(getattr(module, cmd_name))
+        return typer.main.get_command(single)
+
+
 app = typer.Typer(
+    cls=LazyCommands,
     name="imdb",
     help=(
         "Fine-tune, compare and explain text encoders on IMDB sentiment.\n\n"
@@ -59,32 +82,6 @@ def main_options(
 ) -> None:
     set_verbosity(quiet=quiet, verbose=verbose)
     common.state.workdir = workdir
-
-
-def _register() -> None:
-    # Imported here so that `imdb --help` stays the only place listing every command.
-    from imdb_cli.commands import (
-        attention,
-        compare,
-        evaluate,
-        models,
-        prepare,
-        reproduce,
-        train,
-        tsne,
-    )
-
-    app.command("prepare")(prepare.prepare)
-    app.command("train")(train.train)
-    app.command("evaluate")(evaluate.evaluate)
-    app.command("compare")(compare.compare)
-    app.command("reproduce")(reproduce.reproduce)
-    app.command("tsne")(tsne.tsne)
-    app.command("attention")(attention.attention)
-    app.command("models")(models.models)
-
-
-_register()
 
 
 def main() -> None:
