@@ -25,10 +25,10 @@ COMMANDS = ("prepare", "train", "evaluate", "compare", "reproduce", "tsne", "att
 
 
 class LazyCommands(TyperGroup):
-    def list_commands(self, ctx: typer.Context) -> list[str]:
+    def list_commands(self, ctx: Any) -> list[str]:
         return list(COMMANDS)
 
-    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name not in COMMANDS:
             return None
         module = importlib.import_module(f"imdb_cli.commands.{cmd_name}")
