@@ -32,7 +32,9 @@ class LazyCommands(TyperGroup):
         if cmd_name not in COMMANDS:
             return None
         module = importlib.import_module(f"imdb_cli.commands.{cmd_name}")
-        single = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode="rich")
+        single = typer.Typer(
+            pretty_exceptions_enable=False, rich_markup_mode="rich", add_completion=False
+        )
         single.command(cmd_name)(getattr(module, cmd_name))
         return typer.main.get_command(single)
 
