@@ -67,9 +67,7 @@ def start_tracking(
     try:
         import wandb
     except ImportError as exc:
-        raise ImdbError(
-            "--wandb needs the wandb package: pip install 'imdb-cli[wandb]'"
-        ) from exc
+        raise ImdbError("--wandb needs the wandb package: pip install 'imdb-cli[wandb]'") from exc
     directory.mkdir(parents=True, exist_ok=True)
     try:
         run = wandb.init(

@@ -1,10 +1,51 @@
-"""`imdb evaluate` (not implemented yet)."""
+"""`imdb evaluate MODEL|RUN`: loss and accuracy of any checkpoint on the run's own data."""
 
 from __future__ import annotations
 
-from imdb_cli.commands.common import not_implemented
+from typing import Annotated
+
+import typer
+
+from imdb_cli import engine
+from imdb_cli.checkpoints import checkpoint_path
+from imdb_cli.commands.common import handles_errors, workspace
+from imdb_cli.console import out, verbosity
+from imdb_cli.runs import resolve_run
 
 
-def evaluate() -> None:
-    """Not implemented yet."""
-    raise not_implemented("evaluate")
+@handles_errors
+def evaluate(
+    run: Annotated[
+        str,
+        typer.Argument(
+            help="A model key (its latest completed run), MODEL/RUN-ID, or a run folder."
+        ),
+    ],
+    checkpoint: Annotated[
+        str,
+        typer.Option(help="best (best validation epoch), last, or a checkpoint file."),
+    ] = "best",
+    split: Annotated[str, typer.Option(help="val or test (or train).")] = "test",
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help="Reviews per batch (default: the run's eval batch size)."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bars; only the result.")
+    ] = False,
+) -> None:
+    """Evaluate a run's checkpoint on a split of the data cache it was trained on."""
+    if quiet:
+        verbosity.quiet = True
+    chosen = resolve_run(workspace(), run)
+    path = checkpoint_path(chosen, checkpoint)
+    result = engine.evaluate(
+        workspace(), chosen, checkpoint=str(path), split=split, batch_size=batch_size, device=device
+    )
+    out.print(
+        f"{chosen.model}/{chosen.run_id} | {path.name} | {split} loss {result.loss:.4f} | "
+        f"{split} acc {result.acc:.4f} | {result.samples} reviews",
+        highlight=False,
+        soft_wrap=True,
+    )

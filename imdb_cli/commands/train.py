@@ -1,10 +1,125 @@
-"""`imdb train` (not implemented yet)."""
+"""`imdb train MODEL`: fine-tune one model with its YAML settings, overridable by options."""
 
 from __future__ import annotations
 
-from imdb_cli.commands.common import not_implemented
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from imdb_cli import data, engine, registry
+from imdb_cli.commands.common import handles_errors, workspace
+from imdb_cli.console import out, verbosity
 
 
-def train() -> None:
-    """Not implemented yet."""
-    raise not_implemented("train")
+@handles_errors
+def train(
+    model: Annotated[str, typer.Argument(help="Model key (see `imdb models`).")],
+    epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Reviews per training batch.")] = None,
+    eval_batch_size: Annotated[
+        int | None, typer.Option(help="Reviews per validation/test batch.")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="adam or adamw.")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Weight decay.")] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Learning-rate schedule: constant, linear or cosine.")
+    ] = None,
+    warmup_ratio: Annotated[
+        float | None, typer.Option(help="Fraction of the steps spent warming up, in [0, 1).")
+    ] = None,
+    grad_accum: Annotated[
+        int | None, typer.Option(help="Batches accumulated per optimizer step.")
+    ] = None,
+    max_length: Annotated[
+        int | None, typer.Option(help="Tokens per review (a cache must exist for it).")
+    ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(help="auto (bf16 on a GPU that has it, else fp32), fp32, bf16, fp16."),
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the init, dropout and data order.")
+    ] = None,
+    limit_train: Annotated[
+        int | None, typer.Option(help="Train on a seeded random N reviews of the train split.")
+    ] = None,
+    early_stopping_patience: Annotated[
+        int | None,
+        typer.Option(help="Stop after N epochs without a better validation accuracy."),
+    ] = None,
+    run_name: Annotated[
+        str | None, typer.Option(help="Run id (default: date-time-seed).", show_default=False)
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            help="`auto`: continue the newest unfinished run of MODEL (or start one); "
+            "or a run folder to continue.",
+            show_default=False,
+        ),
+    ] = None,
+    wandb: Annotated[
+        bool,
+        typer.Option(
+            "--wandb/--no-wandb",
+            help="Log to Weights & Biases ($WANDB_PROJECT, default imdb; WANDB_MODE=offline).",
+        ),
+    ] = False,
+    prepare: Annotated[
+        bool,
+        typer.Option("--prepare", help="Prepare the data cache first if it is missing."),
+    ] = False,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Local IMDB folder to prepare the cache from if it is missing (implies "
+            f"--prepare; default: ${data.DATA_DIR_ENV}, else the Hub).",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bars; only the result.")
+    ] = False,
+) -> None:
+    """Fine-tune MODEL: checkpoint every epoch, then test the best-validation epoch.
+
+    Defaults come from model_configs/MODEL.yaml (the original study's recipe); each option
+    overrides one setting. The run lands in <workdir>/runs/MODEL/<run-id>/.
+    """
+    if quiet:
+        verbosity.quiet = True
+    spec = registry.load_spec(model)
+    config = spec.training.with_overrides(
+        epochs=epochs,
+        batch_size=batch_size,
+        eval_batch_size=eval_batch_size,
+        lr=lr,
+        optimizer=optimizer,
+        weight_decay=weight_decay,
+        scheduler=scheduler,
+        warmup_ratio=warmup_ratio,
+        grad_accum=grad_accum,
+        max_length=max_length,
+        precision=precision,
+        device=device,
+        seed=seed,
+        limit_train=limit_train,
+        early_stopping_patience=early_stopping_patience,
+    )
+    wants_prepare = prepare or data_dir is not None
+    source = data.DataSource.from_options(data_dir, None) if wants_prepare else None
+    run = engine.train(
+        workspace(),
+        spec,
+        config,
+        resume=resume,
+        run_name=run_name,
+        use_wandb=wandb,
+        prepare_source=source,
+    )
+    out.print(engine.summary_line(run.ledger), highlight=False, soft_wrap=True)
+    out.print(f"run: {run.path}", highlight=False, soft_wrap=True)

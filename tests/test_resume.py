@@ -1,0 +1,181 @@
+"""Resume: a run killed mid-epoch continues to exactly where an uninterrupted run would be."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from conftest import REPO
+from training_support import TINY, copy_workspace, one_thread, prepared_workspace_root, tiny_config
+
+from imdb_cli import checkpoints, engine, registry
+from imdb_cli.ledger import read_ledger
+from imdb_cli.workspace import Workspace
+
+SETTINGS = {"epochs": 2, "limit_train": 240}
+METRICS = ("epoch", "train_loss", "train_acc", "train_samples", "val_loss", "val_acc", "lr")
+
+
+@pytest.fixture(scope="session")
+def prepared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prepared_workspace_root(tmp_path_factory.mktemp("prepared"))
+
+
+@pytest.fixture(autouse=True)
+def single_thread() -> Any:
+    previous = one_thread()
+    yield
+    torch.set_num_threads(previous)
+
+
+def _train_command(workdir: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "imdb_cli",
+        "--workdir",
+        str(workdir),
+        "--quiet",
+        "train",
+        TINY,
+        "--epochs",
+        str(SETTINGS["epochs"]),
+        "--limit-train",
+        str(SETTINGS["limit_train"]),
+        "--device",
+        "cpu",
+        *extra,
+    ]
+
+
+def _env() -> dict[str, str]:
+    # One thread: the same arithmetic in every process, and no OpenMP contention.
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+def _ledger_epochs(run_dir: Path) -> int:
+    try:
+        return len(json.loads((run_dir / "ledger.json").read_text())["epochs"])
+    except (OSError, ValueError):
+        return 0
+
+
+def _only_run(workdir: Path) -> Path:
+    (run_dir,) = (workdir / "runs" / TINY).iterdir()
+    return run_dir
+
+
+def test_resume_after_kill_matches_uninterrupted_run(prepared_root: Path, tmp_path: Path) -> None:
+    reference = copy_workspace(prepared_root, tmp_path / "reference")
+    killed = copy_workspace(prepared_root, tmp_path / "killed").root
+    # The uninterrupted run, in this process (also one thread): the same arithmetic.
+    expected = engine.train(reference, registry.load_spec(TINY), tiny_config(**SETTINGS)).ledger
+
+    process = subprocess.Popen(
+        _train_command(killed), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 240
+    run_dir = None
+    while time.monotonic() < deadline and process.poll() is None:
+        runs = list((killed / "runs" / TINY).glob("*/"))
+        if runs and _ledger_epochs(runs[0]) == 1:  # epoch 1's checkpoint is complete
+            run_dir = runs[0]
+            break
+        time.sleep(0.02)
+    assert run_dir is not None, "epoch 1 never finished"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    stopped = read_ledger(run_dir)
+    assert stopped.status == "running" and len(stopped.epochs) == 1  # killed during epoch 2
+
+    resumed = subprocess.run(
+        _train_command(killed, "--resume", "auto"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert _only_run(killed) == run_dir  # continued the same run, made no new one
+
+    got = read_ledger(run_dir)
+    assert got.status == "completed"
+    for want, have in zip(expected.epochs, got.epochs, strict=True):
+        assert [getattr(want, f) for f in METRICS] == [getattr(have, f) for f in METRICS]
+    assert expected.test is not None and got.test is not None
+    assert (expected.test.loss, expected.test.probs) == (got.test.loss, got.test.probs)
+    want_weights = checkpoints.read_weights(
+        _only_run(reference.root) / expected.epochs[-1].checkpoint
+    )
+    have_weights = checkpoints.read_weights(run_dir / got.epochs[-1].checkpoint)
+    assert want_weights.keys() == have_weights.keys()
+    for name, tensor in want_weights.items():
+        assert torch.equal(tensor, have_weights[name]), name
+    assert "resumed" in (run_dir / "train.log").read_text()
+
+
+def _interrupt_in_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
+    real = engine._Trainer._train_epoch
+
+    def interrupted(self, number: int):
+        if number == epoch:
+            raise KeyboardInterrupt
+        return real(self, number)
+
+    monkeypatch.setattr(engine._Trainer, "_train_epoch", interrupted)
+
+
+def test_resume_with_another_seed_warns_and_keeps_the_runs_settings(
+    prepared_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    workspace = copy_workspace(prepared_root, tmp_path / "ws")
+    spec = registry.load_spec(TINY)
+    _interrupt_in_epoch(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        engine.train(workspace, spec, tiny_config(limit_train=16, epochs=2), run_name="r")
+    assert read_ledger(workspace.runs / TINY / "r").status == "interrupted"
+    monkeypatch.undo()
+    one_thread()
+    capsys.readouterr()
+
+    run = engine.train(
+        workspace, spec, tiny_config(limit_train=16, epochs=2, seed=7), resume="auto"
+    )
+    warning = capsys.readouterr().err
+    assert "--seed 7 (run has 42)" in " ".join(warning.split())
+    assert run.path == workspace.runs / TINY / "r" and run.ledger.status == "completed"
+    assert run.ledger.config["seed"] == 42 and [e.epoch for e in run.ledger.epochs] == [1, 2]
+
+
+def test_resume_of_a_run_with_no_finished_epoch_starts_it_over(
+    prepared_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workspace = copy_workspace(prepared_root, tmp_path / "ws")
+    spec, config = registry.load_spec(TINY), tiny_config(limit_train=16, epochs=1)
+    _interrupt_in_epoch(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        engine.train(workspace, spec, config, run_name="early")
+    monkeypatch.undo()
+    one_thread()
+    run = engine.train(workspace, spec, config, resume="auto")
+    reference = engine.train(workspace, spec, config)
+    assert run.run_id == "early" and run.ledger.status == "completed"
+    assert run.ledger.epochs[0].val_loss == reference.ledger.epochs[0].val_loss
+
+
+def test_resume_auto_with_nothing_unfinished_starts_a_new_run(
+    prepared_root: Path, tmp_path: Path
+) -> None:
+    workspace: Workspace = copy_workspace(prepared_root, tmp_path / "ws")
+    spec, config = registry.load_spec(TINY), tiny_config(limit_train=8, epochs=1)
+    first = engine.train(workspace, spec, config)
+    second = engine.train(workspace, spec, config, resume="auto")
+    assert first.run_id != second.run_id and second.ledger.status == "completed"

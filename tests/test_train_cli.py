@@ -1,0 +1,172 @@
+"""`imdb train` and `imdb evaluate` through the real CLI: output and bad input."""
+
+from __future__ import annotations
+
+import errno
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from training_support import TINY, copy_workspace, one_thread, prepared_workspace_root, tiny_config
+
+from imdb_cli import checkpoints, engine, registry
+from imdb_cli.ledger import read_ledger
+from imdb_cli.runs import Run
+from imdb_cli.workspace import Workspace
+
+FAST = ("--epochs", "1", "--limit-train", "16", "--device", "cpu")
+
+
+@pytest.fixture(scope="session")
+def prepared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prepared_workspace_root(tmp_path_factory.mktemp("prepared"))
+
+
+@pytest.fixture
+def prepared(prepared_root: Path, workdir: Path) -> Workspace:
+    """The CLI's workspace (conftest `workdir`) with the tiny-bert cache in it."""
+    return copy_workspace(prepared_root, workdir)
+
+
+@pytest.fixture(autouse=True)
+def single_thread() -> Any:
+    previous = one_thread()
+    yield
+    torch.set_num_threads(previous)
+
+
+def _tiny_run(workspace: Workspace) -> Run:
+    return engine.train(workspace, registry.load_spec(TINY), tiny_config(limit_train=16, epochs=1))
+
+
+def _assert_fails(result: Any, *needles: str) -> None:
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.output
+    for needle in needles:
+        assert needle in lines[0], (needle, result.output)
+
+
+# --------------------------------------------------------------------------- happy path
+
+
+def test_train_ends_with_the_study_style_summary_line(
+    run_cli: Callable, prepared: Workspace
+) -> None:
+    result = run_cli("train", TINY, *FAST, "--run-name", "cli")
+    assert result.exit_code == 0, result.output
+    ledger = read_ledger(prepared.runs / TINY / "cli")
+    assert ledger.test is not None
+    line = (
+        f"{TINY} | best val acc {ledger.best_val_acc:.4f} @ epoch 1 | "
+        f"test loss {ledger.test.loss:.4f} | test acc {ledger.test.acc:.4f}"
+    )
+    assert line in result.output.splitlines()
+    assert re.search(r"epoch 1/1: train loss \d\.\d{4} acc", result.output)
+
+
+def test_quiet_train_prints_only_the_result(run_cli: Callable, prepared: Workspace) -> None:
+    result = run_cli("train", TINY, *FAST, "--quiet")
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 2, result.output
+    assert lines[0].startswith(f"{TINY} | best val acc") and lines[1].startswith("run: ")
+
+
+def test_prepare_option_builds_the_missing_cache_first(
+    run_cli: Callable, workdir: Path, synthetic_imdb_dir: Path
+) -> None:
+    result = run_cli("train", TINY, *FAST, "--prepare", "--data-dir", str(synthetic_imdb_dir))
+    assert result.exit_code == 0, result.output
+    assert list((workdir / "cache").glob("*/berttokenizer-*-len128-seed42"))
+
+
+def test_evaluate_reports_loss_and_accuracy_of_a_checkpoint(
+    run_cli: Callable, prepared: Workspace
+) -> None:
+    run = _tiny_run(prepared)
+    record = run.ledger.epochs[-1]
+    result = run_cli("evaluate", f"{TINY}/{run.run_id}", "--split", "val", "--checkpoint", "last")
+    assert result.exit_code == 0, result.output
+    match = re.search(r"val loss (\d\.\d{4}) \| val acc (\d\.\d{4}) \| 60 reviews", result.output)
+    assert match, result.output
+    assert match.group(1) == f"{record.val_loss:.4f}"
+    assert match.group(2) == f"{record.val_acc:.4f}"
+    by_path = run_cli("evaluate", str(run.path), "--quiet")
+    assert by_path.exit_code == 0 and "test acc" in by_path.output
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (("train", "nope"), ("unknown model 'nope'", "tiny-bert")),
+        (("train", TINY, "--epochs", "0"), ("--epochs must be at least 1",)),
+        (("train", TINY, "--batch-size", "0"), ("--batch-size must be at least 1",)),
+        (("train", TINY, "--grad-accum", "0"), ("--grad-accum must be at least 1",)),
+        (("train", TINY, "--lr", "0"), ("--lr must be positive",)),
+        (("train", TINY, "--lr", "-0.001"), ("--lr must be positive",)),
+        (("train", TINY, "--optimizer", "sgd"), ("--optimizer must be one of adam, adamw",)),
+        (("train", TINY, "--precision", "fp16", "--device", "cpu"), ("--precision fp16",)),
+        (("train", TINY, "--run-name", "a/b"), ("--run-name 'a/b'", "path separators")),
+        (("train", TINY, "--resume", "no/such/run"), ("--resume no/such/run: no such run",)),
+        (("evaluate", TINY), ("model 'tiny-bert' has no completed run",)),
+    ],
+)
+def test_bad_input_gives_one_red_line(
+    run_cli: Callable, prepared: Workspace, args: tuple[str, ...], needles: tuple[str, ...]
+) -> None:
+    _assert_fails(run_cli(*args), *needles)
+
+
+def test_missing_cache_names_the_prepare_command(run_cli: Callable, workdir: Path) -> None:
+    _assert_fails(
+        run_cli("train", TINY, *FAST),
+        "imdb prepare --models tiny-bert --max-length 128",
+        "--prepare",
+    )
+
+
+def test_cuda_options_without_a_usable_gpu(
+    run_cli: Callable, prepared: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _assert_fails(run_cli("train", TINY, "--device", "cuda"), "--device cuda: no CUDA GPU")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla T4")
+    _assert_fails(
+        run_cli("train", TINY, "--device", "cuda", "--precision", "bf16"),
+        "--precision bf16: this GPU (Tesla T4) has no bf16",
+    )
+
+
+def test_resume_of_another_models_run_names_both(run_cli: Callable, prepared: Workspace) -> None:
+    run = _tiny_run(prepared)
+    _assert_fails(run_cli("train", "minilm", "--resume", str(run.path)), "'tiny-bert'", "'minilm'")
+    _assert_fails(run_cli("train", TINY, "--resume", str(run.path)), "already complete")
+
+
+def test_corrupt_checkpoint_is_named(run_cli: Callable, prepared: Workspace) -> None:
+    run = _tiny_run(prepared)
+    path = run.path / run.ledger.epochs[0].checkpoint
+    path.write_bytes(path.read_bytes()[:1000])
+    _assert_fails(run_cli("evaluate", str(run.path)), str(path), "corrupt or truncated")
+
+
+def test_full_disk_while_saving_gives_one_red_line(
+    run_cli: Callable, prepared: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_space(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoints, "save_file", no_space)
+    _assert_fails(run_cli("train", TINY, *FAST, "--run-name", "full"), "disk full while writing")
+    ledger = read_ledger(prepared.runs / TINY / "full")
+    assert ledger.status == "failed" and not ledger.epochs
