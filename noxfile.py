@@ -69,6 +69,8 @@ def demo(session: nox.Session) -> None:
         "minilm,tiny-modernbert",
         "--limit",
         "3000",
+        "--epochs",
+        "1",
         *session.posargs,
         env=data_env(),
     )
