@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+from cli_support import assert_one_red_line
 from handmade_ledgers import write_run
 from scipy import stats as scipy_stats
 from typer.testing import CliRunner
@@ -85,15 +86,6 @@ def markdown_tables(text: str) -> list[list[list[str]]]:
             tables[-1].append([cell.strip() for cell in line.strip().strip("|").split("|")])
         previous = line
     return tables
-
-
-def assert_one_red_line(result, *fragments: str) -> None:  # type: ignore[no-untyped-def]
-    assert result.exit_code != 0
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_table_numbers_are_the_ledgers_numbers(study: Workspace) -> None:

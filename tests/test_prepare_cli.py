@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from cli_support import assert_one_red_line
 from conftest import REPO, synthetic_reviews, write_aclimdb, write_parquet_imdb
 
 from imdb_cli import data, registry
@@ -24,15 +25,6 @@ TINY = "tiny-bert"
 
 def _trusted_entries(workdir: Path) -> list[Path]:
     return [p for p in (workdir / "cache").glob("*/*") if (p / "manifest.json").is_file()]
-
-
-def _assert_fails(result, *needles: str) -> None:
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.output
-    for needle in needles:
-        assert needle in lines[0], (needle, result.output)
 
 
 # --------------------------------------------------------------------------- happy path
@@ -160,7 +152,7 @@ def test_bad_inputs_fail_with_one_red_line(
         models = () if "--models" in args else ("--models", TINY)
         result = run_cli("prepare", *models, *args)
         try:
-            _assert_fails(result, *needles)
+            assert_one_red_line(result, *needles)
         except AssertionError as exc:
             raise AssertionError(f"{name}: {exc}") from exc
         assert not _trusted_entries(workdir), name
@@ -180,7 +172,7 @@ def test_hub_unreachable_explains_the_alternative(
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-hub"))
     result = run_cli("prepare", "--models", TINY)
-    _assert_fails(result, "stanfordnlp/imdb", "--data-dir", "IMDB_DATA_DIR")
+    assert_one_red_line(result, "stanfordnlp/imdb", "--data-dir", "IMDB_DATA_DIR")
 
 
 def test_verbose_shows_the_traceback(run_cli: Callable, tmp_path: Path) -> None:

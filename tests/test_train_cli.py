@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+from cli_support import assert_one_red_line
 from training_support import TINY, copy_workspace, one_thread, prepared_workspace_root, tiny_config
 
 from imdb_cli import checkpoints, engine, registry
@@ -40,15 +41,6 @@ def single_thread() -> Any:
 
 def _tiny_run(workspace: Workspace) -> Run:
     return engine.train(workspace, registry.load_spec(TINY), tiny_config(limit_train=16, epochs=1))
-
-
-def _assert_fails(result: Any, *needles: str) -> None:
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.output
-    for needle in needles:
-        assert needle in lines[0], (needle, result.output)
 
 
 # --------------------------------------------------------------------------- happy path
@@ -122,11 +114,11 @@ def test_evaluate_reports_loss_and_accuracy_of_a_checkpoint(
 def test_bad_input_gives_one_red_line(
     run_cli: Callable, prepared: Workspace, args: tuple[str, ...], needles: tuple[str, ...]
 ) -> None:
-    _assert_fails(run_cli(*args), *needles)
+    assert_one_red_line(run_cli(*args), *needles)
 
 
 def test_missing_cache_names_the_prepare_command(run_cli: Callable, workdir: Path) -> None:
-    _assert_fails(
+    assert_one_red_line(
         run_cli("train", TINY, *FAST),
         "imdb prepare --models tiny-bert --max-length 128",
         "--prepare",
@@ -137,11 +129,11 @@ def test_cuda_options_without_a_usable_gpu(
     run_cli: Callable, prepared: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    _assert_fails(run_cli("train", TINY, "--device", "cuda"), "--device cuda: no CUDA GPU")
+    assert_one_red_line(run_cli("train", TINY, "--device", "cuda"), "--device cuda: no CUDA GPU")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla T4")
-    _assert_fails(
+    assert_one_red_line(
         run_cli("train", TINY, "--device", "cuda", "--precision", "bf16"),
         "--precision bf16: this GPU (Tesla T4) has no bf16",
     )
@@ -149,15 +141,17 @@ def test_cuda_options_without_a_usable_gpu(
 
 def test_resume_of_another_models_run_names_both(run_cli: Callable, prepared: Workspace) -> None:
     run = _tiny_run(prepared)
-    _assert_fails(run_cli("train", "minilm", "--resume", str(run.path)), "'tiny-bert'", "'minilm'")
-    _assert_fails(run_cli("train", TINY, "--resume", str(run.path)), "already complete")
+    assert_one_red_line(
+        run_cli("train", "minilm", "--resume", str(run.path)), "'tiny-bert'", "'minilm'"
+    )
+    assert_one_red_line(run_cli("train", TINY, "--resume", str(run.path)), "already complete")
 
 
 def test_corrupt_checkpoint_is_named(run_cli: Callable, prepared: Workspace) -> None:
     run = _tiny_run(prepared)
     path = run.path / run.ledger.epochs[0].checkpoint
     path.write_bytes(path.read_bytes()[:1000])
-    _assert_fails(run_cli("evaluate", str(run.path)), str(path), "corrupt or truncated")
+    assert_one_red_line(run_cli("evaluate", str(run.path)), str(path), "corrupt or truncated")
 
 
 def test_full_disk_while_saving_gives_one_red_line(
@@ -167,6 +161,8 @@ def test_full_disk_while_saving_gives_one_red_line(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(checkpoints, "save_file", no_space)
-    _assert_fails(run_cli("train", TINY, *FAST, "--run-name", "full"), "disk full while writing")
+    assert_one_red_line(
+        run_cli("train", TINY, *FAST, "--run-name", "full"), "disk full while writing"
+    )
     ledger = read_ledger(prepared.runs / TINY / "full")
     assert ledger.status == "failed" and not ledger.epochs
