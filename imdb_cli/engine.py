@@ -5,7 +5,7 @@
     predict:  one forward per batch -> per-sample loss, accuracy, P(positive), pooled vectors
     evaluate: a run's checkpoint + the run's cache -> predict
 
-Speed rules the loop keeps (a later issue adds CUDA tuning and DDP on top):
+Speed rules the loop keeps (a later issue adds CUDA tuning on top):
   - no host sync per step: loss sums and correct counts stay on the device and are read
     every LOG_EVERY batches (progress bar, finite-loss check, W&B) and at the epoch end;
   - batches are slices of the cache's numpy arrays (no DataLoader, no collate copies);
@@ -14,13 +14,23 @@ Speed rules the loop keeps (a later issue adds CUDA tuning and DDP on top):
   - the learning rate is a pure function of the optimizer step, so resume needs no
     scheduler state, and the data order is a pure function of (seed, epoch).
 
-Only rank 0 writes files (rank and world size are fixed at 0 and 1 until DDP arrives).
+Data parallel (`torchrun --nproc_per_node W -m imdb_cli train ...`): torchrun's WORLD_SIZE,
+RANK and LOCAL_RANK start a process group (NCCL on GPUs, gloo on the CPU) and wrap the model
+in DistributedDataParallel. --batch-size is the GLOBAL batch: each rank takes every W-th
+review of the epoch's order in batches of batch_size // W, so one step sees exactly the
+reviews a single process would (an epoch drops its last len(train) % W reviews so that every
+rank takes as many steps). Train metrics are per-sample sums all-reduced over the ranks;
+rank 0 alone validates, tests, prints and writes files (checkpoints, ledger, train.log,
+encoder/) and sends the validation result to the others.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import math
+import os
 import platform
 import random
 import socket
@@ -50,7 +60,7 @@ from imdb_cli.checkpoints import (
     state_path,
 )
 from imdb_cli.config import ModelSpec, TrainConfig, flag_name
-from imdb_cli.console import info, progress, warn
+from imdb_cli.console import info, progress, set_verbosity, verbosity, warn
 from imdb_cli.device import (
     autocast,
     choose_device,
@@ -418,6 +428,64 @@ def _environment(device: torch.device, precision: str, world_size: int) -> dict[
     }
 
 
+# --------------------------------------------------------------------------- data parallel
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a torchrun job (rank 0 of 1 without torchrun)."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+
+def world_from_env() -> Distributed:
+    """torchrun's WORLD_SIZE / RANK (absent: a single process)."""
+    try:
+        return Distributed(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError as exc:
+        raise ImdbError(f"RANK / WORLD_SIZE must be integers (torchrun sets them): {exc}") from exc
+
+
+def check_world(world: Distributed, config: TrainConfig, train_reviews: int) -> None:
+    if config.batch_size % world.world_size:
+        suggestion = world.world_size * max(1, config.batch_size // world.world_size)
+        raise ImdbError(
+            f"--batch-size {config.batch_size} is the global batch and must divide evenly over "
+            f"the {world.world_size} processes (try {suggestion})"
+        )
+    if world.world_size > train_reviews:
+        raise ImdbError(
+            f"{world.world_size} processes but only {train_reviews} training reviews: "
+            "use fewer processes (--nproc_per_node) or more data (--limit-train)"
+        )
+
+
+def start_process_group(world: Distributed, device: torch.device) -> None:
+    """NCCL between GPUs, gloo between CPU processes; rank 0 may test for a long while
+    the others wait, hence the long timeout."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    timeout = datetime.timedelta(hours=2)
+    if device.type == "cuda":
+        torch.distributed.init_process_group("nccl", timeout=timeout, device_id=device)
+    else:
+        torch.distributed.init_process_group("gloo", timeout=timeout)
+
+
+def from_rank0(world: Distributed, value: Any) -> Any:
+    """Rank 0's `value` on every rank (a picklable object)."""
+    if not world.active:
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def run_to_resume(workspace: Workspace, spec: ModelSpec, resume: str | Path | None) -> Run | None:
     """`auto`: the newest unfinished run of the model (None: start fresh); else that run."""
     if resume is None:
@@ -551,13 +619,30 @@ class _Trainer:
         self.rank = rank
         self.world_size = world_size
         self.main = rank == 0  # only rank 0 writes files and logs
+        self.rank_batch = config.batch_size // world_size  # --batch-size is the global batch
+        # DDP all-reduces (averages) the gradients in backward; `model` stays the plain module
+        # for evaluation and checkpoints.
+        self.forward_model: torch.nn.Module = model
+        if world_size > 1:
+            # find_unused_parameters: the encoder's own pooler is built but never used (the
+            # head pools by masked mean), so it never gets a gradient.
+            self.forward_model = torch.nn.parallel.DistributedDataParallel(
+                model,
+                device_ids=[device] if device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
         self.optimizer = make_optimizer(model, config)
         self.scaler = grad_scaler(device, precision)
         self.step = 0  # optimizer steps taken, over all epochs: the one W&B x-axis
-        per_epoch = steps_per_epoch(len(splits["train"]), config, world_size)
+        per_epoch = steps_per_epoch(self._epoch_reviews(), config, world_size)
         self.total_steps = per_epoch * config.epochs
         self.session_started = time.perf_counter()
         self.seconds_before = ledger.total_seconds
+
+    def _epoch_reviews(self) -> int:
+        """Training reviews one epoch uses: a multiple of the world size (see the module doc)."""
+        n = len(self.splits["train"])
+        return n - n % self.world_size
 
     # ---- resume
 
@@ -584,14 +669,18 @@ class _Trainer:
             if self._patience_exhausted():
                 break
             result = self._train_epoch(epoch)
-            val = predict(
-                self.model,
-                self.splits["val"],
-                batch_size=self.config.eval_batch_size,
-                device=self.device,
-                precision=self.precision,
-                description=f"epoch {epoch}/{self.config.epochs} val",
-            )
+            val = None
+            if self.main:
+                val = predict(
+                    self.model,
+                    self.splits["val"],
+                    batch_size=self.config.eval_batch_size,
+                    device=self.device,
+                    precision=self.precision,
+                    description=f"epoch {epoch}/{self.config.epochs} val",
+                )
+            # Every rank keeps the same ledger in memory (early stopping reads it).
+            val = from_rank0(Distributed(self.rank, self.world_size), val)
             self._end_epoch(epoch, result, val)
         if self._patience_exhausted() and len(self.ledger.epochs) < self.config.epochs:
             self.note(
@@ -607,9 +696,9 @@ class _Trainer:
 
     def _train_epoch(self, epoch: int) -> _EpochResult:
         config, split = self.config, self.splits["train"]
-        order = epoch_order(len(split), config.seed, epoch)
+        order = epoch_order(len(split), config.seed, epoch)[: self._epoch_reviews()]
         shard = {"rank": self.rank, "world_size": self.world_size}
-        epoch_batches = list(batches(len(split), config.batch_size, order, **shard))
+        epoch_batches = list(batches(len(order), self.rank_batch, order, **shard))
         self.model.train()
         started = time.perf_counter()
         meter = _TrainMeter(epoch, len(epoch_batches), self.step, config.grad_accum)
@@ -619,15 +708,17 @@ class _Trainer:
             task = bar.add_task(description, total=sum(len(i) for i in epoch_batches), stats="")
             for first in range(0, len(epoch_batches), config.grad_accum):
                 group = epoch_batches[first : first + config.grad_accum]
-                # Each optimizer step averages over its samples, however the last group is cut.
+                # Each optimizer step averages over its samples, however the last group is cut;
+                # every rank holds as many samples, so DDP's mean over ranks is the global mean.
                 group_samples = sum(len(idx) for idx in group)
-                for idx in group:
+                for number, idx in enumerate(group, start=1):
                     batch = make_batch(split, idx, self.device)
-                    with autocast(self.device, self.precision):
-                        out = self.model(batch.input_ids, batch.attention_mask)
-                    logits = out.logits.float()
-                    losses = F.cross_entropy(logits, batch.labels, reduction="none")
-                    self.scaler.scale(losses.sum() / group_samples).backward()
+                    with self._sync_gradients(number == len(group)):
+                        with autocast(self.device, self.precision):
+                            out = self.forward_model(batch.input_ids, batch.attention_mask)
+                        logits = out.logits.float()
+                        losses = F.cross_entropy(logits, batch.labels, reduction="none")
+                        self.scaler.scale(losses.sum() / group_samples).backward()
                     meter.add(losses.detach().sum(), logits.detach(), batch.labels, len(idx))
                 lr = lr_at(self.step, config=config, total_steps=self.total_steps)
                 for param_group in self.optimizer.param_groups:
@@ -638,13 +729,35 @@ class _Trainer:
                 self.step += 1
                 if meter.pending >= LOG_EVERY or first + config.grad_accum >= len(epoch_batches):
                     self._flush(meter, bar, task, started, lr)
+        loss_sum, correct, samples = self._sum_over_ranks(meter)
         return _EpochResult(
-            loss=meter.loss_sum / meter.samples,
-            acc=meter.correct / meter.samples,
-            samples=meter.samples,
+            loss=loss_sum / samples,
+            acc=correct / samples,
+            samples=samples,
             seconds=time.perf_counter() - started,
             lr=lr,
         )
+
+    def _sync_gradients(self, last_of_group: bool) -> contextlib.AbstractContextManager[Any]:
+        """DDP all-reduces gradients only on the last micro-batch of an accumulation group."""
+        ddp = self.forward_model
+        if isinstance(ddp, torch.nn.parallel.DistributedDataParallel) and not last_of_group:
+            return ddp.no_sync()
+        return contextlib.nullcontext()
+
+    def _sum_over_ranks(self, meter: _TrainMeter) -> tuple[float, int, int]:
+        """The epoch's loss sum, correct count and sample count over all ranks (per-sample
+        sums, never an average of per-rank averages)."""
+        if self.world_size == 1:
+            return meter.loss_sum, meter.correct, meter.samples
+        totals = torch.tensor(
+            [meter.loss_sum, float(meter.correct), float(meter.samples)],
+            dtype=torch.float64,
+            device=self.device,
+        )
+        torch.distributed.all_reduce(totals, op=torch.distributed.ReduceOp.SUM)
+        loss_sum, correct, samples = totals.tolist()
+        return loss_sum, round(correct), round(samples)
 
     def _flush(
         self, meter: _TrainMeter, bar: Progress, task: TaskID, started: float, lr: float
@@ -687,16 +800,17 @@ class _Trainer:
             train_samples_per_s=result.samples / result.seconds if result.seconds else 0.0,
             lr=result.lr,
         )
+        ledger = self.ledger  # kept on every rank; written by rank 0
         if self.main:
             # Weights, then state, then the ledger: an epoch exists once the ledger lists it,
             # and by then both of its files are complete.
             save_weights(self.model, self.run_dir / relative)
             save_train_state(state_path(self.run_dir, epoch), self._train_state(epoch))
-            ledger = self.ledger
-            ledger.epochs.append(record)
-            if ledger.best_val_acc is None or val.acc > ledger.best_val_acc:
-                ledger.best_epoch, ledger.best_val_acc = epoch, val.acc
-            self.save_ledger()
+        ledger.epochs.append(record)
+        if ledger.best_val_acc is None or val.acc > ledger.best_val_acc:
+            ledger.best_epoch, ledger.best_val_acc = epoch, val.acc
+        self.save_ledger()
+        if self.main:
             self.tracker.log(
                 {
                     "epoch": float(epoch),
@@ -729,6 +843,8 @@ class _Trainer:
         ledger = self.ledger
         if ledger.best_epoch is None:
             raise ImdbError(f"run {ledger.model}/{ledger.run_id} has no epoch to test")
+        if not self.main:
+            return  # rank 0 tests; the others are done
         relative = ledger.epoch(ledger.best_epoch).checkpoint
         load_weights(self.model, self.run_dir / relative)
         test = predict(
@@ -739,8 +855,6 @@ class _Trainer:
             precision=self.precision,
             description=f"test (epoch {ledger.best_epoch})",
         )
-        if not self.main:
-            return
         ledger.test = TestRecord(
             epoch=ledger.best_epoch,
             checkpoint=relative,
@@ -766,13 +880,15 @@ class _Trainer:
     # ---- records
 
     def save_ledger(self) -> None:
+        if not self.main:
+            return
         self.ledger.updated_at = now_iso()
         self.ledger.total_seconds = self.seconds_before + time.perf_counter() - self.session_started
         write_ledger(self.run_dir, self.ledger)
 
     def note(self, message: str) -> None:
-        info(message)
         if self.main:
+            info(message)
             self.log.write(message)
 
     def mark_stopped(self, status: str, error: str) -> None:
@@ -859,14 +975,57 @@ def train(
 
     `cache` pins the tokenized data of a new run (`imdb reproduce` passes the one it just
     prepared); by default it is the newest cache for the model's tokenizer and length.
+    Under torchrun every process calls this; they train one model data-parallel.
 
     Returns the run with its completed ledger. Interrupts mark the ledger `interrupted`,
     any other error `failed` (with the message), and re-raise.
     """
+    options: dict[str, Any] = {
+        "resume": resume,
+        "run_name": run_name,
+        "use_wandb": use_wandb,
+        "prepare_source": prepare_source,
+        "cache": cache,
+    }
+    world = world_from_env()
+    if not world.active:
+        return _train(workspace, spec, config, world=world, **options)
+    if config.batch_size % world.world_size:  # before starting the group: a quick, clear error
+        check_world(world, config, world.world_size)
+    start_process_group(world, choose_device(config.device))
+    quiet = verbosity.quiet
+    if world.rank != 0:  # one process prints progress: rank 0
+        set_verbosity(quiet=True, verbose=verbosity.verbose)
+    try:
+        return _train(workspace, spec, config, world=world, **options)
+    finally:
+        set_verbosity(quiet=quiet, verbose=verbosity.verbose)
+        torch.distributed.destroy_process_group()
+
+
+def _barrier(world: Distributed) -> None:
+    if world.active:
+        torch.distributed.barrier()
+
+
+def _train(
+    workspace: Workspace,
+    spec: ModelSpec,
+    config: TrainConfig,
+    *,
+    world: Distributed,
+    resume: str | Path | None,
+    run_name: str | None,
+    use_wandb: bool,
+    prepare_source: data.DataSource | None,
+    cache: data.TokenizedCache | None,
+) -> Run:
+    main = world.rank == 0
     if run_name is not None:
         check_run_name(run_name)
     device = choose_device(config.device)
     previous = run_to_resume(workspace, spec, resume)
+    _barrier(world)  # every rank has chosen the run before rank 0 creates or changes one
     if previous is not None:
         config = _resumed_config(spec, config, previous)
         if run_name is not None and run_name != previous.run_id:
@@ -882,7 +1041,11 @@ def train(
             )
         cache = recorded
     elif cache is None:
+        if not main:
+            _barrier(world)  # rank 0 finds (or with --prepare, prepares) the cache first
         cache = _cache_for_training(workspace, spec, tokenizer, config, prepare_source)
+        if main:
+            _barrier(world)
     elif cache.tokenizer_key != data.tokenizer_key(tokenizer):
         raise ImdbError(f"cache {cache.path} was tokenized for another tokenizer than {spec.key}'s")
     if (cache.max_length, cache.truncation) != (config.max_length, config.truncation):
@@ -892,20 +1055,25 @@ def train(
         )
     splits = {split: data.load_split(cache, split) for split in data.SPLITS}
     splits["train"] = limit_split(splits["train"], config.limit_train, config.seed)
+    check_world(world, config, len(splits["train"]))
 
     seed_everything(config.seed)  # before building: the head's (and random encoders') init
     encoder = registry.build_encoder(spec)
     model = EncoderForClassification(encoder).to(device)
     parameters = sum(p.numel() for p in model.parameters())
-    environment = _environment(device, precision, world_size=1)
+    environment = _environment(device, precision, world_size=world.world_size)
 
     if previous is None:
-        run_id = new_run_id(workspace, spec.key, run_name, config.seed)
+        run_id = ""
+        if main:
+            run_id = new_run_id(workspace, spec.key, run_name, config.seed)
+            run_dir = workspace.model_runs(spec.key) / run_id
+            run_dir.mkdir(parents=True)
+            _write_config_yaml(run_dir, spec, config)
+            encoder.config.save_pretrained(run_dir / ENCODER_DIR)
+            tokenizer.save_pretrained(run_dir / ENCODER_DIR)
+        run_id = from_rank0(world, run_id)
         run_dir = workspace.model_runs(spec.key) / run_id
-        run_dir.mkdir(parents=True)
-        _write_config_yaml(run_dir, spec, config)
-        encoder.config.save_pretrained(run_dir / ENCODER_DIR)
-        tokenizer.save_pretrained(run_dir / ENCODER_DIR)
         created = now_iso()
         ledger = Ledger(
             model=spec.key,
@@ -942,12 +1110,14 @@ def train(
         ledger=ledger,
         log=log,
         tracker=NoTracker(),
+        rank=world.rank,
+        world_size=world.world_size,
     )
     trainer.save_ledger()  # the run exists (status running) before anything else can fail
     failed = True
     try:
         trainer.tracker = start_tracking(
-            use_wandb,
+            use_wandb and main,
             name=ledger.run_id if previous is None else f"{ledger.run_id}-resumed",
             group=spec.key,
             config={"model": spec.key, "run_id": ledger.run_id, **config.to_dict()},

@@ -121,5 +121,6 @@ def train(
         use_wandb=wandb,
         prepare_source=source,
     )
-    out.print(engine.summary_line(run.ledger), highlight=False, soft_wrap=True)
-    out.print(f"run: {run.path}", highlight=False, soft_wrap=True)
+    if engine.world_from_env().rank == 0:  # under torchrun, one summary, from the writer
+        out.print(engine.summary_line(run.ledger), highlight=False, soft_wrap=True)
+        out.print(f"run: {run.path}", highlight=False, soft_wrap=True)
