@@ -1,7 +1,7 @@
 """Sessions: tests, lint, typecheck, demo, bench.
 
-    nox -s demo     the whole study on CPU, small models, a slice of IMDB (about 10 minutes)
-    nox -s tests    the offline test suite (slow and CUDA tests are skipped; -- -m slow runs them)
+nox -s demo     the whole study on CPU, small models, a slice of IMDB (about 10 minutes)
+nox -s tests    the offline test suite (slow and CUDA tests are skipped; -- -m slow runs them)
 """
 
 from __future__ import annotations
