@@ -8,11 +8,16 @@ into its own workspace, so tests never see each other's analysis folders.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
-from training_support import copy_workspace, prepared_workspace_root, tiny_config
+import pytest
+import torch
+from training_support import copy_workspace, one_thread, prepared_workspace_root, tiny_config
+from typer.testing import CliRunner, Result
 
 from imdb_cli import engine, registry
+from imdb_cli.cli import app
 from imdb_cli.config import TrainConfig
 from imdb_cli.workspace import Workspace
 
@@ -41,3 +46,28 @@ def copy_trained(root: Path, target: Path) -> Workspace:
     engine.cache_of_run finds the copy under the new workspace by fingerprint."""
     shutil.copytree(root, target)
     return Workspace(target)
+
+
+# Fixtures shared by test_tsne.py and test_attention.py. Defined once here, so the
+# session-scoped trained runs are built once per session, not once per test module.
+
+
+@pytest.fixture(scope="session")
+def trained_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return trained_workspace_root(tmp_path_factory.mktemp("analysis"))
+
+
+@pytest.fixture
+def workspace(trained_root: Path, tmp_path: Path) -> Workspace:
+    return copy_trained(trained_root, tmp_path / "ws")
+
+
+@pytest.fixture(autouse=True)
+def single_thread() -> Iterator[None]:
+    previous = one_thread()
+    yield
+    torch.set_num_threads(previous)
+
+
+def imdb(workspace: Workspace, *args: str) -> Result:
+    return CliRunner().invoke(app, ["--workdir", str(workspace.root), *args])

@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from analysis_support import MODELS, copy_trained, trained_workspace_root
+from analysis_support import (  # noqa: F401  (fixtures shared with the other analysis tests)
+    MODELS,
+    copy_trained,
+    imdb,
+    single_thread,
+    trained_root,
+    workspace,
+)
 from matplotlib.image import imread
 from training_support import one_thread
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from imdb_cli import checkpoints, data, engine
 from imdb_cli.analysis import attention as core
 from imdb_cli.analysis.attention import EagerModel, LayerSelection
 from imdb_cli.analysis.embeddings import reviews_from_errors
-from imdb_cli.cli import app
 from imdb_cli.errors import ImdbError
 from imdb_cli.runs import resolve_run
 from imdb_cli.workspace import Workspace
@@ -32,27 +37,6 @@ REVIEW = (
     "The middle drags a little, and the score is too loud in places, yet the final scene "
     "moved me more than anything I have seen this year. Brilliant, touching, funny."
 )
-
-
-@pytest.fixture(scope="session")
-def trained_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return trained_workspace_root(tmp_path_factory.mktemp("analysis"))
-
-
-@pytest.fixture
-def workspace(trained_root: Path, tmp_path: Path) -> Workspace:
-    return copy_trained(trained_root, tmp_path / "ws")
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    previous = one_thread()
-    yield
-    torch.set_num_threads(previous)
-
-
-def imdb(workspace: Workspace, *args: str) -> Result:
-    return CliRunner().invoke(app, ["--workdir", str(workspace.root), *args])
 
 
 @dataclass(frozen=True)

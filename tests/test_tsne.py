@@ -5,37 +5,31 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from analysis_support import MODELS, copy_trained, trained_workspace_root
+from analysis_support import (  # noqa: F401  (fixtures shared with the other analysis tests)
+    MODELS,
+    copy_trained,
+    imdb,
+    single_thread,
+    trained_root,
+    workspace,
+)
 from PIL import Image
 from training_support import one_thread
-from typer.testing import CliRunner, Result
 
 from imdb_cli import checkpoints, data, engine
 from imdb_cli.analysis import embeddings, folders
 from imdb_cli.analysis.embeddings import TsneOptions, TsneResult, compute_tsne
-from imdb_cli.cli import app
 from imdb_cli.errors import ImdbError
 from imdb_cli.model import masked_mean
 from imdb_cli.runs import Run, resolve_run
 from imdb_cli.workspace import Workspace
 
 SMALL = TsneOptions(split="test", n_samples=40, perplexity=10.0, seed=7, device="cpu")
-
-
-@pytest.fixture(scope="session")
-def trained_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return trained_workspace_root(tmp_path_factory.mktemp("analysis"))
-
-
-@pytest.fixture
-def workspace(trained_root: Path, tmp_path: Path) -> Workspace:
-    return copy_trained(trained_root, tmp_path / "ws")
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +46,6 @@ def both_models(shared_workspace: Workspace) -> TsneResult:
         return compute_tsne(shared_workspace, runs, SMALL)
     finally:
         torch.set_num_threads(previous)
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    previous = one_thread()
-    yield
-    torch.set_num_threads(previous)
-
-
-def imdb(workspace: Workspace, *args: str) -> Result:
-    return CliRunner().invoke(app, ["--workdir", str(workspace.root), *args])
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
