@@ -78,7 +78,9 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Speed and memory figures (not tests): prepare, then training vs the HF Trainer."""
+    """Speed and memory figures (not tests): prepare, training vs the HF Trainer, then the
+    speed switches off vs on."""
     install(session, extras="dev,bench")
     session.run("python", "benchmarks/bench_prepare.py", env=data_env())
     session.run("python", "benchmarks/bench_train.py", *session.posargs, env=data_env())
+    session.run("python", "benchmarks/bench_switches.py", env=data_env())

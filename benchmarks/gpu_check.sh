@@ -13,6 +13,8 @@
 #                                   batch 8 and 64, bf16, 128 tokens
 #     bench_train-cuda-recipe.json  the study's recipe end to end, ours vs Trainer
 #                                   (RECIPE_EPOCHS epochs, default 1, if time is left)
+#     bench_switches-cuda.json      --group-by-length and --tf32 off vs on, bert-base-arch at
+#                                   512 tokens (if time is left)
 #
 # A dry run of the same steps on this CPU, with tiny models and tiny step counts:
 #     GPU_CHECK_DEVICE=cpu OUT=/tmp/gpu-check bash benchmarks/gpu_check.sh
@@ -116,11 +118,14 @@ if [[ $DEVICE == cpu ]]; then
     BENCH=(--device cpu --models "$MODELS" --batch-sizes 8 --steps 3 --warmup-steps 1 --limit 200)
     RECIPE=(--device cpu --recipe-model tiny-bert --limit 200)
     TESTS=(-m "not slow" -q -x -k "bench")
+    SWITCHES=(--device cpu --steps 2 --rounds 1 --limit 200)
 else
     MODELS=bert-base-arch,modernbert-base-arch
     BENCH=(--device cuda)
     RECIPE=(--device cuda)
     TESTS=(-m cuda -q)
+    SWITCHES=(--device cuda --models bert-base-arch --switches group_by_length,tf32
+        --precision bf16 --max-length 512 --batch-size 32 --steps 40 --limit 3000)
 fi
 
 step "imdb prepare ($MODELS)"
@@ -145,6 +150,11 @@ bounded 600 10 $PY benchmarks/bench_train.py "${RECIPE[@]}" --full-recipe \
     --recipe-epochs "$RECIPE_EPOCHS" --workdir "$IMDB_WORKDIR" --data-dir "$ASSETS/imdb" \
     --output "$OUT/bench_train-$DEVICE-recipe.json"
 note $? "bench_train --full-recipe"
+
+step "bench_switches: fast-path switches off vs on (if time is left)"
+bounded 150 5 $PY benchmarks/bench_switches.py "${SWITCHES[@]}" \
+    --workdir "$IMDB_WORKDIR" --data-dir "$ASSETS/imdb" --output "$OUT/bench_switches-$DEVICE.json"
+note $? "bench_switches"
 
 step "done in $(elapsed)s (budget ${BUDGET}s); files in $OUT:"
 ls -la "$OUT"

@@ -20,6 +20,7 @@ SCHEDULERS = ("constant", "linear", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 TRUNCATIONS = ("head", "tail", "head+tail")
+ATTENTIONS = ("auto", "sdpa", "eager", "flash_attention_2")
 MIN_MAX_LENGTH = 8
 
 
@@ -47,6 +48,8 @@ class TrainConfig:
     early_stopping_patience: int | None = None
     compile: bool = False
     group_by_length: bool = False
+    tf32: bool = True
+    attention: str = "auto"
 
     def problems(self) -> dict[str, str]:
         """Field name -> what is wrong with its value; empty when the config is valid."""
@@ -74,6 +77,7 @@ class TrainConfig:
             "precision": PRECISIONS,
             "device": DEVICES,
             "truncation": TRUNCATIONS,
+            "attention": ATTENTIONS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

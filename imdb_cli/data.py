@@ -41,6 +41,7 @@ from imdb_cli import registry
 from imdb_cli.config import MIN_MAX_LENGTH, TRUNCATIONS, ModelSpec
 from imdb_cli.console import debug, info, progress, warn
 from imdb_cli.errors import ImdbError
+from imdb_cli.files import pid_alive
 from imdb_cli.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -528,7 +529,7 @@ def _cut_at_space(text: str, budget: int) -> str:
     return text
 
 
-class _Encoder:
+class Encoder:
     """Token ids of texts, truncated to max_length the way `truncation` says."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int, truncation: str):
@@ -714,6 +715,14 @@ def _array_file(split: str, name: str) -> str:
     return f"{split}_{name}.npy"
 
 
+def open_cache(path: Path) -> TokenizedCache | None:
+    """The tokenized cache entry at `path`, or None when there is no complete one there."""
+    manifest = _read_manifest(path)
+    if manifest is None or manifest.get("kind") != "tokenized":
+        return None
+    return TokenizedCache(path, manifest, reused=True)
+
+
 def _read_manifest(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
@@ -773,18 +782,6 @@ def _check_tokenized_entry(path: Path, expected: dict[str, Any]) -> dict[str, An
     return manifest
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale_temps(parent: Path) -> list[Path]:
     """Remove temporary entries left by runs that died (SIGKILL, power cut)."""
     removed: list[Path] = []
@@ -796,7 +793,7 @@ def clean_stale_temps(parent: Path) -> list[Path]:
         parts = entry.name.rsplit("-", 2)
         if len(parts) != 3 or not parts[1].isdigit():
             continue
-        if not _pid_alive(int(parts[1])):
+        if not pid_alive(int(parts[1])):
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:
@@ -1009,7 +1006,7 @@ def _batches(n: int, size: int) -> Iterator[tuple[int, int]]:
 def _tokenize_into(
     tmp: Path,
     split_dir: Path,
-    encoder: _Encoder,
+    encoder: Encoder,
     on_batch: Callable[[int], None],
 ) -> dict[str, Any]:
     """Write the arrays of every split into `tmp`; return the manifest's per-split facts."""
@@ -1348,7 +1345,7 @@ def _ensure_tokenized(
         raise ImdbError(
             f"model '{users[0].key}': tokenizer '{users[0].tokenizer}' has no pad token"
         )
-    encoder = _Encoder(tokenizer, max_length, truncation)
+    encoder = Encoder(tokenizer, max_length, truncation)
     total = sum(int(n) for n in split_manifest["sizes"].values())
 
     def fill(tmp: Path) -> dict[str, Any]:

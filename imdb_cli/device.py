@@ -8,12 +8,14 @@ places that act on that choice. Everything else passes the pair along.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import platform
 from collections.abc import Iterator
 
 import torch
 
+from imdb_cli.config import ATTENTIONS
 from imdb_cli.errors import ImdbError
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -64,6 +66,93 @@ def autocast(device: torch.device, precision: str) -> Iterator[None]:
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     """fp16 gradients underflow without loss scaling; bf16 and fp32 need none (disabled)."""
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def choose_attention(name: str, model_type: str, device: torch.device, precision: str) -> str:
+    """The encoder's attention kernel (--attention): a transformers `attn_implementation`.
+
+    `auto` is SDPA, except for models whose padded batches can be packed (model.PACKING_MODELS:
+    ModernBERT) on a GPU in bf16/fp16 with flash-attn installed: there flash attention with
+    packing ("unpadding") skips every padded position, in attention and in the MLPs.
+    """
+    from imdb_cli.model import PACKING_MODELS  # the model knows what it can pack
+
+    if name not in ATTENTIONS:
+        raise ImdbError(f"--attention must be one of {', '.join(ATTENTIONS)} (got {name!r})")
+    flash_ok = importlib.util.find_spec("flash_attn") is not None
+    half = precision in AUTOCAST_DTYPES
+    if name == "auto":
+        packs = model_type in PACKING_MODELS and device.type == "cuda" and half and flash_ok
+        return "flash_attention_2" if packs else "sdpa"
+    if name == "flash_attention_2":
+        if device.type != "cuda":
+            raise ImdbError("--attention flash_attention_2 needs a CUDA GPU (use sdpa)")
+        if not half:
+            raise ImdbError("--attention flash_attention_2 needs --precision bf16 or fp16")
+        if not flash_ok:
+            raise ImdbError(
+                "--attention flash_attention_2: the flash-attn package is not installed "
+                "(pip install flash-attn, or use sdpa)"
+            )
+    return name
+
+
+def use_tf32(device: torch.device, enabled: bool) -> None:
+    """TF32 tensor cores for fp32 matrix products on the GPU (--tf32, the default).
+
+    Under bf16/fp16 autocast the large products are already in half precision; TF32 speeds
+    up what stays fp32 (and all of an fp32 run) at a 10-bit mantissa. No effect on the CPU.
+    """
+    if device.type != "cuda":
+        return
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):  # torch >= 2.9; mixing it with allow_tf32 is an error
+        matmul.fp32_precision = "tf32" if enabled else "ieee"
+    else:
+        matmul.allow_tf32 = enabled
+
+
+def compile_problem(device: torch.device) -> str | None:
+    """Why torch.compile cannot work here (None: it should), found before a run starts.
+
+    The checks cover what is missing outright (Python support, Triton on a GPU, a C++
+    compiler on the CPU); anything else fails at the first compiled step, and the engine
+    reports it the same way.
+    """
+    import torch._dynamo  # only with --compile: importing dynamo costs a second
+
+    try:
+        torch._dynamo.eval_frame.check_if_dynamo_supported()
+    except Exception as exc:  # it raises a bare RuntimeError naming the reason
+        return f"torch.compile is not supported here ({exc})"
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        if not has_triton():
+            return "torch.compile needs Triton on a GPU and it is not installed"
+        return None
+    from torch._inductor import cpp_builder
+
+    try:
+        cpp_builder.get_cpp_compiler()
+    except Exception:  # InvalidCxxCompiler, or a platform-specific check failing
+        compiler = os.environ.get("CXX", "g++")
+        return f"torch.compile on the CPU needs a C++ compiler and {compiler!r} does not run"
+    return None
+
+
+def is_compile_error(exc: BaseException) -> bool:
+    """Whether `exc` came out of torch.compile's tracing or code generation."""
+    module = type(exc).__module__ or ""
+    return module.startswith(("torch._dynamo", "torch._inductor"))
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on `device`. To a GPU it goes through pinned memory without waiting for
+    the copy, so the host prepares the next batch while the GPU still computes."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def device_name(device: torch.device) -> str:

@@ -5,14 +5,22 @@
     predict:  one forward per batch -> per-sample loss, accuracy, P(positive), pooled vectors
     evaluate: a run's checkpoint + the run's cache -> predict
 
-Speed rules the loop keeps (a later issue adds CUDA tuning on top):
+Speed rules the loop keeps:
   - no host sync per step: loss sums and correct counts stay on the device and are read
     every LOG_EVERY batches (progress bar, finite-loss check, W&B) and at the epoch end;
-  - batches are slices of the cache's numpy arrays (no DataLoader, no collate copies);
+    a batch without padding carries no attention mask, so transformers does not inspect
+    one (a sync) and SDPA may use its flash kernel;
+  - batches are slices of the cache's numpy arrays (no DataLoader, no collate copies),
+    trimmed to their longest review, copied through pinned memory without waiting;
   - fused Adam/AdamW (several times faster than the default on the CPU as well);
-  - model.train() / model.eval() only at phase boundaries;
+  - model.train() / model.eval() only at phase boundaries; evaluation without autograd,
+    shortest reviews first;
   - the learning rate is a pure function of the optimizer step, so resume needs no
-    scheduler state, and the data order is a pure function of (seed, epoch).
+    scheduler state, and the data order is a pure function of (seed, epoch), with or
+    without --group-by-length;
+  - switchable (TrainConfig, `imdb train --help`): precision, TF32, the attention kernel
+    (ModernBERT + flash attention packs padded batches: model.Packing), length-grouped
+    batches, torch.compile of the training forward.
 
 Data parallel (`torchrun --nproc_per_node W -m imdb_cli train ...`): torchrun's WORLD_SIZE,
 RANK and LOCAL_RANK start a process group (NCCL on GPUs, gloo on the CPU) and wrap the model
@@ -21,14 +29,15 @@ review of the epoch's order in batches of batch_size // W, so one step sees exac
 reviews a single process would (an epoch drops its last len(train) % W reviews so that every
 rank takes as many steps). Train metrics are per-sample sums all-reduced over the ranks;
 rank 0 alone validates, tests, prints and writes files (checkpoints, ledger, train.log,
-encoder/) and sends the validation result to the others.
+encoder/) and sends the validation result to the others. Parameters the forward never
+reaches (BERT's pooler) are frozen when the model is built, so DDP runs without
+find_unused_parameters.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import math
 import os
 import platform
@@ -36,7 +45,7 @@ import random
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -60,24 +69,29 @@ from imdb_cli.checkpoints import (
     state_path,
 )
 from imdb_cli.config import ModelSpec, TrainConfig, flag_name
-from imdb_cli.console import info, progress, set_verbosity, verbosity, warn
+from imdb_cli.console import debug, info, progress, set_verbosity, verbosity, warn
 from imdb_cli.device import (
     autocast,
+    choose_attention,
     choose_device,
     choose_precision,
+    compile_problem,
     device_name,
     grad_scaler,
+    is_compile_error,
+    to_device,
+    use_tf32,
 )
 from imdb_cli.errors import ImdbError
-from imdb_cli.files import write_atomic
+from imdb_cli.files import pid_alive, write_atomic
 from imdb_cli.ledger import LEDGER_NAME, EpochRecord, Ledger, TestRecord, write_ledger
-from imdb_cli.model import EncoderForClassification
+from imdb_cli.model import EncoderForClassification, Packing
 from imdb_cli.runs import (
     ENCODER_DIR,
     Run,
     check_run_name,
     is_run_dir,
-    latest_run,
+    list_runs,
     new_run_id,
     now_iso,
     read_ledger,
@@ -97,8 +111,12 @@ RESUMABLE = ("running", "failed", "interrupted")
 @dataclass(frozen=True)
 class Batch:
     input_ids: torch.Tensor  # int64 [B, W], W = longest review of the batch
-    attention_mask: torch.Tensor  # int64 [B, W]
+    # int64 [B, W]; None when every review fills the W columns. The model then needs no
+    # mask: transformers skips building one (no check of the mask's contents, which is a
+    # host sync per forward on a GPU) and SDPA may take its flash kernel.
+    attention_mask: torch.Tensor | None
     labels: torch.Tensor  # int64 [B]
+    packing: Packing | None = None  # a padded batch for a model that packs (see model.py)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -109,6 +127,34 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     run replays exactly the order an uninterrupted run would have used."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=generator).numpy()
+
+
+GROUP_SPAN = 50  # batches per length-sorted block of --group-by-length (as the HF Trainer's)
+
+
+def length_grouped(
+    order: np.ndarray, lengths: np.ndarray, batch_size: int, seed: int, epoch: int
+) -> np.ndarray:
+    """`order` rearranged so that each batch holds reviews of similar length (--group-by-length).
+
+    Each run of GROUP_SPAN batches of the shuffled order is sorted by length, then the full
+    batches are shuffled among themselves (seeded by seed and epoch, so resume replays it):
+    batches keep their randomness across the epoch, but a batch is trimmed to a width close
+    to each of its reviews' lengths instead of its longest of a random draw. A short last
+    batch stays last, so every other batch is full. Under DDP the ranks split each global
+    batch (see `batches`), so grouping by the global batch size groups every rank's share.
+    """
+    lengths = np.asarray(lengths)
+    span = batch_size * GROUP_SPAN
+    blocks = [order[i : i + span] for i in range(0, len(order), span)]
+    grouped = np.concatenate(
+        [block[np.argsort(-lengths[block], kind="stable")] for block in blocks]
+        or [np.zeros(0, np.int64)]
+    )
+    full = len(grouped) // batch_size
+    shuffle = np.random.default_rng([seed, epoch]).permutation(full)
+    head = grouped[: full * batch_size].reshape(full, batch_size)[shuffle].reshape(-1)
+    return np.concatenate([head, grouped[full * batch_size :]])
 
 
 def batches(
@@ -130,19 +176,23 @@ def batches(
         yield shard[start : start + batch_size]
 
 
-def make_batch(split: data.TokenizedSplit, idx: np.ndarray, device: torch.device) -> Batch:
-    """Slice the cache's arrays; trim padding columns no review of the batch uses."""
+def make_batch(
+    split: data.TokenizedSplit, idx: np.ndarray, device: torch.device, *, pack: bool = False
+) -> Batch:
+    """Slice the cache's arrays; trim padding columns no review of the batch uses.
+
+    `pack` (the model packs padded batches): add where the real tokens go end to end.
+    """
     lengths = np.asarray(split.lengths[idx], dtype=np.int64)
     width = max(int(lengths.max()), 1)  # numpy on the host: no device sync
     input_ids = torch.from_numpy(np.asarray(split.input_ids[idx, :width], dtype=np.int64))
-    mask = (torch.arange(width)[None, :] < torch.from_numpy(lengths)[:, None]).long()
     labels = torch.from_numpy(np.asarray(split.labels[idx], dtype=np.int64))
-    non_blocking = device.type == "cuda"
-    return Batch(
-        input_ids.to(device, non_blocking=non_blocking),
-        mask.to(device, non_blocking=non_blocking),
-        labels.to(device, non_blocking=non_blocking),
-    )
+    mask, packing = None, None
+    if int(lengths.min()) < width:
+        mask = (torch.arange(width)[None, :] < torch.from_numpy(lengths)[:, None]).long()
+        mask = to_device(mask, device)
+        packing = Packing.of(lengths, width, device) if pack else None
+    return Batch(to_device(input_ids, device), mask, to_device(labels, device), packing)
 
 
 def subset(split: data.TokenizedSplit, indices: np.ndarray) -> data.TokenizedSplit:
@@ -207,12 +257,16 @@ def predict(
     probs: list[torch.Tensor] = []
     pooled: list[torch.Tensor] = []
     done = 0
+    # Shortest reviews first: the order of evaluation changes no result, and batches of
+    # similar lengths are trimmed to less padding (at 512 tokens, much less).
+    order = np.argsort(np.asarray(split.lengths), kind="stable")
+    packs = isinstance(model, EncoderForClassification) and model.packs
     with torch.inference_mode(), progress(_stats_column()) as bar:
         task = bar.add_task(description, total=len(split), stats="")
-        for number, idx in enumerate(batches(len(split), batch_size), start=1):
-            batch = make_batch(split, idx, device)
+        for number, idx in enumerate(batches(len(split), batch_size, order), start=1):
+            batch = make_batch(split, idx, device, pack=packs)
             with autocast(device, precision):
-                out = model(batch.input_ids, batch.attention_mask)
+                out = model(batch.input_ids, batch.attention_mask, packing=batch.packing)
             logits = out.logits.float()
             loss_sum += F.cross_entropy(logits, batch.labels, reduction="sum")
             correct += (logits.argmax(dim=-1) == batch.labels).sum()
@@ -229,17 +283,24 @@ def predict(
                     f"{done / seconds:.1f} samples/s",
                 )
     samples = len(split)
-    all_probs = torch.cat(probs).cpu().numpy() if probs else np.zeros(0, np.float32)
     return Predictions(
         loss=loss_sum.item() / samples if samples else float("nan"),
         acc=correct.item() / samples if samples else float("nan"),
         samples=samples,
         review_ids=np.asarray(split.review_ids, dtype=np.int64).copy(),
         labels=np.asarray(split.labels, dtype=np.int64).copy(),
-        probs=all_probs,
-        pooled=torch.cat(pooled).cpu().numpy() if keep_pooled and pooled else None,
+        probs=_in_split_order(probs, order) if probs else np.zeros(0, np.float32),
+        pooled=_in_split_order(pooled, order) if keep_pooled and pooled else None,
         seconds=time.perf_counter() - started,
     )
+
+
+def _in_split_order(parts: list[torch.Tensor], order: np.ndarray) -> np.ndarray:
+    """Per-batch outputs of the reviews `order` lists, put back in split order."""
+    values = torch.cat(parts).cpu().numpy()
+    result = np.empty_like(values)
+    result[order] = values
+    return result
 
 
 # --------------------------------------------------------------------------- optimization
@@ -373,23 +434,15 @@ def cache_of_run(workspace: Workspace, ledger: Ledger) -> data.TokenizedCache:
     path = Path(recorded)
     # The workspace may have moved: look for the same entry under this workspace too.
     for candidate in (path, workspace.cache / path.parent.name / path.name):
-        manifest = _read_cache_manifest(candidate)
-        if manifest is not None and manifest.get("data_fingerprint") == fingerprint:
-            return data.TokenizedCache(candidate, manifest, reused=True)
+        cache = data.open_cache(candidate)
+        if cache is not None and cache.data_fingerprint == fingerprint:
+            return cache
     max_length = ledger.data.get("max_length", "?")
     raise ImdbError(
         f"run {ledger.model}/{ledger.run_id}: its data cache {path} is gone; recreate it with "
         f"`imdb prepare --models {ledger.model} --max-length {max_length}` "
         "(same data source and options)"
     )
-
-
-def _read_cache_manifest(path: Path) -> dict[str, Any] | None:
-    try:
-        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) else None
 
 
 def _data_record(
@@ -412,7 +465,9 @@ def _data_record(
 # --------------------------------------------------------------------------- runs
 
 
-def _environment(device: torch.device, precision: str, world_size: int) -> dict[str, Any]:
+def _environment(
+    device: torch.device, precision: str, world_size: int, attention: str
+) -> dict[str, Any]:
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -421,9 +476,11 @@ def _environment(device: torch.device, precision: str, world_size: int) -> dict[
         "device": device_name(device),
         "device_type": device.type,
         "precision": precision,
+        "attention": attention,  # the kernel --attention auto chose
         "world_size": world_size,
         "torch_threads": torch.get_num_threads(),
         "hostname": socket.gethostname(),
+        "pid": os.getpid(),  # with the hostname: whether a `running` run is still alive
         "command": " ".join(sys.argv),
     }
 
@@ -491,10 +548,15 @@ def run_to_resume(workspace: Workspace, spec: ModelSpec, resume: str | Path | No
     if resume is None:
         return None
     if str(resume) == "auto":
-        runs = latest_run(workspace, spec.key, statuses=RESUMABLE)
-        if runs is None:
+        unfinished = [
+            run
+            for run in list_runs(workspace, spec.key)
+            if run.ledger.status in RESUMABLE and not _still_running(run)
+        ]
+        if not unfinished:
             info(f"--resume auto: no unfinished run of {spec.key}; starting a new run")
-        return runs
+            return None
+        return unfinished[-1]
     path = Path(resume)
     if not path.exists() and (workspace.model_runs(spec.key) / str(resume)).exists():
         path = workspace.model_runs(spec.key) / str(resume)
@@ -512,7 +574,26 @@ def run_to_resume(workspace: Workspace, spec: ModelSpec, resume: str | Path | No
             f"--resume {resume}: run {run.describe()} is already complete; "
             "train again without --resume"
         )
+    if _still_running(run):
+        raise ImdbError(
+            f"--resume {resume}: run {run.describe()} is still being trained by process "
+            f"{run.ledger.environment['pid']}; wait for it or stop it first"
+        )
     return run
+
+
+def _still_running(run: Run) -> bool:
+    """A `running` run whose process is alive on this machine: another `imdb train` is
+    writing it, so `--resume auto` must not take it over. (A run on another host, or one
+    whose process died without a word, counts as stopped.)"""
+    environment = run.ledger.environment
+    pid = environment.get("pid")
+    return (
+        run.ledger.status == "running"
+        and environment.get("hostname") == socket.gethostname()
+        and isinstance(pid, int)
+        and pid_alive(pid)
+    )
 
 
 def _resumed_config(spec: ModelSpec, given: TrainConfig, run: Run) -> TrainConfig:
@@ -622,15 +703,20 @@ class _Trainer:
         self.rank_batch = config.batch_size // world_size  # --batch-size is the global batch
         # DDP all-reduces (averages) the gradients in backward; `model` stays the plain module
         # for evaluation and checkpoints.
-        self.forward_model: torch.nn.Module = model
+        self.forward_model: Callable[..., Any] = model
+        self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
         if world_size > 1:
-            # find_unused_parameters: the encoder's own pooler is built but never used (the
-            # head pools by masked mean), so it never gets a gradient.
-            self.forward_model = torch.nn.parallel.DistributedDataParallel(
-                model,
-                device_ids=[device] if device.type == "cuda" else None,
-                find_unused_parameters=True,
+            # No find_unused_parameters: what the forward never reaches was frozen at build
+            # time (EncoderForClassification.freeze_unreached), so every trainable
+            # parameter gets a gradient each step.
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device] if device.type == "cuda" else None
             )
+            self.forward_model = self.ddp
+        if config.compile:
+            # The training forward only: evaluation runs the plain module (no recompiles for
+            # its other batch size and inference mode), and checkpoints keep plain names.
+            self.forward_model = torch.compile(self.forward_model)
         self.optimizer = make_optimizer(model, config)
         self.scaler = grad_scaler(device, precision)
         self.step = 0  # optimizer steps taken, over all epochs: the one W&B x-axis
@@ -697,6 +783,8 @@ class _Trainer:
     def _train_epoch(self, epoch: int) -> _EpochResult:
         config, split = self.config, self.splits["train"]
         order = epoch_order(len(split), config.seed, epoch)[: self._epoch_reviews()]
+        if config.group_by_length:
+            order = length_grouped(order, split.lengths, config.batch_size, config.seed, epoch)
         shard = {"rank": self.rank, "world_size": self.world_size}
         epoch_batches = list(batches(len(order), self.rank_batch, order, **shard))
         self.model.train()
@@ -712,11 +800,9 @@ class _Trainer:
                 # every rank holds as many samples, so DDP's mean over ranks is the global mean.
                 group_samples = sum(len(idx) for idx in group)
                 for number, idx in enumerate(group, start=1):
-                    batch = make_batch(split, idx, self.device)
+                    batch = make_batch(split, idx, self.device, pack=self.model.packs)
                     with self._sync_gradients(number == len(group)):
-                        with autocast(self.device, self.precision):
-                            out = self.forward_model(batch.input_ids, batch.attention_mask)
-                        logits = out.logits.float()
+                        logits = self._forward(batch).logits.float()
                         losses = F.cross_entropy(logits, batch.labels, reduction="none")
                         self.scaler.scale(losses.sum() / group_samples).backward()
                     meter.add(losses.detach().sum(), logits.detach(), batch.labels, len(idx))
@@ -738,11 +824,25 @@ class _Trainer:
             lr=lr,
         )
 
+    def _forward(self, batch: Batch) -> Any:
+        try:
+            with autocast(self.device, self.precision):
+                return self.forward_model(
+                    batch.input_ids, batch.attention_mask, packing=batch.packing
+                )
+        except Exception as exc:
+            if not (self.config.compile and is_compile_error(exc)):
+                raise
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ImdbError(
+                f"--compile: torch.compile failed ({type(exc).__name__}: {reason[:300]}); "
+                "train without --compile"
+            ) from exc
+
     def _sync_gradients(self, last_of_group: bool) -> contextlib.AbstractContextManager[Any]:
         """DDP all-reduces gradients only on the last micro-batch of an accumulation group."""
-        ddp = self.forward_model
-        if isinstance(ddp, torch.nn.parallel.DistributedDataParallel) and not last_of_group:
-            return ddp.no_sync()
+        if self.ddp is not None and not last_of_group:
+            return self.ddp.no_sync()
         return contextlib.nullcontext()
 
     def _sum_over_ranks(self, meter: _TrainMeter) -> tuple[float, int, int]:
@@ -1031,6 +1131,11 @@ def _train(
         if run_name is not None and run_name != previous.run_id:
             warn(f"--run-name {run_name} ignored: resuming run {previous.run_id}")
     precision = choose_precision(config.precision, device)
+    if config.compile and (problem := compile_problem(device)):
+        raise ImdbError(f"--compile: {problem}; train without --compile")
+    use_tf32(device, config.tf32)
+    model_type = str(registry.architecture_config(spec).model_type)
+    attention = choose_attention(config.attention, model_type, device, precision)
     tokenizer = registry.build_tokenizer(spec)
     if previous is not None:
         recorded = cache_of_run(workspace, previous.ledger)
@@ -1058,10 +1163,13 @@ def _train(
     check_world(world, config, len(splits["train"]))
 
     seed_everything(config.seed)  # before building: the head's (and random encoders') init
-    encoder = registry.build_encoder(spec)
+    encoder = registry.build_encoder(spec, attn_implementation=attention)
     model = EncoderForClassification(encoder).to(device)
+    frozen = model.freeze_unreached(device)
+    if frozen:
+        debug(f"never reached by the forward, so not trained: {', '.join(frozen)}")
     parameters = sum(p.numel() for p in model.parameters())
-    environment = _environment(device, precision, world_size=world.world_size)
+    environment = _environment(device, precision, world.world_size, attention)
 
     if previous is None:
         run_id = ""
@@ -1175,6 +1283,7 @@ def evaluate(
     config = TrainConfig.from_dict(run.ledger.config, f"{run.path / LEDGER_NAME}: config")
     chosen = choose_device(device)
     precision = choose_precision(config.precision, chosen)
+    use_tf32(chosen, config.tf32)
     cache = cache_of_run(workspace, run.ledger)
     model, path = load_classifier(run, checkpoint)
     model.to(chosen)

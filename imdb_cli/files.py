@@ -52,3 +52,16 @@ def write_json_atomic(path: Path, data: Any) -> None:
         tmp.write_text(text + "\n", encoding="utf-8")
 
     write_atomic(path, write)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine (whose temp file or run is it?)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True

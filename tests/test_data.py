@@ -57,7 +57,7 @@ def _text_sets(raw: data.RawData, split: data.SplitIds) -> dict[str, set[str]]:
 
 
 def test_known_review_gets_bert_base_uncased_ids(tokenizer) -> None:
-    encoder = data._Encoder(tokenizer, 16, "head")
+    encoder = data.Encoder(tokenizer, 16, "head")
     ids, lengths = encoder.encode(["Hello, world!"])
     assert ids.dtype == np.int32 and ids.shape == (1, 16)
     assert ids[0, :6].tolist() == [101, 7592, 1010, 2088, 999, 102]
@@ -78,7 +78,7 @@ def test_truncation_modes_keep_head_tail_or_both(tokenizer) -> None:
         "head+tail": bare[:32] + bare[-(content - 32) :],  # 128 * 128 / 512 = 32 from the head
     }
     for truncation, kept in expected.items():
-        ids, lengths = data._Encoder(tokenizer, max_length, truncation).encode([text, "Short."])
+        ids, lengths = data.Encoder(tokenizer, max_length, truncation).encode([text, "Short."])
         assert ids[0].tolist() == [101, *kept, 102], truncation
         assert lengths.tolist()[0] == max_length
         short = tokenizer("Short.")["input_ids"]
@@ -89,7 +89,7 @@ def test_truncation_modes_keep_head_tail_or_both(tokenizer) -> None:
 def test_head_shortcut_gives_the_full_tokenization(tokenizer, real_raw: data.RawData) -> None:
     texts = [*real_raw.texts[::83][:600], "word " * 2000, "x" * 3000 + " end", "a  " * 1500]
     for max_length in (16, 128):
-        encoder = data._Encoder(tokenizer, max_length, "head")
+        encoder = data.Encoder(tokenizer, max_length, "head")
         assert encoder.shortcut
         for start in (0, 300, 600):  # the first call checks itself against a full pass
             batch = texts[start : start + 300]
@@ -101,7 +101,7 @@ def test_head_shortcut_gives_the_full_tokenization(tokenizer, real_raw: data.Raw
 
 
 def test_head_plus_tail_at_512_is_sun_et_al(tokenizer) -> None:
-    encoder = data._Encoder(tokenizer, 512, "head+tail")
+    encoder = data.Encoder(tokenizer, 512, "head+tail")
     assert (encoder.head, encoder.content - encoder.head) == (128, 382)
 
 
@@ -336,7 +336,7 @@ def test_prepare_writes_a_complete_cache_and_loads_back(
         assert np.array_equal(mask.sum(axis=1), tokens.lengths)
         assert (tokens.input_ids[~mask] == tokens.pad_token_id).all()
         assert (tokens.input_ids[:, 0] == 101).all()
-        first = data._Encoder(registry.build_tokenizer(tiny_specs[0]), 48, "head").encode(texts[:3])
+        first = data.Encoder(registry.build_tokenizer(tiny_specs[0]), 48, "head").encode(texts[:3])
         assert np.array_equal(first[0], tokens.input_ids[:3])
         split_ids.extend(ids.tolist())
     assert sorted(split_ids) == list(range(200))
@@ -352,7 +352,7 @@ def test_second_prepare_reuses_without_tokenizing(
     def no_tokenizing(*args: object, **kwargs: object) -> None:
         raise AssertionError("tokenized again")
 
-    monkeypatch.setattr(data._Encoder, "encode", no_tokenizing)
+    monkeypatch.setattr(data.Encoder, "encode", no_tokenizing)
     monkeypatch.setattr(registry, "build_tokenizer", no_tokenizing)  # the memo knows the key
     second = _prepare(ws, synthetic_imdb_dir, tiny_specs)
     assert second.split_reused and second.caches["tiny-bert"].reused

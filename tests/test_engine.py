@@ -289,8 +289,8 @@ def test_non_finite_loss_stops_the_run_naming_epoch_and_step(
     real_forward = EncoderForClassification.forward
     training_calls = {"n": 0}
 
-    def poisoned(self, input_ids, attention_mask, token_type_ids=None):
-        out = real_forward(self, input_ids, attention_mask, token_type_ids)
+    def poisoned(self, input_ids, attention_mask, token_type_ids=None, **kwargs):
+        out = real_forward(self, input_ids, attention_mask, token_type_ids, **kwargs)
         if self.training:
             training_calls["n"] += 1
             if training_calls["n"] >= 4 + 3:  # epoch 1 has 4 batches; the 3rd of epoch 2

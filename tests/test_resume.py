@@ -17,6 +17,7 @@ from conftest import REPO
 from training_support import TINY, copy_workspace, one_thread, prepared_workspace_root, tiny_config
 
 from imdb_cli import checkpoints, engine, registry
+from imdb_cli.errors import ImdbError
 from imdb_cli.ledger import read_ledger
 from imdb_cli.workspace import Workspace
 
@@ -179,3 +180,35 @@ def test_resume_auto_with_nothing_unfinished_starts_a_new_run(
     first = engine.train(workspace, spec, config)
     second = engine.train(workspace, spec, config, resume="auto")
     assert first.run_id != second.run_id and second.ledger.status == "completed"
+
+
+def test_resume_leaves_alone_a_run_that_another_live_process_is_training(
+    prepared_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workspace = copy_workspace(prepared_root, tmp_path / "ws")
+    spec, config = registry.load_spec(TINY), tiny_config(limit_train=16, epochs=2)
+    _interrupt_in_epoch(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        engine.train(workspace, spec, config, run_name="busy")
+    monkeypatch.undo()
+    one_thread()
+    ledger_path = workspace.runs / TINY / "busy" / "ledger.json"
+    document = json.loads(ledger_path.read_text())
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        document["status"] = "running"  # as another `imdb train`, alive, leaves it
+        document["environment"]["pid"] = sleeper.pid
+        ledger_path.write_text(json.dumps(document))
+
+        with pytest.raises(ImdbError, match=f"still being trained by process {sleeper.pid}"):
+            engine.train(workspace, spec, config, resume=str(ledger_path.parent))
+        fresh = engine.train(workspace, spec, config, resume="auto")
+        assert fresh.run_id != "busy"
+        assert read_ledger(ledger_path.parent).status == "running"  # untouched
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+    # Its process is gone (killed without a word): now it is resumable.
+    resumed = engine.train(workspace, spec, config, resume="auto")
+    assert resumed.run_id == "busy" and resumed.ledger.status == "completed"

@@ -168,8 +168,7 @@ def encode_review(
     if not text.strip():
         raise ImdbError("the review is empty (give some text with --review or --review-file)")
     # The cache's own encoder, so head / tail / head+tail truncation match training.
-    # (Private in data.py; asked its owner to make it public.)
-    encoder = data._Encoder(tokenizer, max_length, truncation)
+    encoder = data.Encoder(tokenizer, max_length, truncation)
     ids_row, lengths = encoder.encode([text])
     ids = [int(i) for i in ids_row[0, : int(lengths[0])]]
     bare = tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]

@@ -35,9 +35,50 @@ def train(
     max_length: Annotated[
         int | None, typer.Option(help="Tokens per review (a cache must exist for it).")
     ] = None,
+    truncation: Annotated[
+        str | None,
+        typer.Option(
+            help="head, tail or head+tail: which tokens of a long review the cache kept "
+            "(as given to `imdb prepare`)."
+        ),
+    ] = None,
     precision: Annotated[
         str | None,
         typer.Option(help="auto (bf16 on a GPU that has it, else fp32), fp32, bf16, fp16."),
+    ] = None,
+    attention: Annotated[
+        str | None,
+        typer.Option(
+            help="Attention kernel: auto, sdpa, eager or flash_attention_2. auto = sdpa, or for "
+            "ModernBERT on a GPU in bf16/fp16 with flash-attn installed, flash attention "
+            "with padding removed.",
+            show_default=False,
+        ),
+    ] = None,
+    tf32: Annotated[
+        bool | None,
+        typer.Option(
+            "--tf32/--no-tf32",
+            help="TF32 tensor cores for fp32 matrix products on a GPU (default on).",
+            show_default=False,
+        ),
+    ] = None,
+    compile: Annotated[
+        bool | None,
+        typer.Option(
+            "--compile/--no-compile",
+            help="torch.compile the training forward (default off; the first steps compile).",
+            show_default=False,
+        ),
+    ] = None,
+    group_by_length: Annotated[
+        bool | None,
+        typer.Option(
+            "--group-by-length/--no-group-by-length",
+            help="Batch reviews of similar length together, so batches carry less padding "
+            "(worth it at --max-length 256-512; default off).",
+            show_default=False,
+        ),
     ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     seed: Annotated[
@@ -104,7 +145,12 @@ def train(
         warmup_ratio=warmup_ratio,
         grad_accum=grad_accum,
         max_length=max_length,
+        truncation=truncation,
         precision=precision,
+        tf32=tf32,
+        attention=attention,
+        compile=compile,
+        group_by_length=group_by_length,
         device=device,
         seed=seed,
         limit_train=limit_train,
