@@ -39,7 +39,7 @@ ALPHA = 0.05
 FORMATS = ("table", "markdown", "csv", "json")
 # Settings that do not change what a run learns, so runs differing only in them are seeds
 # of the same experiment.
-_NOT_SETTINGS = frozenset({"seed", "eval_batch_size", "device", "compile"})
+_NOT_SETTINGS = frozenset({"seed", "eval_batch_size", "device", "compile", "attention", "tf32"})
 
 
 # --------------------------------------------------------------------------- data model

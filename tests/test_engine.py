@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from training_support import (
+from training_support import (  # noqa: F401  (shared fixtures)
     DEFAULT_THREADS,
     TINY,
     copy_workspace,
     one_thread,
+    prepared_root,
     prepared_workspace_root,
+    single_thread,
     tiny_config,
 )
 
@@ -33,21 +35,9 @@ from imdb_cli.workspace import Workspace
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="session")
-def prepared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return prepared_workspace_root(tmp_path_factory.mktemp("prepared"))
-
-
 @pytest.fixture
 def workspace(prepared_root: Path, tmp_path: Path) -> Workspace:
     return copy_workspace(prepared_root, tmp_path / "ws")
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Any:
-    previous = one_thread()
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture

@@ -9,12 +9,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 from conftest import REPO
-from training_support import TINY, copy_workspace, one_thread, prepared_workspace_root, tiny_config
+from training_support import (  # noqa: F401  (shared fixtures)
+    TINY,
+    copy_workspace,
+    one_thread,
+    prepared_root,
+    prepared_workspace_root,
+    single_thread,
+    tiny_config,
+)
 
 from imdb_cli import checkpoints, engine, registry
 from imdb_cli.errors import ImdbError
@@ -23,18 +30,6 @@ from imdb_cli.workspace import Workspace
 
 SETTINGS = {"epochs": 2, "limit_train": 240}
 METRICS = ("epoch", "train_loss", "train_acc", "train_samples", "val_loss", "val_acc", "lr")
-
-
-@pytest.fixture(scope="session")
-def prepared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return prepared_workspace_root(tmp_path_factory.mktemp("prepared"))
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Any:
-    previous = one_thread()
-    yield
-    torch.set_num_threads(previous)
 
 
 def _train_command(workdir: Path, *extra: str) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +12,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 from cli_support import assert_one_red_line
-from training_support import TINY, copy_workspace, one_thread, prepared_workspace_root, tiny_config
+from training_support import (  # noqa: F401  (shared fixtures)
+    TINY,
+    copy_workspace,
+    one_thread,
+    prepared,
+    prepared_root,
+    prepared_workspace_root,
+    single_thread,
+    tiny_config,
+)
 
 from imdb_cli import checkpoints, data, device, engine, registry
 from imdb_cli.errors import ImdbError
@@ -23,23 +31,6 @@ from imdb_cli.workspace import Workspace
 
 CPU = torch.device("cpu")
 FAST = ("--epochs", "1", "--limit-train", "32", "--device", "cpu")
-
-
-@pytest.fixture(scope="session")
-def prepared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return prepared_workspace_root(tmp_path_factory.mktemp("prepared"))
-
-
-@pytest.fixture
-def prepared(prepared_root: Path, workdir: Path) -> Workspace:
-    return copy_workspace(prepared_root, workdir)
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Any:
-    previous = one_thread()
-    yield
-    torch.set_num_threads(previous)
 
 
 def _padded_tokens(order: np.ndarray, lengths: np.ndarray, batch_size: int) -> int:
@@ -211,9 +202,18 @@ def test_compile_with_inductor_matches_eager_training(prepared: Workspace) -> No
     spec = registry.load_spec(TINY)
     eager = engine.train(prepared, spec, tiny_config(limit_train=64, epochs=1))
     compiled = engine.train(prepared, spec, tiny_config(limit_train=64, epochs=1, compile=True))
+    # Inductor draws dropout masks from its own RNG stream, so the runs are not bit-equal;
+    # the same model and data keep them close.
     assert compiled.ledger.epochs[0].train_loss == pytest.approx(
-        eager.ledger.epochs[0].train_loss, rel=1e-3
+        eager.ledger.epochs[0].train_loss, rel=1e-2
     )
+    assert compiled.ledger.status == "completed"
+    test = compiled.ledger.test
+    assert test is not None
+    model, _ = checkpoints.load_classifier(compiled, "best")  # the plain module reads it back
+    cache = engine.cache_of_run(prepared, compiled.ledger)
+    again = engine.predict(model, data.load_split(cache, "test"), batch_size=64, device=CPU)
+    np.testing.assert_allclose(again.probs, test.probs, rtol=1e-5)
 
 
 # --------------------------------------------------------------------------- --tf32

@@ -11,7 +11,16 @@ from typing import Any
 import pytest
 import torch
 from cli_support import assert_one_red_line
-from training_support import TINY, copy_workspace, one_thread, prepared_workspace_root, tiny_config
+from training_support import (  # noqa: F401  (shared fixtures)
+    TINY,
+    copy_workspace,
+    one_thread,
+    prepared,
+    prepared_root,
+    prepared_workspace_root,
+    single_thread,
+    tiny_config,
+)
 
 from imdb_cli import checkpoints, engine, registry
 from imdb_cli.ledger import read_ledger
@@ -19,24 +28,6 @@ from imdb_cli.runs import Run
 from imdb_cli.workspace import Workspace
 
 FAST = ("--epochs", "1", "--limit-train", "16", "--device", "cpu")
-
-
-@pytest.fixture(scope="session")
-def prepared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return prepared_workspace_root(tmp_path_factory.mktemp("prepared"))
-
-
-@pytest.fixture
-def prepared(prepared_root: Path, workdir: Path) -> Workspace:
-    """The CLI's workspace (conftest `workdir`) with the tiny-bert cache in it."""
-    return copy_workspace(prepared_root, workdir)
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Any:
-    previous = one_thread()
-    yield
-    torch.set_num_threads(previous)
 
 
 def _tiny_run(workspace: Workspace) -> Run:

@@ -2,13 +2,16 @@
 
 `data.prepare` runs once on synthetic, learnable reviews (conftest.synthetic_reviews);
 each test gets its own workspace holding a copy of that cache (a few hundred kB).
+The fixtures at the end are imported by the training test modules (one definition).
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import synthetic_reviews, write_parquet_imdb
 
@@ -59,3 +62,24 @@ def one_thread() -> int:
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     return previous
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def prepared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prepared_workspace_root(tmp_path_factory.mktemp("prepared"))
+
+
+@pytest.fixture
+def prepared(prepared_root: Path, workdir: Path) -> Workspace:
+    """The CLI's workspace (conftest `workdir`) with the tiny-bert cache in it."""
+    return copy_workspace(prepared_root, workdir)
+
+
+@pytest.fixture(autouse=True)
+def single_thread() -> Iterator[None]:
+    previous = one_thread()
+    yield
+    torch.set_num_threads(previous)
