@@ -1395,8 +1395,10 @@ def find_tokenized_cache(
     *,
     seed: int | None = None,
     model: str | None = None,
+    fingerprint: str | None = None,
 ) -> TokenizedCache:
-    """The most recently created valid entry for this tokenizer, length and truncation."""
+    """The most recently created valid entry for this tokenizer, length and truncation
+    (of the data set `fingerprint` when given: `imdb train --data`)."""
     if truncation not in TRUNCATIONS:
         raise ImdbError(
             f"--truncation must be one of {', '.join(TRUNCATIONS)} (got {truncation!r})"
@@ -1410,6 +1412,8 @@ def find_tokenized_cache(
             if match is None or match["key"] != key or match["suffix"] != suffix:
                 continue
             if seed is not None and int(match["seed"]) != seed:
+                continue
+            if fingerprint is not None and entry.parent.name != fingerprint:
                 continue
             manifest = _check_tokenized_entry(
                 entry,
@@ -1430,12 +1434,24 @@ def find_tokenized_cache(
             flags += f" --truncation {truncation}"
         if seed is not None and seed != 42:
             flags += f" --seed {seed}"
+        of_data = f" of data set {fingerprint}" if fingerprint is not None else ""
         raise ImdbError(
-            f"no tokenized data for {'model ' + repr(model) if model else 'this tokenizer'} "
+            f"no tokenized data{of_data} for "
+            f"{'model ' + repr(model) if model else 'this tokenizer'} "
             f"at max length {max_length} ({truncation} truncation) in {workspace.cache}; "
             f"run `imdb prepare {flags}` first"
         )
-    return max(found, key=lambda c: str(c.manifest.get("created_at", "")))
+    newest = max(found, key=lambda c: str(c.manifest.get("created_at", "")))
+    others = {c.path.parent.name for c in found} - {newest.path.parent.name}
+    if others:  # e.g. a quick `prepare --limit` after the full data: say which one is used
+        total = sum(newest.sizes().values())
+        warn(
+            f"{len(others) + 1} prepared data sets fit; using the newest, "
+            f"{newest.path.parent.name} ({total:,} reviews, prepared "
+            f"{newest.manifest.get('created_at', '?')}); the others: {', '.join(sorted(others))}"
+            " (choose one with --data)"
+        )
+    return newest
 
 
 def load_split(cache: TokenizedCache, split: str, *, mmap: bool = True) -> TokenizedSplit:

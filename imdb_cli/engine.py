@@ -409,13 +409,22 @@ def _cache_for_training(
     tokenizer: Any,
     config: TrainConfig,
     prepare_source: data.DataSource | None,
+    fingerprint: str | None,
 ) -> data.TokenizedCache:
-    """The newest cache for this model's tokenizer and length; prepared on request."""
+    """The newest cache for this model's tokenizer and length (of the data set `fingerprint`
+    when given); prepared on request."""
     try:
         return data.find_tokenized_cache(
-            workspace, tokenizer, config.max_length, config.truncation, model=spec.key
+            workspace,
+            tokenizer,
+            config.max_length,
+            config.truncation,
+            model=spec.key,
+            fingerprint=fingerprint,
         )
     except ImdbError as exc:
+        if fingerprint is not None:
+            raise
         if prepare_source is None:
             raise ImdbError(f"{exc.message} (or add --prepare to `imdb train`)") from exc
     info(f"no tokenized data for {spec.key} yet: preparing it from {prepare_source.describe()}")
@@ -1070,11 +1079,13 @@ def train(
     use_wandb: bool = False,
     prepare_source: data.DataSource | None = None,
     cache: data.TokenizedCache | None = None,
+    data_fingerprint: str | None = None,
 ) -> Run:
     """Fine-tune `spec` (a new run, or `resume` = "auto" / a run folder) and test its best epoch.
 
     `cache` pins the tokenized data of a new run (`imdb reproduce` passes the one it just
-    prepared); by default it is the newest cache for the model's tokenizer and length.
+    prepared); by default it is the newest cache for the model's tokenizer and length, of
+    the data set `data_fingerprint` when given (`imdb train --data`).
     Under torchrun every process calls this; they train one model data-parallel.
 
     Returns the run with its completed ledger. Interrupts mark the ledger `interrupted`,
@@ -1086,6 +1097,7 @@ def train(
         "use_wandb": use_wandb,
         "prepare_source": prepare_source,
         "cache": cache,
+        "data_fingerprint": data_fingerprint,
     }
     world = world_from_env()
     if not world.active:
@@ -1119,6 +1131,7 @@ def _train(
     use_wandb: bool,
     prepare_source: data.DataSource | None,
     cache: data.TokenizedCache | None,
+    data_fingerprint: str | None,
 ) -> Run:
     main = world.rank == 0
     if run_name is not None:
@@ -1148,7 +1161,9 @@ def _train(
     elif cache is None:
         if not main:
             _barrier(world)  # rank 0 finds (or with --prepare, prepares) the cache first
-        cache = _cache_for_training(workspace, spec, tokenizer, config, prepare_source)
+        cache = _cache_for_training(
+            workspace, spec, tokenizer, config, prepare_source, data_fingerprint
+        )
         if main:
             _barrier(world)
     elif cache.tokenizer_key != data.tokenizer_key(tokenizer):

@@ -157,3 +157,38 @@ def test_full_disk_while_saving_gives_one_red_line(
     )
     ledger = read_ledger(prepared.runs / TINY / "full")
     assert ledger.status == "failed" and not ledger.epochs
+
+
+def test_several_prepared_data_sets_warn_and_data_picks_one(
+    run_cli: Callable, prepared: Workspace, tmp_path: Path
+) -> None:
+    from conftest import synthetic_reviews, write_parquet_imdb
+
+    from imdb_cli import data
+
+    (older,) = [p.name for p in prepared.cache.iterdir() if p.is_dir()]
+    reviews = synthetic_reviews(300, seed=2)
+    source = write_parquet_imdb(tmp_path / "other", reviews[:150], reviews[150:])
+    newer = data.prepare(
+        prepared,
+        [registry.load_spec(TINY)],
+        data.DataSource(data_dir=source),
+        data.SplitOptions(),
+        max_length=128,
+    ).data_fingerprint
+    assert newer != older
+
+    result = run_cli("train", TINY, *FAST, "--run-name", "newest")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert f"2 prepared data sets fit; using the newest, {newer}" in said
+    assert f"the others: {older} (choose one with --data)" in said
+    assert read_ledger(prepared.runs / TINY / "newest").data["data_fingerprint"] == newer
+
+    result = run_cli("train", TINY, *FAST, "--data", older, "--run-name", "chosen")
+    assert result.exit_code == 0, result.output
+    assert "prepared data sets fit" not in result.output
+    assert read_ledger(prepared.runs / TINY / "chosen").data["data_fingerprint"] == older
+
+    result = run_cli("train", TINY, *FAST, "--data", "nope")
+    assert_one_red_line(result, "data set nope", "imdb prepare")

@@ -122,6 +122,15 @@ def train(
             show_default=False,
         ),
     ] = None,
+    data_set: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="Data set fingerprint (the folder name under <workdir>/cache, as `imdb "
+            "prepare` prints it) when several are prepared; default: the newest.",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bars; only the result.")
     ] = False,
@@ -166,6 +175,7 @@ def train(
         run_name=run_name,
         use_wandb=wandb,
         prepare_source=source,
+        data_fingerprint=data_set,
     )
     if engine.world_from_env().rank == 0:  # under torchrun, one summary, from the writer
         out.print(engine.summary_line(run.ledger), highlight=False, soft_wrap=True)
