@@ -135,7 +135,7 @@ bounded 150 290 $PY -m imdb_cli --quiet prepare "${PREPARE[@]}"
 note $? "imdb prepare"
 
 step "pytest ${TESTS[*]}"
-bounded 90 200 $PY -m pytest "${TESTS[@]}" --junitxml="$OUT/pytest-cuda.xml"
+bounded 150 200 $PY -m pytest "${TESTS[@]}" --junitxml="$OUT/pytest-cuda.xml"
 rc=$?
 ((rc == 5)) && rc=0 # no test selected is not a failure of the machine
 note $rc "pytest"

@@ -21,6 +21,11 @@ NUM_LABELS = 2
 # (cu_seq_lens_*, max_length_*) through to every attention layer.
 PACKING_MODELS = frozenset({"modernbert"})
 PACKING_ATTENTION = frozenset({"flash_attention_2", "flash_attention_3"})
+# Models whose every layer attends to the whole review and that build their masks with
+# transformers' create_bidirectional_mask: under SDPA they get a ready 4-D boolean mask,
+# which transformers uses as is. Given the 2-D mask, it would first check whether any token
+# is padding (`mask.all()`): a host-device sync in every forward of a padded batch.
+READY_MASK_MODELS = frozenset({"bert", "roberta"})
 
 
 @dataclass(frozen=True)
@@ -84,10 +89,10 @@ class EncoderForClassification(nn.Module):
         self.head = nn.Linear(hidden_size, num_labels)
         self.accepted = accepted_inputs(encoder)
         config = encoder.config  # type: ignore[union-attr]
-        self.packs = (
-            getattr(config, "model_type", None) in PACKING_MODELS
-            and getattr(config, "_attn_implementation", None) in PACKING_ATTENTION
-        )
+        model_type = getattr(config, "model_type", None)
+        attention = getattr(config, "_attn_implementation", None)
+        self.packs = model_type in PACKING_MODELS and attention in PACKING_ATTENTION
+        self.ready_mask = model_type in READY_MASK_MODELS and attention == "sdpa"
 
     def encoder_inputs(
         self,
@@ -99,6 +104,8 @@ class EncoderForClassification(nn.Module):
 
         `attention_mask` None means no padding (see engine.Batch).
         """
+        if attention_mask is not None and self.ready_mask:
+            attention_mask = attention_mask[:, None, None, :].bool()  # [B, 1, 1, W]: keys
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if "token_type_ids" in self.accepted:
             inputs["token_type_ids"] = (

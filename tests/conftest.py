@@ -21,6 +21,19 @@ REAL_IMDB = Path(os.environ.get("IMDB_DATA_DIR") or REPO.parent / "shared" / "da
 
 Review = tuple[str, int]  # (text, label)
 
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`-m cuda` on a machine without a GPU: skip those tests, saying why, instead of failing."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none here)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 _POSITIVE = ["great", "wonderful", "moving", "brilliant", "superb", "touching", "funny", "charming"]
 _NEGATIVE = ["awful", "boring", "dull", "terrible", "weak", "clumsy", "tedious", "bland"]
 _NEUTRAL = [

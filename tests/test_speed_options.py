@@ -4,6 +4,7 @@ length-sorted evaluation, --compile and --tf32."""
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -383,3 +384,92 @@ def test_parameters_the_forward_never_reaches_are_frozen_without_touching_the_rn
     assert all(p.grad is None for p in model.parameters())
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable.isdisjoint(frozen) and "head.weight" in trainable
+
+
+# --------------------------------------------------------------------------- ready masks
+
+
+def _tiny_roberta() -> torch.nn.Module:
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.for_model(
+        "roberta",
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=130,
+    )
+    return AutoModel.from_config(config)
+
+
+@pytest.mark.parametrize("build", ["tiny-bert", "roberta"])
+def test_bert_family_gets_a_ready_mask_that_transformers_never_inspects(
+    build: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transformers import masking_utils
+
+    torch.manual_seed(0)
+    encoder = (
+        registry.build_encoder(registry.load_spec(build)) if build != "roberta" else _tiny_roberta()
+    )
+    model = EncoderForClassification(encoder).eval()
+    assert model.ready_mask
+    batch = engine.make_batch(_split([12, 3, 7, 12]), np.arange(4), CPU)
+    assert batch.attention_mask is not None
+    with torch.no_grad():
+        model.ready_mask = False  # the 2-D mask, as transformers would take it
+        expected = model(batch.input_ids, batch.attention_mask)
+        model.ready_mask = True
+
+        def inspected(*args: Any, **kwargs: Any) -> bool:
+            raise AssertionError("transformers looked into the mask (a sync on a GPU)")
+
+        monkeypatch.setattr(masking_utils, "_ignore_bidirectional_mask_sdpa", inspected)
+        ready = model(batch.input_ids, batch.attention_mask)
+    torch.testing.assert_close(ready.logits, expected.logits, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ready.pooled, expected.pooled, rtol=1e-5, atol=1e-6)
+
+
+def test_models_with_local_attention_or_eager_kernels_keep_the_2d_mask() -> None:
+    modern = EncoderForClassification(registry.build_encoder(registry.load_spec("tiny-modernbert")))
+    eager = EncoderForClassification(
+        registry.build_encoder(registry.load_spec(TINY), attn_implementation="eager")
+    )
+    assert not modern.ready_mask and not eager.ready_mask
+
+
+# --------------------------------------------------------------------------- on a GPU
+
+
+def _sync_warnings(workspace: Workspace, steps: int) -> int:
+    """Host-device syncs during one `engine.train` of `steps` steps (batch 16) on the GPU."""
+    config = tiny_config(device="cuda", limit_train=16 * steps, epochs=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            engine.train(workspace, registry.load_spec(TINY), config)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message).lower() for w in caught)
+
+
+@pytest.mark.cuda
+def test_training_steps_never_wait_for_the_gpu(prepared: Workspace) -> None:
+    _sync_warnings(prepared, 5)  # first use: cuBLAS handles, allocator
+    few, many = _sync_warnings(prepared, 10), _sync_warnings(prepared, 30)
+    # 20 more steps add one metrics read (every LOG_EVERY = 20 batches), not 20 syncs.
+    assert many - few <= 20 // engine.LOG_EVERY + 2, (few, many)
+
+
+@pytest.mark.cuda
+def test_compile_and_length_groups_train_on_the_gpu(prepared: Workspace) -> None:
+    config = tiny_config(
+        device="cuda", limit_train=64, epochs=1, compile=True, group_by_length=True
+    )
+    run = engine.train(prepared, registry.load_spec(TINY), config)
+    assert run.ledger.status == "completed"
+    assert run.ledger.environment["device_type"] == "cuda"
+    assert run.ledger.environment["precision"] in ("bf16", "fp16")
