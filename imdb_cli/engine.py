@@ -1180,7 +1180,7 @@ def _train(
     seed_everything(config.seed)  # before building: the head's (and random encoders') init
     encoder = registry.build_encoder(spec, attn_implementation=attention)
     model = EncoderForClassification(encoder).to(device)
-    frozen = model.freeze_unreached(device)
+    frozen = model.freeze_unreached(device, precision)
     if frozen:
         debug(f"never reached by the forward, so not trained: {', '.join(frozen)}")
     parameters = sum(p.numel() for p in model.parameters())

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from imdb_cli.device import to_device
+from imdb_cli.device import autocast, to_device
 from imdb_cli.registry import accepted_inputs
 
 NUM_LABELS = 2
@@ -130,21 +130,24 @@ class EncoderForClassification(nn.Module):
             pooled = masked_mean(hidden, attention_mask)
         return ClassifierOutput(self.head(pooled), pooled)
 
-    def freeze_unreached(self, device: torch.device) -> list[str]:
+    def freeze_unreached(self, device: torch.device, precision: str = "fp32") -> list[str]:
         """Stop asking for gradients of parameters the forward never reaches; their names.
 
         BERT's own pooler is the usual one: this head pools by masked mean, so the pooler
         never gets a gradient and never changes. Frozen, DDP needs no search for unused
         parameters after every backward (find_unused_parameters=False), and the optimizer
         skips them. Found with one tiny forward and backward, in eval mode and with the RNG
-        state restored afterwards, so the run's randomness is untouched.
+        state restored afterwards, so the run's randomness is untouched; in the run's
+        precision, because flash attention refuses fp32.
         """
         was_training = self.training
         ids = torch.ones((2, 4), dtype=torch.long, device=device)
         mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]], device=device)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             self.eval()
-            self(ids, mask).logits.sum().backward()
+            with autocast(device, precision):
+                logits = self(ids, mask).logits
+            logits.float().sum().backward()
         unreached = [n for n, p in self.named_parameters() if p.requires_grad and p.grad is None]
         for name, parameter in self.named_parameters():
             parameter.grad = None
