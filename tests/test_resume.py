@@ -24,6 +24,7 @@ from training_support import (  # noqa: F401  (shared fixtures)
 )
 
 from imdb_cli import checkpoints, engine, registry
+from imdb_cli.config import TrainConfig
 from imdb_cli.errors import ImdbError
 from imdb_cli.ledger import read_ledger
 from imdb_cli.workspace import Workspace
@@ -118,7 +119,14 @@ def test_resume_after_kill_matches_uninterrupted_run(prepared_root: Path, tmp_pa
     assert "resumed" in (run_dir / "train.log").read_text()
 
 
-def _interrupt_in_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
+def _interrupted_run(
+    workspace: Workspace,
+    config: TrainConfig,
+    name: str,
+    epoch: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Train run `name` of tiny-bert, stopped by Ctrl-C at the start of epoch `epoch`."""
     real = engine._Trainer._train_epoch
 
     def interrupted(self, number: int):
@@ -127,6 +135,10 @@ def _interrupt_in_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
         return real(self, number)
 
     monkeypatch.setattr(engine._Trainer, "_train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        engine.train(workspace, registry.load_spec(TINY), config, run_name=name)
+    monkeypatch.undo()
+    one_thread()
 
 
 def test_resume_with_another_seed_warns_and_keeps_the_runs_settings(
@@ -134,12 +146,8 @@ def test_resume_with_another_seed_warns_and_keeps_the_runs_settings(
 ) -> None:
     workspace = copy_workspace(prepared_root, tmp_path / "ws")
     spec = registry.load_spec(TINY)
-    _interrupt_in_epoch(monkeypatch, 2)
-    with pytest.raises(KeyboardInterrupt):
-        engine.train(workspace, spec, tiny_config(limit_train=16, epochs=2), run_name="r")
+    _interrupted_run(workspace, tiny_config(limit_train=16, epochs=2), "r", 2, monkeypatch)
     assert read_ledger(workspace.runs / TINY / "r").status == "interrupted"
-    monkeypatch.undo()
-    one_thread()
     capsys.readouterr()
 
     run = engine.train(
@@ -156,11 +164,7 @@ def test_resume_of_a_run_with_no_finished_epoch_starts_it_over(
 ) -> None:
     workspace = copy_workspace(prepared_root, tmp_path / "ws")
     spec, config = registry.load_spec(TINY), tiny_config(limit_train=16, epochs=1)
-    _interrupt_in_epoch(monkeypatch, 1)
-    with pytest.raises(KeyboardInterrupt):
-        engine.train(workspace, spec, config, run_name="early")
-    monkeypatch.undo()
-    one_thread()
+    _interrupted_run(workspace, config, "early", 1, monkeypatch)
     run = engine.train(workspace, spec, config, resume="auto")
     reference = engine.train(workspace, spec, config)
     assert run.run_id == "early" and run.ledger.status == "completed"
@@ -182,11 +186,7 @@ def test_resume_leaves_alone_a_run_that_another_live_process_is_training(
 ) -> None:
     workspace = copy_workspace(prepared_root, tmp_path / "ws")
     spec, config = registry.load_spec(TINY), tiny_config(limit_train=16, epochs=2)
-    _interrupt_in_epoch(monkeypatch, 2)
-    with pytest.raises(KeyboardInterrupt):
-        engine.train(workspace, spec, config, run_name="busy")
-    monkeypatch.undo()
-    one_thread()
+    _interrupted_run(workspace, config, "busy", 2, monkeypatch)
     ledger_path = workspace.runs / TINY / "busy" / "ledger.json"
     document = json.loads(ledger_path.read_text())
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
