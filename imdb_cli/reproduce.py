@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from imdb_cli import __version__, registry, report
-from imdb_cli.config import ModelSpec, TrainConfig
+from imdb_cli.config import ModelSpec, TrainConfig, flag_name
 from imdb_cli.console import info, warn
 from imdb_cli.errors import ImdbError
 from imdb_cli.runs import Run
@@ -49,6 +49,8 @@ class StudyOptions:
     seeds: tuple[int, ...] | None = None  # training seeds
     epochs: int | None = None
     max_length: int | None = None
+    truncation: str | None = None
+    group_by_length: bool | None = None
     batch_size: int | None = None
     device: str | None = None
     tsne_samples: int = TSNE_SAMPLES
@@ -103,6 +105,8 @@ def make_plan(options: StudyOptions) -> Plan:
             spec.training.with_overrides(
                 epochs=options.epochs,
                 max_length=options.max_length,
+                truncation=options.truncation,
+                group_by_length=options.group_by_length,
                 batch_size=options.batch_size,
                 device=options.device,
                 seed=seed,
@@ -169,20 +173,21 @@ def _prepare(
     split_options: Any,
     options: StudyOptions,
     study: report.StudyReport,
-) -> dict[tuple[str, int], Any]:
-    """Tokenized caches by (model key, max length): one prepare per distinct length."""
+) -> dict[tuple[str, int, str], Any]:
+    """Tokenized caches by (model key, max length, truncation): one prepare per distinct
+    (length, truncation)."""
     from imdb_cli import data
 
-    lengths: dict[int, list[ModelSpec]] = {}
+    shapes: dict[tuple[int, str], list[ModelSpec]] = {}
     for spec in plan.specs:
-        for length in sorted({c.max_length for c in plan.configs[spec.key]}):
-            lengths.setdefault(length, []).append(spec)
-    caches: dict[tuple[str, int], Any] = {}
-    for length, specs in lengths.items():
-        study.steps.append(prepare_command(workspace, specs, length, source, options))
-        result = data.prepare(workspace, specs, source, split_options, length, "head")
+        for shape in sorted({(c.max_length, c.truncation) for c in plan.configs[spec.key]}):
+            shapes.setdefault(shape, []).append(spec)
+    caches: dict[tuple[str, int, str], Any] = {}
+    for (length, truncation), specs in shapes.items():
+        study.steps.append(prepare_command(workspace, specs, length, truncation, source, options))
+        result = data.prepare(workspace, specs, source, split_options, length, truncation)
         for key, cache in result.caches.items():
-            caches[(key, length)] = cache
+            caches[(key, length, truncation)] = cache
         study.data = {
             "source": result.source,
             "data_fingerprint": result.data_fingerprint,
@@ -198,7 +203,7 @@ def _prepare(
 def _train_all(
     workspace: Workspace,
     plan: Plan,
-    caches: dict[tuple[str, int], Any],
+    caches: dict[tuple[str, int, str], Any],
     study: report.StudyReport,
 ) -> list[Run]:
     from imdb_cli import engine
@@ -206,7 +211,7 @@ def _train_all(
     runs: list[Run] = []
     for spec in plan.specs:
         for config in plan.configs[spec.key]:
-            cache = caches[(spec.key, config.max_length)]
+            cache = caches[(spec.key, config.max_length, config.truncation)]
             study.steps.append(train_command(workspace, spec, config))
             info(f"training {spec.key} (seed {config.seed}, {config.epochs} epoch(s))")
             try:
@@ -359,11 +364,14 @@ def reproduce_command(workspace: Workspace, options: StudyOptions, source: Any =
     for flag, value in (
         ("--epochs", options.epochs),
         ("--max-length", options.max_length),
+        ("--truncation", options.truncation),
         ("--batch-size", options.batch_size),
         ("--device", options.device),
     ):
         if value is not None:
             args += [flag, str(value)]
+    if options.group_by_length is not None:
+        args.append("--group-by-length" if options.group_by_length else "--no-group-by-length")
     if options.tsne_samples != TSNE_SAMPLES:
         args += ["--tsne-samples", str(options.tsne_samples)]
     if options.attention_reviews != ATTENTION_REVIEWS:
@@ -381,12 +389,15 @@ def prepare_command(
     workspace: Workspace,
     specs: Sequence[ModelSpec],
     max_length: int,
+    truncation: str,
     source: Any,
     options: StudyOptions,
 ) -> str:
     args = ["prepare", "--models", ",".join(s.key for s in specs)]
     args += _source_args(options, source)
     args += ["--max-length", str(max_length), "--seed", str(options.split_seed)]
+    if truncation != "head":
+        args += ["--truncation", truncation]
     if options.limit is not None:
         args += ["--limit", str(options.limit)]
     return _imdb(workspace, *args)
@@ -396,10 +407,13 @@ def train_command(workspace: Workspace, spec: ModelSpec, config: TrainConfig) ->
     """`imdb train` with every setting that differs from the model's YAML."""
     args = ["train", spec.key]
     defaults = spec.training
-    for name in ("epochs", "seed", "max_length", "batch_size", "device"):
+    for name in ("epochs", "seed", "max_length", "truncation", "batch_size", "device"):
         value = getattr(config, name)
         if value != getattr(defaults, name):
-            args += ["--" + name.replace("_", "-"), str(value)]
+            args += [flag_name(name), str(value)]
+    if config.group_by_length != defaults.group_by_length:
+        grouped = config.group_by_length
+        args.append("--group-by-length" if grouped else "--no-group-by-length")
     return _imdb(workspace, *args)
 
 

@@ -192,3 +192,36 @@ def test_a_missing_analysis_is_skipped_with_a_note_never_faked(
     assert "Skipped: the t-SNE analysis is not available" in text
     assert "Skipped: the attention analysis is not available" in text
     assert "![" not in text and str(path) in text
+
+
+def test_truncation_and_length_groups_reach_prepare_and_every_training(
+    run_cli: Callable[..., Result], workdir: Path, synthetic_imdb_dir: Path
+) -> None:
+    result = run_cli(
+        "reproduce",
+        "--models",
+        "tiny-bert,tiny-modernbert",
+        "--data-dir",
+        str(synthetic_imdb_dir),
+        "--epochs",
+        "1",
+        "--max-length",
+        "64",
+        "--truncation",
+        "head+tail",
+        "--group-by-length",
+        "--no-analysis",
+    )
+    assert result.exit_code == 0, result.output
+    workspace = Workspace(workdir)
+    for key in ("tiny-bert", "tiny-modernbert"):
+        (run,) = list_runs(workspace, key)
+        assert run.ledger.config["truncation"] == "head+tail"
+        assert run.ledger.config["group_by_length"] is True
+        assert run.ledger.data["truncation"] == "head+tail" and run.ledger.data["max_length"] == 64
+    steps = section((workdir / "report.md").read_text(), "Each step as its own command")
+    assert "--max-length 64 --seed 42 --truncation head+tail" in steps
+    trained = "train tiny-bert --epochs 1 --max-length 64 --truncation head+tail --group-by-length"
+    assert trained in steps
+    text = (workdir / "report.md").read_text()
+    assert "--truncation head+tail --group-by-length" in text.split("Each step")[0]

@@ -65,6 +65,24 @@ def reproduce(
         int | None,
         typer.Option("--max-length", help="Default: each model's YAML.", show_default=False),
     ] = None,
+    truncation: Annotated[
+        str | None,
+        typer.Option(
+            "--truncation",
+            help="head, tail or head+tail (with --max-length 512, head+tail is the best "
+            "published choice for IMDB). Default: each model's YAML (head).",
+            show_default=False,
+        ),
+    ] = None,
+    group_by_length: Annotated[
+        bool | None,
+        typer.Option(
+            "--group-by-length/--no-group-by-length",
+            help="Batches of reviews of similar length (see `imdb train --help`). "
+            "Default: each model's YAML (off).",
+            show_default=False,
+        ),
+    ] = None,
     batch_size: Annotated[
         int | None,
         typer.Option("--batch-size", help="Default: each model's YAML.", show_default=False),
@@ -102,6 +120,8 @@ def reproduce(
         seeds=parse_seeds(seeds),
         epochs=epochs,
         max_length=max_length,
+        truncation=truncation,
+        group_by_length=group_by_length,
         batch_size=batch_size,
         device=device,
         tsne_samples=tsne_samples,
