@@ -75,8 +75,8 @@ def measure(
     """Warm-up runs, then alternating timed runs with the switch off and on."""
     timed, warm = config.batch_size * args.steps, config.batch_size * max(2, args.steps // 5)
     variants = {
-        "off": dataclasses.replace(config, **{switch: False}),
-        "on": dataclasses.replace(config, **{switch: True}),
+        "off": config.with_overrides(**{switch: False}),
+        "on": config.with_overrides(**{switch: True}),
     }
 
     def once(name: str, samples: int) -> bench.Measurement:
