@@ -51,19 +51,16 @@ def assert_table_is_the_ledgers(text: str, runs: dict[str, list[Run]]) -> None:
         assert cells[3].strip("*") == f"{shown.test.acc:.4f}"
 
 
+def _tiny_study(run_cli: Callable[..., Result], data_dir: Path, *extra: str) -> Result:
+    """`imdb reproduce` of tiny-bert vs tiny-modernbert, 1 epoch, no analysis."""
+    models = ("--models", "tiny-bert,tiny-modernbert", "--data-dir", str(data_dir))
+    return run_cli("reproduce", *models, "--epochs", "1", *extra, "--no-analysis")
+
+
 def test_reproduce_trains_compares_and_reports_what_the_ledgers_say(
     run_cli: Callable[..., Result], workdir: Path, synthetic_imdb_dir: Path
 ) -> None:
-    result = run_cli(
-        "reproduce",
-        "--models",
-        "tiny-bert,tiny-modernbert",
-        "--data-dir",
-        str(synthetic_imdb_dir),
-        "--epochs",
-        "1",
-        "--no-analysis",
-    )
+    result = _tiny_study(run_cli, synthetic_imdb_dir)
     assert result.exit_code == 0, result.output
     workspace = Workspace(workdir)
     runs = {key: list_runs(workspace, key) for key in ("tiny-bert", "tiny-modernbert")}
@@ -197,20 +194,14 @@ def test_a_missing_analysis_is_skipped_with_a_note_never_faked(
 def test_truncation_and_length_groups_reach_prepare_and_every_training(
     run_cli: Callable[..., Result], workdir: Path, synthetic_imdb_dir: Path
 ) -> None:
-    result = run_cli(
-        "reproduce",
-        "--models",
-        "tiny-bert,tiny-modernbert",
-        "--data-dir",
-        str(synthetic_imdb_dir),
-        "--epochs",
-        "1",
+    result = _tiny_study(
+        run_cli,
+        synthetic_imdb_dir,
         "--max-length",
         "64",
         "--truncation",
         "head+tail",
         "--group-by-length",
-        "--no-analysis",
     )
     assert result.exit_code == 0, result.output
     workspace = Workspace(workdir)

@@ -9,7 +9,12 @@ import typer
 from rich.console import Console
 
 from imdb_cli import registry, report
-from imdb_cli.commands.common import handles_errors, workspace
+from imdb_cli.commands.common import (
+    GroupByLengthOption,
+    TruncationOption,
+    handles_errors,
+    workspace,
+)
 from imdb_cli.commands.compare import LOG_WIDTH
 from imdb_cli.console import out
 from imdb_cli.errors import ImdbError
@@ -65,24 +70,8 @@ def reproduce(
         int | None,
         typer.Option("--max-length", help="Default: each model's YAML.", show_default=False),
     ] = None,
-    truncation: Annotated[
-        str | None,
-        typer.Option(
-            "--truncation",
-            help="head, tail or head+tail (with --max-length 512, head+tail is the best "
-            "published choice for IMDB). Default: each model's YAML (head).",
-            show_default=False,
-        ),
-    ] = None,
-    group_by_length: Annotated[
-        bool | None,
-        typer.Option(
-            "--group-by-length/--no-group-by-length",
-            help="Batches of reviews of similar length (see `imdb train --help`). "
-            "Default: each model's YAML (off).",
-            show_default=False,
-        ),
-    ] = None,
+    truncation: TruncationOption = None,
+    group_by_length: GroupByLengthOption = None,
     batch_size: Annotated[
         int | None,
         typer.Option("--batch-size", help="Default: each model's YAML.", show_default=False),

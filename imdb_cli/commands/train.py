@@ -8,7 +8,12 @@ from typing import Annotated
 import typer
 
 from imdb_cli import data, engine, registry
-from imdb_cli.commands.common import handles_errors, workspace
+from imdb_cli.commands.common import (
+    GroupByLengthOption,
+    TruncationOption,
+    handles_errors,
+    workspace,
+)
 from imdb_cli.console import out, verbosity
 
 
@@ -35,13 +40,7 @@ def train(
     max_length: Annotated[
         int | None, typer.Option(help="Tokens per review (a cache must exist for it).")
     ] = None,
-    truncation: Annotated[
-        str | None,
-        typer.Option(
-            help="head, tail or head+tail: which tokens of a long review the cache kept "
-            "(as given to `imdb prepare`)."
-        ),
-    ] = None,
+    truncation: TruncationOption = None,
     precision: Annotated[
         str | None,
         typer.Option(help="auto (bf16 on a GPU that has it, else fp32), fp32, bf16, fp16."),
@@ -71,15 +70,7 @@ def train(
             show_default=False,
         ),
     ] = None,
-    group_by_length: Annotated[
-        bool | None,
-        typer.Option(
-            "--group-by-length/--no-group-by-length",
-            help="Batch reviews of similar length together, so batches carry less padding "
-            "(worth it at --max-length 256-512; default off).",
-            show_default=False,
-        ),
-    ] = None,
+    group_by_length: GroupByLengthOption = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     seed: Annotated[
         int | None, typer.Option(help="Seed of the init, dropout and data order.")
