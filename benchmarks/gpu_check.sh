@@ -103,7 +103,8 @@ step "environment"
     $PY - <<'EOF'
 import importlib.metadata as md, platform, torch
 print("python", platform.python_version())
-for name in ("torch", "transformers", "accelerate", "tokenizers", "pyarrow", "typer", "rich"):
+for name in ("torch", "transformers", "accelerate", "tokenizers", "pyarrow", "typer", "rich",
+             "triton", "flash_attn"):
     try:
         print(name, md.version(name))
     except md.PackageNotFoundError:
