@@ -12,12 +12,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_json_atomic
 
 SCHEMA_VERSION = 1
 LEDGER_NAME = "ledger.json"
 STATUSES = ("running", "completed", "failed", "interrupted")
+# Ledgers that name no labels were written when IMDB was the only data set.
+IMDB_LABELS = ("negative", "positive")
 
 
 @dataclass
@@ -48,7 +52,20 @@ class TestRecord:
     # One entry per test review, in split order: what compare (McNemar) and tsne need.
     review_ids: list[int] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
-    probs: list[float] = field(default_factory=list)  # P(positive)
+    # Per review, the probability of each class; ledgers of two-class runs may hold
+    # P(class 1) per review instead. Read them through prob_matrix().
+    probs: list[list[float]] | list[float] = field(default_factory=list)
+
+    def prob_matrix(self) -> np.ndarray:
+        """[reviews, classes] float64: one row of class probabilities per test review."""
+        probs = np.asarray(self.probs, dtype=np.float64)
+        if probs.ndim == 1:  # P(class 1) of a two-class run
+            return np.stack([1.0 - probs, probs], axis=1)
+        return probs.reshape(len(self.probs), -1)
+
+    def predicted(self) -> np.ndarray:
+        """The predicted class of each test review (int64)."""
+        return self.prob_matrix().argmax(axis=1).astype(np.int64)
 
 
 @dataclass
@@ -94,6 +111,12 @@ class Ledger:
         if ledger.status not in STATUSES:
             raise ImdbError(f"{where}: unknown status {ledger.status!r}")
         return ledger
+
+    @property
+    def label_names(self) -> list[str]:
+        """The run's class names, by class id."""
+        names = self.data.get("labels")
+        return [str(n) for n in names] if isinstance(names, list) and names else list(IMDB_LABELS)
 
     def epoch(self, number: int) -> EpochRecord:
         for record in self.epochs:
