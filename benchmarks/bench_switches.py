@@ -6,7 +6,7 @@
 
 For each model and switch, in one process: a warm-up run with the switch off and one with
 it on (untimed), then `--rounds` timed runs of each, alternating which goes first. Each run
-is `engine.train` as `imdb train` runs it, on the same `--steps x batch` training reviews;
+is `training.loop.train` as `imdb train` runs it, on the same `--steps x batch` training reviews;
 its speed is the ledger's (training loop only). The defaults of the switches
 (`imdb train --help`) are chosen from these figures.
 
@@ -34,10 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_train as bench
 
-from imdb_cli import data, engine, registry
+from imdb_cli import registry
 from imdb_cli.config import TrainConfig
 from imdb_cli.console import set_verbosity
+from imdb_cli.data.tokenized import TokenizedSplit, load_split
 from imdb_cli.device import choose_device, choose_precision
+from imdb_cli.training.batches import batches, epoch_order, length_grouped
 from imdb_cli.workspace import Workspace
 
 SWITCHES = ("group_by_length", "compile", "tf32")
@@ -50,15 +52,14 @@ GPU_DEFAULTS = {
 }
 
 
-def padding_share(split: data.TokenizedSplit, config: TrainConfig, grouped: bool) -> float:
+def padding_share(split: TokenizedSplit, config: TrainConfig, grouped: bool) -> float:
     """Share of the positions one epoch computes that are padding (order of epoch 1)."""
     lengths = np.asarray(split.lengths, dtype=np.int64)
-    order = engine.epoch_order(len(split), config.seed, 1)
+    order = epoch_order(len(split), config.seed, 1)
     if grouped:
-        order = engine.length_grouped(order, lengths, config.batch_size, config.seed, 1)
+        order = length_grouped(order, lengths, config.batch_size, config.seed, 1)
     computed = sum(
-        int(lengths[idx].max()) * len(idx)
-        for idx in engine.batches(len(order), config.batch_size, order)
+        int(lengths[idx].max()) * len(idx) for idx in batches(len(order), config.batch_size, order)
     )
     return 1.0 - int(lengths.sum()) / computed
 
@@ -103,7 +104,7 @@ def measure(
         "on_over_off": round(on / off, 3) if off else None,
     }
     if switch == "group_by_length":
-        train = data.load_split(cache, "train")
+        train = load_split(cache, "train")
         result["padding_share_random_order"] = round(padding_share(train, config, False), 4)
         result["padding_share_grouped"] = round(padding_share(train, config, True), 4)
     return result

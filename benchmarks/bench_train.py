@@ -7,7 +7,7 @@
 
 For each model and batch size, in one process: a fresh model is trained for a few warm-up
 steps on each side, then a fresh model for `--steps` timed steps on each side, ours first.
-Ours is `imdb_cli.engine.train` exactly as `imdb train` calls it, on `--steps x batch`
+Ours is `imdb_cli.training.loop.train` exactly as `imdb train` calls it, on `--steps x batch`
 training reviews (`limit_train`); its speed is what the run's ledger records (the training
 loop only, validation and test excluded). The Trainer trains the same model class on the
 same token ids from the same cache with the same batch, precision and optimizer math; its
@@ -50,12 +50,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import hf_trainer_baseline as hf  # noqa: E402
 
-from imdb_cli import data, registry  # noqa: E402
+from imdb_cli import registry  # noqa: E402
 from imdb_cli.config import ModelSpec, TrainConfig  # noqa: E402
 from imdb_cli.console import set_verbosity  # noqa: E402
+from imdb_cli.data.prepare import prepare  # noqa: E402
+from imdb_cli.data.sources import DataSource  # noqa: E402
+from imdb_cli.data.split import MIN_LIMIT, SPLITS, SplitOptions  # noqa: E402
+from imdb_cli.data.tokenized import load_split  # noqa: E402
 from imdb_cli.device import choose_device, choose_precision, device_name  # noqa: E402
 from imdb_cli.errors import ImdbError  # noqa: E402
 from imdb_cli.model import EncoderForClassification  # noqa: E402
+from imdb_cli.training.batches import limit_split  # noqa: E402
+from imdb_cli.training.loop import train  # noqa: E402
+from imdb_cli.training.optimizer import make_optimizer  # noqa: E402
 from imdb_cli.workspace import Workspace  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
@@ -64,7 +71,7 @@ DEFAULT_DATA_DIR = REPO.parent / "shared" / "data" / "imdb"
 
 # CPU: 2 rounds x 15 = 30 timed steps per side after 5 warm-up steps: about 3 minutes
 # on 2 cores. GPU: 150 timed steps per side after 20 warm-up steps, about 2 minutes for
-# the four pairs (each engine.train call also validates, tests and writes a checkpoint).
+# the four pairs (each training call also validates, tests and writes a checkpoint).
 CPU_DEFAULTS = {
     "models": "tiny-bert,minilm",
     "batch_sizes": "16",
@@ -256,11 +263,9 @@ def run_ours(
 ) -> Measurement:
     """`imdb train` on `samples` training reviews (its --limit-train), on the pinned cache;
     the speed its ledger records for the epoch."""
-    from imdb_cli import engine
-
     config = dataclasses.replace(config, limit_train=samples, epochs=1)
     with peak_memory(device) as memory:
-        run = engine.train(workspace, spec, config, cache=cache)
+        run = train(workspace, spec, config, cache=cache)
     epoch = run.ledger.epochs[0]
     if not keep_runs:
         shutil.rmtree(run.path, ignore_errors=True)
@@ -278,9 +283,7 @@ def run_trainer(
     fused: bool,
 ) -> Measurement:
     """The Trainer on the very reviews `imdb train --limit-train samples` picks."""
-    from imdb_cli import engine
-
-    rows = engine.limit_split(train_split, samples, config.seed)
+    rows = limit_split(train_split, samples, config.seed)
     with peak_memory(device) as memory:
         timing = hf.time_training(spec, rows, config, device, config.precision, fused)
     return Measurement("trainer", timing.samples, timing.seconds, memory["bytes"], memory["kind"])
@@ -289,10 +292,8 @@ def run_trainer(
 def uses_fused_adam(device: torch.device, config: TrainConfig) -> bool:
     """Whether our engine steps with the fused Adam kernel on this device (probed on a
     tiny layer), so that the Trainer is given the same kernel."""
-    from imdb_cli import engine
-
     probe = nn.Linear(2, 2).to(device)
-    optimizer = engine.make_optimizer(probe, config)
+    optimizer = make_optimizer(probe, config)
     return bool(optimizer.param_groups[0].get("fused"))
 
 
@@ -459,16 +460,16 @@ def prepare_cache(
     max_length: int,
 ) -> dict[str, Any]:
     """Tokenize (or reuse) the benchmark's reviews; model key -> its TokenizedCache."""
-    source = data.DataSource.from_options(data_dir, None)
-    options = data.SplitOptions(limit=limit)
-    result = data.prepare(workspace, specs, source, options, max_length)
+    source = DataSource.from_options(data_dir, None)
+    options = SplitOptions(limit=limit)
+    result = prepare(workspace, specs, source, options, max_length)
     return dict(result.caches)
 
 
 def needed_reviews(batch_sizes: list[int], steps: int, warmup: int) -> int:
     """Reviews to prepare so that the training split (80%) holds the longest timed run."""
     train = max(batch_sizes) * max(steps, warmup)
-    return max(data.MIN_LIMIT, math.ceil(train / 0.8 / 100) * 100 + 100)
+    return max(MIN_LIMIT, math.ceil(train / 0.8 / 100) * 100 + 100)
 
 
 def parse_list(text: str, what: str) -> list[int]:
@@ -618,7 +619,7 @@ def throughput(
     keys = registry.parse_model_list(args.models)
     specs = [registry.load_spec(key) for key in keys]
     batch_sizes = parse_list(args.batch_sizes, "--batch-sizes")
-    # Just enough reviews: every engine.train call also validates and tests on its cache.
+    # Just enough reviews: every training call also validates and tests on its cache.
     limit = args.limit or needed_reviews(batch_sizes, args.steps, args.warmup_steps)
     workspace = Workspace(args.workdir)
     console.print(f"preparing {limit} reviews in {workspace.root} ...")
@@ -651,7 +652,7 @@ def throughput(
         flop = train_flop_per_token(
             shape.non_embedding_parameters, shape.layers, shape.hidden, args.max_length
         )
-        train_split = data.load_split(caches[spec.key], "train", mmap=False)
+        train_split = load_split(caches[spec.key], "train", mmap=False)
         for batch_size in batch_sizes:
             config = bench_config(spec, batch_size, precision, device.type)
             needed = batch_size * max(args.steps, args.warmup_steps)
@@ -724,8 +725,6 @@ def full_recipe(
     args: argparse.Namespace, device: torch.device, console: Console, output: Path
 ) -> dict:
     """The study's recipe end to end, ours then the Trainer: wall time and accuracy."""
-    from imdb_cli import engine
-
     if device.type != "cuda" and args.limit is None:
         raise SystemExit(
             "--full-recipe trains 5 epochs over 40k reviews: GPU only "
@@ -757,7 +756,7 @@ def full_recipe(
         f"lr {config.lr} {config.scheduler}"
     )
     started = time.perf_counter()
-    run = engine.train(workspace, spec, config, cache=cache)
+    run = train(workspace, spec, config, cache=cache)
     ours_seconds = time.perf_counter() - started
     ledger = run.ledger
     ours: dict[str, Any] = {
@@ -777,7 +776,7 @@ def full_recipe(
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    splits = {split: data.load_split(cache, split, mmap=False) for split in data.SPLITS}
+    splits = {split: load_split(cache, split, mmap=False) for split in SPLITS}
     # Adam and AdamW without decay are the same update; the Trainer offers only AdamW.
     trainer_config = dataclasses.replace(config, weight_decay=0.0)
     trainer: dict[str, Any] = hf.full_recipe(spec, splits, trainer_config, device, precision, fused)

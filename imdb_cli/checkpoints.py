@@ -8,7 +8,6 @@ Only safetensors and `torch.load(weights_only=True)` ever load anything: no pick
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from imdb_cli.model import EncoderForClassification
 from imdb_cli.runs import ENCODER_DIR, Run
 
 CHECKPOINT_DIR = "checkpoints"
-_NAME = re.compile(r"^epoch_(\d+)_acc_([0-9.]+)\.safetensors$")
 
 
 def checkpoint_name(epoch: int, val_acc: float) -> str:
@@ -77,11 +75,6 @@ def load_train_state(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise ImdbError(f"training state {path} is not a dict")
     return state
-
-
-def epoch_of(path: Path) -> int | None:
-    match = _NAME.match(path.name)
-    return int(match.group(1)) if match else None
 
 
 def checkpoint_path(run: Run, checkpoint: str = "best") -> Path:

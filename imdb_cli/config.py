@@ -158,10 +158,6 @@ class ModelSpec:
     tokenizer: str
     training: TrainConfig = field(default_factory=TrainConfig)
 
-    @property
-    def is_random_init(self) -> bool:
-        return self.pretrained is None
-
 
 def load_model_spec(path: Path) -> ModelSpec:
     """Read and check one model YAML; errors name the file and key."""

@@ -63,3 +63,8 @@ def progress(*extra_columns: TextColumn) -> Progress:
         disable=verbosity.quiet,
         transient=False,
     )
+
+
+def stats_column() -> TextColumn:
+    """A progress column for running figures (loss, accuracy, speed): `stats=` of a task."""
+    return TextColumn("{task.fields[stats]}")

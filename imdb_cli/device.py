@@ -8,14 +8,13 @@ places that act on that choice. Everything else passes the pair along.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import platform
 from collections.abc import Iterator
 
 import torch
 
-from imdb_cli.config import ATTENTIONS
+from imdb_cli.config import DEVICES
 from imdb_cli.errors import ImdbError
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -27,8 +26,8 @@ def cuda_available() -> bool:
 
 def choose_device(name: str) -> torch.device:
     """`auto` -> the GPU when there is one (this process's GPU under torchrun), else the CPU."""
-    if name not in ("auto", "cpu", "cuda"):
-        raise ImdbError(f"--device must be one of auto, cpu, cuda (got {name!r})")
+    if name not in DEVICES:  # evaluate, tsne and attention pass their --device as typed
+        raise ImdbError(f"--device must be one of {', '.join(DEVICES)} (got {name!r})")
     if name == "cpu" or (name == "auto" and not cuda_available()):
         return torch.device("cpu")
     if not cuda_available():
@@ -39,8 +38,6 @@ def choose_device(name: str) -> torch.device:
 
 def choose_precision(name: str, device: torch.device) -> str:
     """`auto` -> bf16 on a GPU that has it, else fp32 (the original study's precision)."""
-    if name not in ("auto", "fp32", "bf16", "fp16"):
-        raise ImdbError(f"--precision must be one of auto, fp32, bf16, fp16 (got {name!r})")
     on_cuda = device.type == "cuda"
     bf16_ok = on_cuda and torch.cuda.is_bf16_supported()
     if name == "auto":
@@ -68,35 +65,6 @@ def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
 
-def choose_attention(name: str, model_type: str, device: torch.device, precision: str) -> str:
-    """The encoder's attention kernel (--attention): a transformers `attn_implementation`.
-
-    `auto` is SDPA, except for models whose padded batches can be packed (model.PACKING_MODELS:
-    ModernBERT) on a GPU in bf16/fp16 with flash-attn installed: there flash attention with
-    packing ("unpadding") skips every padded position, in attention and in the MLPs.
-    """
-    from imdb_cli.model import PACKING_MODELS  # the model knows what it can pack
-
-    if name not in ATTENTIONS:
-        raise ImdbError(f"--attention must be one of {', '.join(ATTENTIONS)} (got {name!r})")
-    flash_ok = importlib.util.find_spec("flash_attn") is not None
-    half = precision in AUTOCAST_DTYPES
-    if name == "auto":
-        packs = model_type in PACKING_MODELS and device.type == "cuda" and half and flash_ok
-        return "flash_attention_2" if packs else "sdpa"
-    if name == "flash_attention_2":
-        if device.type != "cuda":
-            raise ImdbError("--attention flash_attention_2 needs a CUDA GPU (use sdpa)")
-        if not half:
-            raise ImdbError("--attention flash_attention_2 needs --precision bf16 or fp16")
-        if not flash_ok:
-            raise ImdbError(
-                "--attention flash_attention_2: the flash-attn package is not installed "
-                "(pip install flash-attn, or use sdpa)"
-            )
-    return name
-
-
 def use_tf32(device: torch.device, enabled: bool) -> None:
     """TF32 tensor cores for fp32 matrix products on the GPU (--tf32, the default).
 
@@ -116,7 +84,7 @@ def compile_problem(device: torch.device) -> str | None:
     """Why torch.compile cannot work here (None: it should), found before a run starts.
 
     The checks cover what is missing outright (Python support, Triton on a GPU, a C++
-    compiler on the CPU); anything else fails at the first compiled step, and the engine
+    compiler on the CPU); anything else fails at the first compiled step, and the training loop
     reports it the same way.
     """
     import torch._dynamo  # only with --compile: importing dynamo costs a second

@@ -1,7 +1,8 @@
-"""Atomic file writes: a temp file in the same folder, fsync, then rename.
+"""Atomic file writes: a temp file beside the final one, fsync, then rename.
 
 A kill or a full disk mid-write leaves the previous file intact and never a half file
-under the final name.
+under the final name. Temp files and folders are named `.tmp-<name>-<pid>-<random>`, so
+`clean_stale_temps` can tell the ones whose process died from the ones still being written.
 """
 
 from __future__ import annotations
@@ -10,22 +11,32 @@ import contextlib
 import errno
 import json
 import os
-import tempfile
+import secrets
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from imdb_cli.console import debug
 from imdb_cli.errors import ImdbError
+
+TMP_PREFIX = ".tmp-"
+
+
+def temp_path(final: Path) -> Path:
+    """A fresh name beside `final` for a temp file or folder that will become `final`."""
+    return final.parent / f"{TMP_PREFIX}{final.name}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temp path to write; on success it replaces `path` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    """Yield a temp path to write; on success it is fsynced and replaces `path` atomically."""
+    tmp = temp_path(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.touch(exist_ok=False)
         yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
@@ -45,13 +56,19 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
-    text = json.dumps(data, indent=2, sort_keys=False)
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
-    def write(tmp: Path) -> None:
-        tmp.write_text(text + "\n", encoding="utf-8")
 
-    write_atomic(path, write)
+def save_array_atomic(path: Path, array: np.ndarray) -> None:
+    """`array` as a .npy file (through a handle: np.save would add .npy to the temp name)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array)
 
 
 def pid_alive(pid: int) -> bool:
@@ -65,3 +82,24 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:  # alive, another user's
         return True
     return True
+
+
+def clean_stale_temps(parent: Path) -> list[Path]:
+    """Remove the temp files and folders in `parent` left by processes that died."""
+    removed: list[Path] = []
+    if not parent.is_dir():
+        return removed
+    for entry in parent.iterdir():
+        if not entry.name.startswith(TMP_PREFIX):
+            continue
+        parts = entry.name.rsplit("-", 2)
+        if len(parts) != 3 or not parts[1].isdigit():
+            continue
+        if not pid_alive(int(parts[1])):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+            debug(f"removed {entry} (left by a process that died)")
+    return removed

@@ -1,7 +1,9 @@
-"""EncoderForClassification: encoder + masked mean pooling + a linear head over 2 classes."""
+"""The classifier: an encoder, masked mean pooling and a linear head; and the attention
+kernel an encoder runs with (some models pack padded batches under flash attention)."""
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -9,7 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from imdb_cli.device import autocast, to_device
+from imdb_cli.device import AUTOCAST_DTYPES, autocast, to_device
+from imdb_cli.errors import ImdbError
 from imdb_cli.registry import accepted_inputs
 
 NUM_LABELS = 2
@@ -26,6 +29,31 @@ PACKING_ATTENTION = frozenset({"flash_attention_2", "flash_attention_3"})
 # which transformers uses as is. Given the 2-D mask, it would first check whether any token
 # is padding (`mask.all()`): a host-device sync in every forward of a padded batch.
 READY_MASK_MODELS = frozenset({"bert", "roberta"})
+
+
+def choose_attention(name: str, model_type: str, device: torch.device, precision: str) -> str:
+    """The encoder's attention kernel (--attention): a transformers `attn_implementation`.
+
+    `auto` is SDPA, except for models whose padded batches can be packed (PACKING_MODELS:
+    ModernBERT) on a GPU in bf16/fp16 with flash-attn installed: there flash attention with
+    packing ("unpadding") skips every padded position, in attention and in the MLPs.
+    """
+    flash_ok = importlib.util.find_spec("flash_attn") is not None
+    half = precision in AUTOCAST_DTYPES
+    if name == "auto":
+        packs = model_type in PACKING_MODELS and device.type == "cuda" and half and flash_ok
+        return "flash_attention_2" if packs else "sdpa"
+    if name == "flash_attention_2":
+        if device.type != "cuda":
+            raise ImdbError("--attention flash_attention_2 needs a CUDA GPU (use sdpa)")
+        if not half:
+            raise ImdbError("--attention flash_attention_2 needs --precision bf16 or fp16")
+        if not flash_ok:
+            raise ImdbError(
+                "--attention flash_attention_2: the flash-attn package is not installed "
+                "(pip install flash-attn, or use sdpa)"
+            )
+    return name
 
 
 @dataclass(frozen=True)
@@ -102,7 +130,7 @@ class EncoderForClassification(nn.Module):
     ) -> dict[str, torch.Tensor | None]:
         """Only the inputs the encoder's forward accepts (BERT: token_type_ids; ModernBERT: not).
 
-        `attention_mask` None means no padding (see engine.Batch).
+        `attention_mask` None means no padding (see training.batches.Batch).
         """
         if attention_mask is not None and self.ready_mask:
             attention_mask = attention_mask[:, None, None, :].bool()  # [B, 1, 1, W]: keys
@@ -120,8 +148,8 @@ class EncoderForClassification(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         packing: Packing | None = None,
     ) -> ClassifierOutput:
-        """`packing` (engine.make_batch gives one when `self.packs` and the batch has padding):
-        run the encoder on the real tokens only; the same result as the padded batch."""
+        """`packing` (training.batches.make_batch gives one when `self.packs` and the batch
+        has padding): run the encoder on the real tokens only; the same result as padded."""
         if packing is not None:
             pooled = self._packed_mean(input_ids, packing)
         else:

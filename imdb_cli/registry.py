@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imdb_cli.config import ModelSpec, load_model_spec
-from imdb_cli.errors import ImdbError
+from imdb_cli.errors import ImdbError, first_line
 
 # torch and transformers take seconds to import: they are imported inside the functions
 # that build something, so that listing models or a `prepare` cache hit stays fast.
@@ -117,9 +117,8 @@ def _explained_loading(what: str, source: str, key: str) -> Any:
         raise
     except (OSError, ValueError) as exc:
         hint = "" if is_local(source) else " (no network? point the YAML at a local folder)"
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ImdbError(
-            f"model '{key}': cannot load {what} from '{source}'{hint}: {first_line}"
+            f"model '{key}': cannot load {what} from '{source}'{hint}: {first_line(exc)}"
         ) from exc
 
 

@@ -379,7 +379,7 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def predicted_positive(prob: float) -> bool:
-    """The engine's prediction: argmax of two logits, so a tie (p = 0.5) is negative."""
+    """The training loop's prediction: argmax of two logits, so a tie (p = 0.5) is negative."""
     return prob > 0.5
 
 

@@ -1,12 +1,9 @@
 """The whole study in one call: prepare, train every model (per seed), compare, t-SNE,
 attention, and `<workdir>/report.md`.
 
-What the original study's run_all_models.sh did, done properly: every step is one core
-function (the same ones the commands call), the report holds the exact command of each
-step, and a step that cannot run says so in the report instead of drawing something.
-
-The engine and the analysis are imported inside functions: this module imports, and its
-errors stay one line, whatever state those modules are in.
+Every step is one core function (the same ones the commands call), the report holds the
+exact command of each step, and a step that cannot run says so in the report instead of
+drawing something.
 """
 
 from __future__ import annotations
@@ -20,11 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from imdb_cli import __version__, registry, report
 from imdb_cli.config import ModelSpec, TrainConfig, flag_name
 from imdb_cli.console import info, warn
+from imdb_cli.data.prepare import prepare
+from imdb_cli.data.sources import DataSource
+from imdb_cli.data.split import SplitOptions
+from imdb_cli.data.tokenized import TokenizedCache
 from imdb_cli.errors import ImdbError
 from imdb_cli.runs import Run
 from imdb_cli.workspace import Workspace
@@ -128,14 +128,11 @@ class StudyResult:
 
 def run_study(workspace: Workspace, options: StudyOptions) -> StudyResult:
     """Every step of the study; a failed training or analysis is reported, not hidden."""
-    from imdb_cli import data  # heavy imports only when the study runs
-
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     plan = make_plan(options)
-    source = data.DataSource.from_options(options.data_dir, options.dataset)
-    split_options = data.SplitOptions(seed=options.split_seed, limit=options.limit)
-    split_options.check()
+    source = DataSource.from_options(options.data_dir, options.dataset)
+    split_options = SplitOptions(seed=options.split_seed, limit=options.limit)
     study = report.StudyReport(
         workdir=workspace.root,
         command=reproduce_command(workspace, options, source),
@@ -169,23 +166,21 @@ def run_study(workspace: Workspace, options: StudyOptions) -> StudyResult:
 def _prepare(
     workspace: Workspace,
     plan: Plan,
-    source: Any,
-    split_options: Any,
+    source: DataSource,
+    split_options: SplitOptions,
     options: StudyOptions,
     study: report.StudyReport,
-) -> dict[tuple[str, int, str], Any]:
+) -> dict[tuple[str, int, str], TokenizedCache]:
     """Tokenized caches by (model key, max length, truncation): one prepare per distinct
     (length, truncation)."""
-    from imdb_cli import data
-
     shapes: dict[tuple[int, str], list[ModelSpec]] = {}
     for spec in plan.specs:
         for shape in sorted({(c.max_length, c.truncation) for c in plan.configs[spec.key]}):
             shapes.setdefault(shape, []).append(spec)
-    caches: dict[tuple[str, int, str], Any] = {}
+    caches: dict[tuple[str, int, str], TokenizedCache] = {}
     for (length, truncation), specs in shapes.items():
         study.steps.append(prepare_command(workspace, specs, length, truncation, source, options))
-        result = data.prepare(workspace, specs, source, split_options, length, truncation)
+        result = prepare(workspace, specs, source, split_options, length, truncation)
         for key, cache in result.caches.items():
             caches[(key, length, truncation)] = cache
         study.data = {
@@ -203,10 +198,10 @@ def _prepare(
 def _train_all(
     workspace: Workspace,
     plan: Plan,
-    caches: dict[tuple[str, int, str], Any],
+    caches: dict[tuple[str, int, str], TokenizedCache],
     study: report.StudyReport,
 ) -> list[Run]:
-    from imdb_cli import engine
+    from imdb_cli.training.loop import train  # torch: seconds that `--help` need not wait
 
     runs: list[Run] = []
     for spec in plan.specs:
@@ -215,7 +210,7 @@ def _train_all(
             study.steps.append(train_command(workspace, spec, config))
             info(f"training {spec.key} (seed {config.seed}, {config.epochs} epoch(s))")
             try:
-                run = engine.train(workspace, spec, config, cache=cache)
+                run = train(workspace, spec, config, cache=cache)
             except ImdbError as exc:
                 message = f"training {spec.key} (seed {config.seed}) failed: {exc.message}"
                 warn(message)
@@ -245,10 +240,8 @@ def _tsne(
     name = "t-SNE"
     if not runs:
         return report.AnalysisStep(name, skipped="no completed run to embed")
-    try:
-        from imdb_cli.analysis.embeddings import TsneOptions, compute_tsne
-    except ImportError as exc:
-        return report.AnalysisStep(name, skipped=f"the t-SNE analysis is not available ({exc})")
+    from imdb_cli.analysis.embeddings import TsneOptions, compute_tsne  # torch, sklearn
+
     test_size = min(int(run.ledger.data.get("sizes", {}).get("test", 0)) or 10**9 for run in runs)
     n_samples = min(options.tsne_samples, test_size)
     # t-SNE needs more points than its perplexity; small demo splits get a smaller one.
@@ -292,11 +285,9 @@ def _attention(
         return report.AnalysisStep(name, skipped="no completed run to explain")
     if options.attention_reviews == 0:
         return report.AnalysisStep(name, skipped="--attention-reviews 0")
-    try:
-        from imdb_cli.analysis.attention import LayerSelection, ReviewInput, explain
-        from imdb_cli.analysis.embeddings import reviews_from_errors
-    except ImportError as exc:
-        return report.AnalysisStep(name, skipped=f"the attention analysis is not available ({exc})")
+    from imdb_cli.analysis.attention import LayerSelection, ReviewInput, explain
+    from imdb_cli.analysis.embeddings import reviews_from_errors
+
     count = options.attention_reviews
     models = ",".join(_run_ref(workspace, run.path) for run in runs)
     command = _imdb(workspace, "attention", "--from-errors", str(count), "--models", models)
@@ -342,17 +333,19 @@ def _run_ref(workspace: Workspace, path: Path) -> str:
         return str(path)
 
 
-def _source_args(options: StudyOptions, source: Any | None = None) -> list[str]:
+def _source_args(options: StudyOptions, source: DataSource | None = None) -> list[str]:
     if options.data_dir is not None:
         return ["--data-dir", str(options.data_dir)]
     if options.dataset is not None:
         return ["--dataset", options.dataset]
-    if source is not None and getattr(source, "data_dir", None) is not None:
+    if source is not None and source.data_dir is not None:
         return ["--data-dir", str(source.data_dir)]  # from IMDB_DATA_DIR: made explicit
     return []
 
 
-def reproduce_command(workspace: Workspace, options: StudyOptions, source: Any = None) -> str:
+def reproduce_command(
+    workspace: Workspace, options: StudyOptions, source: DataSource | None = None
+) -> str:
     """The command as run, with the data folder that came from $IMDB_DATA_DIR shown."""
     args = ["reproduce", "--models", ",".join(options.models), *_source_args(options)]
     if options.limit is not None:
@@ -380,7 +373,7 @@ def reproduce_command(workspace: Workspace, options: StudyOptions, source: Any =
         args.append("--no-analysis")
     command = _imdb(workspace, *args)
     from_env = options.data_dir is None and options.dataset is None
-    if from_env and source is not None and getattr(source, "data_dir", None) is not None:
+    if from_env and source is not None and source.data_dir is not None:
         command = f"IMDB_DATA_DIR={shlex.quote(str(source.data_dir))} {command}"
     return command
 
@@ -390,7 +383,7 @@ def prepare_command(
     specs: Sequence[ModelSpec],
     max_length: int,
     truncation: str,
-    source: Any,
+    source: DataSource,
     options: StudyOptions,
 ) -> str:
     args = ["prepare", "--models", ",".join(s.key for s in specs)]

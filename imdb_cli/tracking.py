@@ -1,8 +1,8 @@
 """Experiment tracking (Weights & Biases), imported only when switched on.
 
 Every metric is logged against one x-axis, the global optimizer step, which only grows:
-W&B drops a log whose step is smaller than one it has seen (the original study lost
-epoch metrics that way). Epoch and test metrics use the step at which they happened.
+W&B silently drops a log whose step is smaller than one it has seen. Epoch and test
+metrics use the step at which they happened.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
-from imdb_cli.errors import ImdbError
+from imdb_cli.errors import ImdbError, first_line
 
 DEFAULT_PROJECT = "imdb"
 
@@ -79,9 +79,8 @@ def start_tracking(
             reinit="finish_previous",
         )
     except Exception as exc:  # wandb raises its own types for login/network problems
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ImdbError(
-            f"--wandb: cannot start a W&B run ({first_line}); "
+            f"--wandb: cannot start a W&B run ({first_line(exc)}); "
             "set WANDB_MODE=offline to log without network"
         ) from exc
     return WandbTracker(run)

@@ -1,24 +1,23 @@
 """Two trained runs (tiny-bert, tiny-modernbert) for the t-SNE and attention tests.
 
-Both models are trained once per test session with the real `engine.train` (1 epoch on a
-small slice of the synthetic reviews of training_support); each test copies the result
-into its own workspace, so tests never see each other's analysis folders.
+Both models are trained once per test session with the real `train` (1 epoch on a small
+slice of the synthetic reviews of training_support); each test copies the result into its
+own workspace (the `trained_root` / `trained_workspace` fixtures of conftest.py), so tests
+never see each other's analysis folders.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-import torch
-from training_support import copy_workspace, one_thread, prepared_workspace_root, tiny_config
+from training_support import copy_workspace, prepared_workspace_root, tiny_config
 from typer.testing import CliRunner, Result
 
-from imdb_cli import engine, registry
+from imdb_cli import registry
 from imdb_cli.cli import app
 from imdb_cli.config import TrainConfig
+from imdb_cli.training.loop import train
 from imdb_cli.workspace import Workspace
 
 MODELS = ("tiny-bert", "tiny-modernbert")
@@ -32,7 +31,7 @@ def trained_workspace_root(base: Path) -> Path:
         # Both tiny models use the bert-base-uncased vocabulary: one cache serves both.
         workspace = copy_workspace(prepared_workspace_root(base), base / "trained")
         for key in MODELS:
-            engine.train(workspace, registry.load_spec(key), train_config())
+            train(workspace, registry.load_spec(key), train_config())
         _trained["root"] = workspace.root
     return _trained["root"]
 
@@ -43,30 +42,9 @@ def train_config() -> TrainConfig:
 
 def copy_trained(root: Path, target: Path) -> Workspace:
     """A private copy; the ledgers' cache paths still name the template, and
-    engine.cache_of_run finds the copy under the new workspace by fingerprint."""
+    data.locate.cache_of_run finds the copy under the new workspace by fingerprint."""
     shutil.copytree(root, target)
     return Workspace(target)
-
-
-# Fixtures shared by test_tsne.py and test_attention.py. Defined once here, so the
-# session-scoped trained runs are built once per session, not once per test module.
-
-
-@pytest.fixture(scope="session")
-def trained_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return trained_workspace_root(tmp_path_factory.mktemp("analysis"))
-
-
-@pytest.fixture
-def workspace(trained_root: Path, tmp_path: Path) -> Workspace:
-    return copy_trained(trained_root, tmp_path / "ws")
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    previous = one_thread()
-    yield
-    torch.set_num_threads(previous)
 
 
 def imdb(workspace: Workspace, *args: str) -> Result:

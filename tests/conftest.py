@@ -1,118 +1,39 @@
-"""Shared fixtures: a throwaway workspace, small synthetic IMDB folders, the CLI runner.
+"""Fixtures shared by the test modules (helpers without fixtures live in *_support.py).
 
 Everything here is offline. Real IMDB (../shared/data/imdb or $IMDB_DATA_DIR) is used only
 through `real_imdb_dir`, which skips when the copy is absent.
+
+- `workdir`, `run_cli`: an empty workspace and the CLI run in-process against it;
+- `synthetic_imdb_dir`, `real_imdb_dir`: IMDB folders;
+- `prepared_root`, `prepared`: a tiny-bert cache prepared once per session, and a copy of it;
+- `trained_root`, `trained_workspace`: tiny-bert and tiny-modernbert trained once per
+  session, and a private copy of that workspace (the t-SNE and attention tests);
+- `single_thread`: torch on one thread for a test (used by the training modules).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+import torch
+from analysis_support import copy_trained, trained_workspace_root
+from data_support import REAL_IMDB, synthetic_reviews, write_parquet_imdb
+from training_support import copy_workspace, one_thread, prepared_workspace_root
 from typer.testing import CliRunner, Result
 
-REPO = Path(__file__).resolve().parents[1]
-REAL_IMDB = Path(os.environ.get("IMDB_DATA_DIR") or REPO.parent / "shared" / "data" / "imdb")
-
-Review = tuple[str, int]  # (text, label)
+from imdb_cli.workspace import Workspace
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`-m cuda` on a machine without a GPU: skip those tests, saying why, instead of failing."""
-    import torch
-
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (none here)")
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
-
-
-_POSITIVE = ["great", "wonderful", "moving", "brilliant", "superb", "touching", "funny", "charming"]
-_NEGATIVE = ["awful", "boring", "dull", "terrible", "weak", "clumsy", "tedious", "bland"]
-_NEUTRAL = [
-    "the",
-    "film",
-    "movie",
-    "plot",
-    "actor",
-    "actress",
-    "scene",
-    "story",
-    "director",
-    "music",
-    "camera",
-    "ending",
-    "character",
-    "dialogue",
-    "script",
-    "was",
-    "is",
-    "and",
-    "a",
-    "of",
-    "with",
-    "but",
-    "it",
-    "this",
-    "that",
-    "very",
-    "quite",
-]
-
-
-def synthetic_reviews(n: int, seed: int = 0) -> list[Review]:
-    """`n` distinct reviews, half positive, whose label shows in their words (learnable)."""
-    rng = np.random.default_rng(seed)
-    reviews: list[Review] = []
-    for i in range(n):
-        label = i % 2
-        mood = _POSITIVE if label else _NEGATIVE
-        words = rng.choice(_NEUTRAL, size=int(rng.integers(10, 220))).tolist()
-        for at in rng.integers(0, len(words), size=4):
-            words.insert(int(at), str(rng.choice(mood)))
-        reviews.append((f"Review {i}: " + " ".join(words) + ".", label))
-    return reviews
-
-
-def write_parquet_imdb(folder: Path, train: Sequence[Review], test: Sequence[Review]) -> Path:
-    """The Hub's layout: folder/plain_text/{train,test}-00000-of-00001.parquet."""
-    plain = folder / "plain_text"
-    plain.mkdir(parents=True, exist_ok=True)
-    for name, rows in (("train", train), ("test", test)):
-        table = pa.table(
-            {
-                "text": pa.array([t for t, _ in rows], type=pa.string()),
-                "label": pa.array([label for _, label in rows], type=pa.int64()),
-            }
-        )
-        pq.write_table(table, plain / f"{name}-00000-of-00001.parquet")
-    return folder
-
-
-def write_aclimdb(folder: Path, train: Sequence[Review], test: Sequence[Review]) -> Path:
-    """The original layout: folder/aclImdb/{train,test}/{neg,pos}/<id>_<rating>.txt.
-
-    Files are named so that sorting by name keeps each split's order (negatives first,
-    like the Hub), so the result reads back as the same rows as `write_parquet_imdb`
-    when the rows are given negatives first.
-    """
-    root = folder / "aclImdb"
-    for split, rows in (("train", train), ("test", test)):
-        for category in ("neg", "pos"):
-            (root / split / category).mkdir(parents=True, exist_ok=True)
-        for i, (text, label) in enumerate(rows):
-            category = "pos" if label else "neg"
-            (root / split / category / f"{i:05d}_{8 if label else 2}.txt").write_text(
-                text, encoding="utf-8"
-            )
-    return folder
 
 
 @pytest.fixture
@@ -149,3 +70,31 @@ def run_cli(workdir: Path) -> Callable[..., Result]:
         return runner.invoke(app, ["--workdir", str(workdir), *args], catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def prepared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prepared_workspace_root(tmp_path_factory.mktemp("prepared"))
+
+
+@pytest.fixture
+def prepared(prepared_root: Path, workdir: Path) -> Workspace:
+    """The CLI's workspace (`workdir`) with the tiny-bert cache in it."""
+    return copy_workspace(prepared_root, workdir)
+
+
+@pytest.fixture(scope="session")
+def trained_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return trained_workspace_root(tmp_path_factory.mktemp("analysis"))
+
+
+@pytest.fixture
+def trained_workspace(trained_root: Path, tmp_path: Path) -> Workspace:
+    return copy_trained(trained_root, tmp_path / "ws")
+
+
+@pytest.fixture
+def single_thread() -> Iterator[None]:
+    previous = one_thread()
+    yield
+    torch.set_num_threads(previous)

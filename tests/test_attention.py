@@ -10,25 +10,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from analysis_support import (  # noqa: F401  (fixtures shared with the other analysis tests)
-    MODELS,
-    copy_trained,
-    imdb,
-    single_thread,
-    trained_root,
-    workspace,
-)
+from analysis_support import MODELS, copy_trained, imdb
 from matplotlib.image import imread
 from training_support import one_thread
 from typer.testing import Result
 
-from imdb_cli import checkpoints, data, engine
+from imdb_cli import checkpoints
 from imdb_cli.analysis import attention as core
 from imdb_cli.analysis.attention import EagerModel, LayerSelection
 from imdb_cli.analysis.embeddings import reviews_from_errors
+from imdb_cli.data.tokenized import TokenizedSplit
 from imdb_cli.errors import ImdbError
 from imdb_cli.runs import resolve_run
+from imdb_cli.training.inference import predict
 from imdb_cli.workspace import Workspace
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
 
 BOTH = ",".join(MODELS)
 # About 60 tokens: longer than tiny-modernbert's local window (±16) and shorter than 128.
@@ -60,12 +57,12 @@ class Explained:
 
 @pytest.fixture(scope="module")
 def explained(trained_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Explained:
-    workspace = copy_trained(trained_root, tmp_path_factory.mktemp("attention") / "ws")
+    trained_workspace = copy_trained(trained_root, tmp_path_factory.mktemp("attention") / "ws")
     previous = one_thread()
     try:
-        last = imdb(workspace, "attention", "--review", REVIEW, "--models", BOTH)
+        last = imdb(trained_workspace, "attention", "--review", REVIEW, "--models", BOTH)
         every = imdb(
-            workspace,
+            trained_workspace,
             "attention",
             "--review",
             REVIEW,
@@ -76,11 +73,11 @@ def explained(trained_root: Path, tmp_path_factory: pytest.TempPathFactory) -> E
         )
     finally:
         torch.set_num_threads(previous)
-    return Explained(workspace, last, every)
+    return Explained(trained_workspace, last, every)
 
 
-def latest_json(workspace: Workspace, model: str, which: str) -> dict:
-    folder = workspace.analysis / "attention" / "latest" / "review"
+def latest_json(trained_workspace: Workspace, model: str, which: str) -> dict:
+    folder = trained_workspace.analysis / "attention" / "latest" / "review"
     return json.loads((folder / f"{model}_{which}.json").read_text(encoding="utf-8"))
 
 
@@ -118,9 +115,9 @@ def test_each_attention_row_sums_to_one_over_the_review_tokens(explained: Explai
         assert sum(saved["received"]) == pytest.approx(1.0, abs=1e-4)
 
 
-def test_each_head_row_sums_to_one_too(workspace: Workspace):
+def test_each_head_row_sums_to_one_too(trained_workspace: Workspace):
     for model in MODELS:
-        eager = EagerModel.load(resolve_run(workspace, model))
+        eager = EagerModel.load(resolve_run(trained_workspace, model))
         for head in ("0", "1"):
             result = eager.attention(REVIEW, LayerSelection.parse("all", head))
             for layer in result.layers:
@@ -163,25 +160,25 @@ def test_json_tokens_are_the_run_tokenizers_tokens_with_special_tokens_kept(
         assert saved["special_token_mass"] == pytest.approx(special_share, abs=1e-5)
 
 
-def test_prediction_of_the_eager_copy_is_the_classifiers(workspace: Workspace):
+def test_prediction_of_the_eager_copy_is_the_classifiers(trained_workspace: Workspace):
     for model in MODELS:
-        run = resolve_run(workspace, model)
+        run = resolve_run(trained_workspace, model)
         eager = EagerModel.load(run).attention(REVIEW, LayerSelection())
         fast, _ = checkpoints.load_classifier(run)  # the default (SDPA) kernels
         ids = eager.review.input_ids
-        split = data.TokenizedSplit(
+        split = TokenizedSplit(
             review_ids=np.array([0]),
             input_ids=np.array([ids], dtype=np.int32),
             lengths=np.array([len(ids)], dtype=np.int32),
             labels=np.array([1]),
             pad_token_id=0,
         )
-        predicted = engine.predict(fast, split, batch_size=1, device=torch.device("cpu"))
+        predicted = predict(fast, split, batch_size=1, device=torch.device("cpu"))
         assert eager.prob_positive == pytest.approx(float(predicted.probs[0]), abs=1e-5)
 
 
 def test_a_model_without_attention_maps_is_an_error_not_a_placeholder(
-    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+    trained_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ):
     real_load = checkpoints.load_classifier
 
@@ -189,28 +186,28 @@ def test_a_model_without_attention_maps_is_an_error_not_a_placeholder(
         return real_load(run, checkpoint, attn_implementation="sdpa")
 
     monkeypatch.setattr(checkpoints, "load_classifier", load_fast)
-    result = imdb(workspace, "attention", "--review", REVIEW, "--models", "tiny-bert")
+    result = imdb(trained_workspace, "attention", "--review", REVIEW, "--models", "tiny-bert")
     assert result.exit_code != 0
     assert "returned no attention maps" in result.output and "sdpa" in result.output
     assert "Traceback" not in result.output
-    assert not list((workspace.analysis / "attention").rglob("*.png"))
+    assert not list((trained_workspace.analysis / "attention").rglob("*.png"))
 
 
 def test_a_long_review_is_truncated_with_a_warning_that_counts_the_cut_tokens(
-    workspace: Workspace,
+    trained_workspace: Workspace,
 ):
     long_review = " ".join(["great"] * 300)  # 300 tokens + [CLS] + [SEP], max length 128
-    result = imdb(workspace, "attention", "--review", long_review, "--models", "tiny-bert")
+    result = imdb(trained_workspace, "attention", "--review", long_review, "--models", "tiny-bert")
     assert result.exit_code == 0, result.output
     assert "174 tokens cut to fit tiny-bert's max length of 128" in result.output
-    saved = latest_json(workspace, "tiny-bert", "layer1")
+    saved = latest_json(trained_workspace, "tiny-bert", "layer1")
     assert len(saved["tokens"]) == 128 and saved["cut_tokens"] == 174
 
 
-def test_from_errors_takes_disagreements_of_the_latest_tsne_first(workspace: Workspace):
-    tsne = imdb(workspace, "tsne", *MODELS, "--n-samples", "40", "--perplexity", "10")
+def test_from_errors_takes_disagreements_of_the_latest_tsne_first(trained_workspace: Workspace):
+    tsne = imdb(trained_workspace, "tsne", *MODELS, "--n-samples", "40", "--perplexity", "10")
     assert tsne.exit_code == 0, tsne.output
-    latest_csv = workspace.analysis / "tsne" / "latest" / "boundary_samples.csv"
+    latest_csv = trained_workspace.analysis / "tsne" / "latest" / "boundary_samples.csv"
     with latest_csv.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     disagree = sorted(
@@ -220,13 +217,13 @@ def test_from_errors_takes_disagreements_of_the_latest_tsne_first(workspace: Wor
         int(r["review_id"]) for r in rows if r["disagree"] == "False"
     ]
     assert disagree, "the fixture's two models should disagree on some reviews"
-    _, listed = reviews_from_errors(workspace, len(rows))
+    _, listed = reviews_from_errors(trained_workspace, len(rows))
     assert [r.review_id for r in listed] == expected
 
-    result = imdb(workspace, "attention", "--from-errors", "1", "--models", "tiny-bert")
+    result = imdb(trained_workspace, "attention", "--from-errors", "1", "--models", "tiny-bert")
     assert result.exit_code == 0, result.output
     first = listed[0]
-    folder = workspace.analysis / "attention" / "latest"
+    folder = trained_workspace.analysis / "attention" / "latest"
     assert [p.name for p in folder.iterdir()] == [f"review-{first.review_id}"]
     saved = json.loads((folder / f"review-{first.review_id}" / "tiny-bert_layer1.json").read_text())
     assert saved["review_id"] == first.review_id and saved["text"] == first.text
@@ -262,36 +259,42 @@ def test_layer_and_head_choices_are_checked_against_each_model():
     ],
 )
 def test_bad_attention_input_is_one_red_line_without_traceback(
-    workspace: Workspace, args: list[str], message: str
+    trained_workspace: Workspace, args: list[str], message: str
 ):
     models = [] if "--models" in args else ["--models", "tiny-bert"]
-    result = imdb(workspace, "attention", *args, *models)
+    result = imdb(trained_workspace, "attention", *args, *models)
     assert result.exit_code != 0
     assert message in result.output, result.output
     assert "Traceback" not in result.output
     assert result.output.strip().startswith("error:")
 
 
-def test_default_models_name_the_missing_run_and_the_train_command(workspace: Workspace):
-    result = imdb(workspace, "attention", "--review", REVIEW)
+def test_default_models_name_the_missing_run_and_the_train_command(trained_workspace: Workspace):
+    result = imdb(trained_workspace, "attention", "--review", REVIEW)
     assert result.exit_code != 0
     assert "model 'bert' has no completed run" in result.output
     assert "`imdb train bert`" in result.output
 
 
-def test_a_review_file_that_is_not_utf8_is_refused(workspace: Workspace, tmp_path: Path):
+def test_a_review_file_that_is_not_utf8_is_refused(trained_workspace: Workspace, tmp_path: Path):
     path = tmp_path / "latin1.txt"
     path.write_bytes("Un film tr\xe8s r\xe9ussi".encode("latin-1"))
-    result = imdb(workspace, "attention", "--review-file", str(path), "--models", "tiny-bert")
+    result = imdb(
+        trained_workspace, "attention", "--review-file", str(path), "--models", "tiny-bert"
+    )
     assert result.exit_code != 0
     assert f"--review-file {path}: not UTF-8 text (byte 10)" in result.output
 
 
-def test_a_review_file_is_read_and_named_after_its_stem(workspace: Workspace, tmp_path: Path):
+def test_a_review_file_is_read_and_named_after_its_stem(
+    trained_workspace: Workspace, tmp_path: Path
+):
     path = tmp_path / "my review.txt"
     path.write_text("A warm, funny little film.", encoding="utf-8")
-    result = imdb(workspace, "attention", "--review-file", str(path), "--models", "tiny-bert")
+    result = imdb(
+        trained_workspace, "attention", "--review-file", str(path), "--models", "tiny-bert"
+    )
     assert result.exit_code == 0, result.output
-    folder = workspace.analysis / "attention" / "latest" / "my_review"
+    folder = trained_workspace.analysis / "attention" / "latest" / "my_review"
     saved = json.loads((folder / "tiny-bert_layer1.json").read_text())
     assert saved["text"] == "A warm, funny little film."

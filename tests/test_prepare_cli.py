@@ -15,9 +15,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from cli_support import assert_one_red_line
-from conftest import REPO, synthetic_reviews, write_aclimdb, write_parquet_imdb
+from data_support import REPO, synthetic_reviews, write_aclimdb, write_parquet_imdb
 
-from imdb_cli import data, registry
+from imdb_cli import registry
+from imdb_cli.data.locate import find_tokenized_cache
+from imdb_cli.data.prepare import prepare
+from imdb_cli.data.sources import DataSource
+from imdb_cli.data.split import SPLITS, SplitOptions
+from imdb_cli.data.tokenized import TokenizedCache, load_split, load_texts
 from imdb_cli.workspace import Workspace
 
 TINY = "tiny-bert"
@@ -89,9 +94,7 @@ def test_real_imdb_with_limit(run_cli: Callable, real_imdb_dir: Path, workdir: P
     assert result.exit_code == 0, result.output
     assert "418 duplicates dropped" in result.output
     ws = Workspace(workdir)
-    cache = data.find_tokenized_cache(
-        ws, registry.build_tokenizer(registry.load_spec("minilm")), 64
-    )
+    cache = find_tokenized_cache(ws, registry.build_tokenizer(registry.load_spec("minilm")), 64)
     assert cache.data_fingerprint.endswith("-limit500") and cache.sizes() == {
         "train": 400,
         "val": 50,
@@ -195,10 +198,10 @@ def _start(workdir: Path, *args: str) -> subprocess.Popen[bytes]:
     )
 
 
-def _arrays(cache: data.TokenizedCache) -> dict[str, np.ndarray]:
+def _arrays(cache: TokenizedCache) -> dict[str, np.ndarray]:
     found = {}
-    for split in data.SPLITS:
-        tokens = data.load_split(cache, split, mmap=False)
+    for split in SPLITS:
+        tokens = load_split(cache, split, mmap=False)
         for name in ("input_ids", "lengths", "labels", "review_ids"):
             found[f"{split}_{name}"] = getattr(tokens, name)
     return found
@@ -228,13 +231,13 @@ def test_sigkill_midway_then_rerun_gives_a_complete_cache(
     assert not temp[0].exists() and not list((workdir / "cache").rglob(".tmp-*"))
 
     tokenizer = registry.build_tokenizer(registry.load_spec(TINY))
-    resumed = data.find_tokenized_cache(Workspace(workdir), tokenizer, 128)
+    resumed = find_tokenized_cache(Workspace(workdir), tokenizer, 128)
     clean_ws = Workspace(tmp_path / "clean")
-    clean = data.prepare(
+    clean = prepare(
         clean_ws,
         [registry.load_spec(TINY)],
-        data.DataSource(data_dir=real_imdb_dir),
-        data.SplitOptions(limit=4000),
+        DataSource(data_dir=real_imdb_dir),
+        SplitOptions(limit=4000),
         128,
     ).caches[TINY]
     assert resumed.path.relative_to(workdir) == clean.path.relative_to(clean_ws.root)
@@ -254,6 +257,6 @@ def test_two_prepares_at_once_end_with_one_valid_cache(real_imdb_dir: Path, work
     assert len(entries) == 2 and entries[1] == "split-seed42", entries
     assert not list((workdir / "cache").rglob(".tmp-*"))
     tokenizer = registry.build_tokenizer(registry.load_spec(TINY))
-    cache = data.find_tokenized_cache(Workspace(workdir), tokenizer, 128)
+    cache = find_tokenized_cache(Workspace(workdir), tokenizer, 128)
     assert sum(cache.sizes().values()) == 3000
-    assert len(data.load_texts(cache, "test")[1]) == cache.sizes()["test"] == 300
+    assert len(load_texts(cache, "test")[1]) == cache.sizes()["test"] == 300

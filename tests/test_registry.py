@@ -62,7 +62,7 @@ def test_parameter_counts_match_the_published_sizes() -> None:
     assert round(registry.count_parameters(registry.load_spec("minilm")) / 1e5) == 227
 
 
-@pytest.mark.parametrize("key", [k for k in SHIPPED if registry.load_spec(k).is_random_init])
+@pytest.mark.parametrize("key", [k for k in SHIPPED if registry.load_spec(k).pretrained is None])
 def test_random_init_models_instantiate_with_the_declared_shape(key: str) -> None:
     spec = registry.load_spec(key)
     model = EncoderForClassification(registry.build_encoder(spec))

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from handmade_ledgers import write_run
 from typer.testing import Result
 
-from imdb_cli import report, reproduce
+from imdb_cli import reproduce
 from imdb_cli.errors import ImdbError
 from imdb_cli.ledger import read_ledger
 from imdb_cli.runs import Run, list_runs
@@ -153,12 +151,12 @@ def test_failed_trainings_are_reported_and_the_command_fails(
     synthetic_imdb_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from imdb_cli import engine
+    from imdb_cli.training import loop
 
     def diverge(*_: object, **__: object) -> None:
         raise ImdbError("loss is nan at step 3")
 
-    monkeypatch.setattr(engine, "train", diverge)
+    monkeypatch.setattr(loop, "train", diverge)
     result = run_cli("reproduce", "--models", "tiny-bert", "--data-dir", str(synthetic_imdb_dir))
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "the study is incomplete (training tiny-bert (seed 42) failed: loss is nan" in (
@@ -167,28 +165,6 @@ def test_failed_trainings_are_reported_and_the_command_fails(
     text = (workdir / "report.md").read_text()
     assert "**Incomplete.**" in text and "No run completed" in text
     assert "Skipped: no completed run to embed." in text
-
-
-def test_a_missing_analysis_is_skipped_with_a_note_never_faked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    workspace = Workspace(tmp_path)
-    labels = [i % 2 for i in range(20)]
-    path = write_run(workspace, "tiny-bert", "r1", labels=labels, right=[True] * 20)
-    (run,) = list_runs(workspace, "tiny-bert")
-    monkeypatch.setitem(sys.modules, "imdb_cli.analysis.embeddings", None)  # import fails
-    options = reproduce.StudyOptions(models=("tiny-bert",))
-    study = report.StudyReport(workspace.root, "imdb reproduce", "now", {}, ["tiny-bert"])
-    study.comparison = report.compare_runs([run])
-    study.analyses = [
-        reproduce._tsne(workspace, [run], options, study),
-        reproduce._attention(workspace, [run], options, study),
-    ]
-    assert study.failures == []
-    text = report.render_study_report(study)
-    assert "Skipped: the t-SNE analysis is not available" in text
-    assert "Skipped: the attention analysis is not available" in text
-    assert "![" not in text and str(path) in text
 
 
 def test_truncation_and_length_groups_reach_prepare_and_every_training(

@@ -12,22 +12,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO
-from training_support import (  # noqa: F401  (shared fixtures)
-    TINY,
-    copy_workspace,
-    one_thread,
-    prepared_root,
-    prepared_workspace_root,
-    single_thread,
-    tiny_config,
-)
+from data_support import REPO
+from training_support import TINY, copy_workspace, one_thread, tiny_config
 
-from imdb_cli import checkpoints, engine, registry
+from imdb_cli import checkpoints, registry
 from imdb_cli.config import TrainConfig
 from imdb_cli.errors import ImdbError
 from imdb_cli.ledger import read_ledger
+from imdb_cli.training.loop import Trainer, train
 from imdb_cli.workspace import Workspace
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
 
 SETTINGS = {"epochs": 2, "limit_train": 240}
 METRICS = ("epoch", "train_loss", "train_acc", "train_samples", "val_loss", "val_acc", "lr")
@@ -74,7 +69,7 @@ def test_resume_after_kill_matches_uninterrupted_run(prepared_root: Path, tmp_pa
     reference = copy_workspace(prepared_root, tmp_path / "reference")
     killed = copy_workspace(prepared_root, tmp_path / "killed").root
     # The uninterrupted run, in this process (also one thread): the same arithmetic.
-    expected = engine.train(reference, registry.load_spec(TINY), tiny_config(**SETTINGS)).ledger
+    expected = train(reference, registry.load_spec(TINY), tiny_config(**SETTINGS)).ledger
 
     process = subprocess.Popen(
         _train_command(killed), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -127,16 +122,16 @@ def _interrupted_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Train run `name` of tiny-bert, stopped by Ctrl-C at the start of epoch `epoch`."""
-    real = engine._Trainer._train_epoch
+    real = Trainer._train_epoch
 
     def interrupted(self, number: int):
         if number == epoch:
             raise KeyboardInterrupt
         return real(self, number)
 
-    monkeypatch.setattr(engine._Trainer, "_train_epoch", interrupted)
+    monkeypatch.setattr(Trainer, "_train_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        engine.train(workspace, registry.load_spec(TINY), config, run_name=name)
+        train(workspace, registry.load_spec(TINY), config, run_name=name)
     monkeypatch.undo()
     one_thread()
 
@@ -150,9 +145,7 @@ def test_resume_with_another_seed_warns_and_keeps_the_runs_settings(
     assert read_ledger(workspace.runs / TINY / "r").status == "interrupted"
     capsys.readouterr()
 
-    run = engine.train(
-        workspace, spec, tiny_config(limit_train=16, epochs=2, seed=7), resume="auto"
-    )
+    run = train(workspace, spec, tiny_config(limit_train=16, epochs=2, seed=7), resume="auto")
     warning = capsys.readouterr().err
     assert "--seed 7 (run has 42)" in " ".join(warning.split())
     assert run.path == workspace.runs / TINY / "r" and run.ledger.status == "completed"
@@ -165,8 +158,8 @@ def test_resume_of_a_run_with_no_finished_epoch_starts_it_over(
     workspace = copy_workspace(prepared_root, tmp_path / "ws")
     spec, config = registry.load_spec(TINY), tiny_config(limit_train=16, epochs=1)
     _interrupted_run(workspace, config, "early", 1, monkeypatch)
-    run = engine.train(workspace, spec, config, resume="auto")
-    reference = engine.train(workspace, spec, config)
+    run = train(workspace, spec, config, resume="auto")
+    reference = train(workspace, spec, config)
     assert run.run_id == "early" and run.ledger.status == "completed"
     assert run.ledger.epochs[0].val_loss == reference.ledger.epochs[0].val_loss
 
@@ -176,8 +169,8 @@ def test_resume_auto_with_nothing_unfinished_starts_a_new_run(
 ) -> None:
     workspace: Workspace = copy_workspace(prepared_root, tmp_path / "ws")
     spec, config = registry.load_spec(TINY), tiny_config(limit_train=8, epochs=1)
-    first = engine.train(workspace, spec, config)
-    second = engine.train(workspace, spec, config, resume="auto")
+    first = train(workspace, spec, config)
+    second = train(workspace, spec, config, resume="auto")
     assert first.run_id != second.run_id and second.ledger.status == "completed"
 
 
@@ -196,8 +189,8 @@ def test_resume_leaves_alone_a_run_that_another_live_process_is_training(
         ledger_path.write_text(json.dumps(document))
 
         with pytest.raises(ImdbError, match=f"still being trained by process {sleeper.pid}"):
-            engine.train(workspace, spec, config, resume=str(ledger_path.parent))
-        fresh = engine.train(workspace, spec, config, resume="auto")
+            train(workspace, spec, config, resume=str(ledger_path.parent))
+        fresh = train(workspace, spec, config, resume="auto")
         assert fresh.run_id != "busy"
         assert read_ledger(ledger_path.parent).status == "running"  # untouched
     finally:
@@ -205,5 +198,5 @@ def test_resume_leaves_alone_a_run_that_another_live_process_is_training(
         sleeper.wait()
 
     # Its process is gone (killed without a word): now it is resumable.
-    resumed = engine.train(workspace, spec, config, resume="auto")
+    resumed = train(workspace, spec, config, resume="auto")
     assert resumed.run_id == "busy" and resumed.ledger.status == "completed"

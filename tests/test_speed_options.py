@@ -13,22 +13,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 from cli_support import assert_one_red_line
-from training_support import (  # noqa: F401  (shared fixtures)
-    TINY,
-    copy_workspace,
-    one_thread,
-    prepared,
-    prepared_root,
-    prepared_workspace_root,
-    single_thread,
-    tiny_config,
-)
+from training_support import TINY, tiny_config
 
-from imdb_cli import checkpoints, data, device, engine, registry
+from imdb_cli import checkpoints, device, registry
+from imdb_cli.data.locate import cache_of_run
+from imdb_cli.data.tokenized import TokenizedSplit, load_split
 from imdb_cli.errors import ImdbError
 from imdb_cli.ledger import read_ledger
-from imdb_cli.model import EncoderForClassification
+from imdb_cli.model import EncoderForClassification, choose_attention
+from imdb_cli.training.batches import batches, epoch_order, length_grouped, make_batch
+from imdb_cli.training.inference import predict
+from imdb_cli.training.loop import train
+from imdb_cli.training.metrics import LOG_EVERY
 from imdb_cli.workspace import Workspace
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
 
 CPU = torch.device("cpu")
 FAST = ("--epochs", "1", "--limit-train", "32", "--device", "cpu")
@@ -36,9 +35,7 @@ FAST = ("--epochs", "1", "--limit-train", "32", "--device", "cpu")
 
 def _padded_tokens(order: np.ndarray, lengths: np.ndarray, batch_size: int) -> int:
     """Positions a pass computes: each batch is trimmed to its longest review."""
-    return sum(
-        int(lengths[idx].max()) * len(idx) for idx in engine.batches(len(order), batch_size, order)
-    )
+    return sum(int(lengths[idx].max()) * len(idx) for idx in batches(len(order), batch_size, order))
 
 
 # --------------------------------------------------------------------------- grouping
@@ -46,42 +43,42 @@ def _padded_tokens(order: np.ndarray, lengths: np.ndarray, batch_size: int) -> i
 
 def test_length_grouped_order_is_a_seeded_permutation_with_less_padding() -> None:
     lengths = np.random.default_rng(0).integers(20, 513, size=2_003)
-    order = engine.epoch_order(len(lengths), seed=42, epoch=1)
+    order = epoch_order(len(lengths), seed=42, epoch=1)
 
-    grouped = engine.length_grouped(order, lengths, 8, seed=42, epoch=1)
+    grouped = length_grouped(order, lengths, 8, seed=42, epoch=1)
 
     assert sorted(grouped.tolist()) == list(range(len(lengths)))
-    again = engine.length_grouped(order, lengths, 8, seed=42, epoch=1)
+    again = length_grouped(order, lengths, 8, seed=42, epoch=1)
     assert np.array_equal(grouped, again)  # resume replays the same batches
-    assert not np.array_equal(grouped, engine.length_grouped(order, lengths, 8, seed=42, epoch=2))
+    assert not np.array_equal(grouped, length_grouped(order, lengths, 8, seed=42, epoch=2))
     real = int(lengths.sum())
     random_waste = _padded_tokens(order, lengths, 8) - real
     grouped_waste = _padded_tokens(grouped, lengths, 8) - real
     assert grouped_waste < random_waste / 10, (grouped_waste, random_waste)
     # The short last batch stays last: every other batch is full.
-    assert [len(b) for b in engine.batches(len(grouped), 8, grouped)][-1] == len(lengths) % 8
+    assert [len(b) for b in batches(len(grouped), 8, grouped)][-1] == len(lengths) % 8
 
 
 def test_grouped_batches_are_not_sorted_across_the_epoch() -> None:
     lengths = np.arange(1_000) % 500 + 10
-    order = engine.epoch_order(len(lengths), seed=3, epoch=1)
-    grouped = engine.length_grouped(order, lengths, 4, seed=3, epoch=1)
-    widths = [int(lengths[idx].max()) for idx in engine.batches(len(grouped), 4, grouped)]
+    order = epoch_order(len(lengths), seed=3, epoch=1)
+    grouped = length_grouped(order, lengths, 4, seed=3, epoch=1)
+    widths = [int(lengths[idx].max()) for idx in batches(len(grouped), 4, grouped)]
     assert widths != sorted(widths) and widths != sorted(widths, reverse=True)
 
 
 def test_under_ddp_each_global_batch_is_split_over_the_ranks() -> None:
     lengths = np.random.default_rng(1).integers(5, 300, size=64)
-    grouped = engine.length_grouped(np.arange(64), lengths, 8, seed=0, epoch=1)
-    global_batches = [set(b.tolist()) for b in engine.batches(64, 8, grouped)]
+    grouped = length_grouped(np.arange(64), lengths, 8, seed=0, epoch=1)
+    global_batches = [set(b.tolist()) for b in batches(64, 8, grouped)]
     for rank in (0, 1):
-        for step, idx in enumerate(engine.batches(64, 4, grouped, rank=rank, world_size=2)):
+        for step, idx in enumerate(batches(64, 4, grouped, rank=rank, world_size=2)):
             assert set(idx.tolist()) <= global_batches[step]
 
 
 def test_training_with_group_by_length_records_it_and_learns(prepared: Workspace) -> None:
     spec = registry.load_spec(TINY)
-    run = engine.train(prepared, spec, tiny_config(limit_train=96, epochs=2, group_by_length=True))
+    run = train(prepared, spec, tiny_config(limit_train=96, epochs=2, group_by_length=True))
     assert run.ledger.status == "completed"
     assert run.ledger.config["group_by_length"] is True
     assert run.ledger.epochs[1].train_loss < run.ledger.epochs[0].train_loss
@@ -90,12 +87,12 @@ def test_training_with_group_by_length_records_it_and_learns(prepared: Workspace
 # --------------------------------------------------------------------------- masks and order
 
 
-def _split(lengths: list[int], width: int = 12) -> data.TokenizedSplit:
+def _split(lengths: list[int], width: int = 12) -> TokenizedSplit:
     rng = np.random.default_rng(5)
     input_ids = np.zeros((len(lengths), width), dtype=np.int32)
     for row, length in enumerate(lengths):
         input_ids[row, :length] = rng.integers(1000, 2000, size=length)
-    return data.TokenizedSplit(
+    return TokenizedSplit(
         review_ids=np.arange(100, 100 + len(lengths), dtype=np.int64),
         input_ids=input_ids,
         lengths=np.asarray(lengths, dtype=np.int32),
@@ -112,8 +109,8 @@ def tiny_model() -> EncoderForClassification:
 
 def test_a_batch_without_padding_carries_no_mask_and_gives_the_same_logits(tiny_model) -> None:
     split = _split([9, 9, 4, 9])
-    full = engine.make_batch(split, np.array([0, 1, 3]), CPU)
-    padded = engine.make_batch(split, np.array([0, 2]), CPU)
+    full = make_batch(split, np.array([0, 1, 3]), CPU)
+    padded = make_batch(split, np.array([0, 2]), CPU)
     assert full.attention_mask is None
     assert padded.attention_mask is not None and padded.attention_mask.sum().item() == 13
     with torch.no_grad():
@@ -125,12 +122,12 @@ def test_a_batch_without_padding_carries_no_mask_and_gives_the_same_logits(tiny_
 
 def test_prediction_runs_in_length_order_but_answers_in_split_order(tiny_model) -> None:
     split = _split([12, 3, 7, 12, 1, 5, 9])
-    batched = engine.predict(tiny_model, split, batch_size=3, device=CPU, keep_pooled=True)
+    batched = predict(tiny_model, split, batch_size=3, device=CPU, keep_pooled=True)
     assert batched.review_ids.tolist() == list(range(100, 107))
     for row in range(len(split)):
-        alone = engine.predict(
+        alone = predict(
             tiny_model,
-            engine.subset(split, np.array([row])),
+            split.subset(np.array([row])),
             batch_size=1,
             device=CPU,
             keep_pooled=True,
@@ -154,7 +151,7 @@ def test_compile_trains_through_the_compiled_forward(
 
     compile_with = functools.partial(torch.compile, backend=counting_backend)
     monkeypatch.setattr(torch, "compile", compile_with)
-    run = engine.train(
+    run = train(
         prepared, registry.load_spec(TINY), tiny_config(limit_train=32, epochs=1, compile=True)
     )
     assert graphs, "the training forward did not go through torch.compile"
@@ -201,8 +198,8 @@ def test_compile_problem_finds_none_on_this_machine_with_a_compiler() -> None:
 @pytest.mark.slow
 def test_compile_with_inductor_matches_eager_training(prepared: Workspace) -> None:
     spec = registry.load_spec(TINY)
-    eager = engine.train(prepared, spec, tiny_config(limit_train=64, epochs=1))
-    compiled = engine.train(prepared, spec, tiny_config(limit_train=64, epochs=1, compile=True))
+    eager = train(prepared, spec, tiny_config(limit_train=64, epochs=1))
+    compiled = train(prepared, spec, tiny_config(limit_train=64, epochs=1, compile=True))
     # Inductor draws dropout masks from its own RNG stream, so the runs are not bit-equal;
     # the same model and data keep them close.
     assert compiled.ledger.epochs[0].train_loss == pytest.approx(
@@ -212,8 +209,8 @@ def test_compile_with_inductor_matches_eager_training(prepared: Workspace) -> No
     test = compiled.ledger.test
     assert test is not None
     model, _ = checkpoints.load_classifier(compiled, "best")  # the plain module reads it back
-    cache = engine.cache_of_run(prepared, compiled.ledger)
-    again = engine.predict(model, data.load_split(cache, "test"), batch_size=64, device=CPU)
+    cache = cache_of_run(prepared, compiled.ledger)
+    again = predict(model, load_split(cache, "test"), batch_size=64, device=CPU)
     np.testing.assert_allclose(again.probs, test.probs, rtol=1e-5)
 
 
@@ -303,8 +300,8 @@ def test_modernbert_packed_without_padding_equals_the_padded_batch(reference_pac
 
     split = _split([70, 9, 41, 70, 23], width=70)
     idx = np.arange(5)
-    padded_batch = engine.make_batch(split, idx, CPU)
-    packed_batch = engine.make_batch(split, idx, CPU, pack=True)
+    padded_batch = make_batch(split, idx, CPU)
+    packed_batch = make_batch(split, idx, CPU, pack=True)
     assert packed_batch.packing is not None and padded_batch.packing is None
     assert packed_batch.packing.cu_seqlens.tolist() == [0, 70, 79, 120, 190, 213]
     with torch.no_grad():
@@ -316,27 +313,27 @@ def test_modernbert_packed_without_padding_equals_the_padded_batch(reference_pac
     torch.testing.assert_close(packed.logits, padded.logits, rtol=1e-4, atol=1e-5)
 
     # predict packs by itself, and answers in split order
-    by_predict = engine.predict(packed_model, split, batch_size=2, device=CPU)
+    by_predict = predict(packed_model, split, batch_size=2, device=CPU)
     expected = torch.softmax(padded.logits, -1)[:, 1].numpy()
     np.testing.assert_allclose(by_predict.probs, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_attention_choice_and_its_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     gpu = torch.device("cuda")
-    assert device.choose_attention("auto", "modernbert", CPU, "fp32") == "sdpa"
-    assert device.choose_attention("eager", "bert", CPU, "fp32") == "eager"
-    monkeypatch.setattr(device.importlib.util, "find_spec", lambda name: object())
-    assert device.choose_attention("auto", "modernbert", gpu, "bf16") == "flash_attention_2"
-    assert device.choose_attention("auto", "bert", gpu, "bf16") == "sdpa"  # BERT: not packed
-    assert device.choose_attention("auto", "modernbert", gpu, "fp32") == "sdpa"
+    assert choose_attention("auto", "modernbert", CPU, "fp32") == "sdpa"
+    assert choose_attention("eager", "bert", CPU, "fp32") == "eager"
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
+    assert choose_attention("auto", "modernbert", gpu, "bf16") == "flash_attention_2"
+    assert choose_attention("auto", "bert", gpu, "bf16") == "sdpa"  # BERT: not packed
+    assert choose_attention("auto", "modernbert", gpu, "fp32") == "sdpa"
     with pytest.raises(ImdbError, match="needs a CUDA GPU"):
-        device.choose_attention("flash_attention_2", "modernbert", CPU, "bf16")
+        choose_attention("flash_attention_2", "modernbert", CPU, "bf16")
     with pytest.raises(ImdbError, match="bf16 or fp16"):
-        device.choose_attention("flash_attention_2", "modernbert", gpu, "fp32")
-    monkeypatch.setattr(device.importlib.util, "find_spec", lambda name: None)
-    assert device.choose_attention("auto", "modernbert", gpu, "bf16") == "sdpa"
+        choose_attention("flash_attention_2", "modernbert", gpu, "fp32")
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    assert choose_attention("auto", "modernbert", gpu, "bf16") == "sdpa"
     with pytest.raises(ImdbError, match="flash-attn package is not installed"):
-        device.choose_attention("flash_attention_2", "modernbert", gpu, "bf16")
+        choose_attention("flash_attention_2", "modernbert", gpu, "bf16")
 
 
 def test_flash_attention_on_the_cpu_is_one_red_line(run_cli: Callable, prepared: Workspace) -> None:
@@ -360,8 +357,8 @@ def test_modernbert_with_flash_attention_packs_and_matches_sdpa() -> None:
     flash.eval()
     assert flash.packs
     split = _split([70, 9, 41, 70, 23], width=70)
-    expected = engine.predict(sdpa, split, batch_size=5, device=gpu, precision="bf16")
-    packed = engine.predict(flash, split, batch_size=5, device=gpu, precision="bf16")
+    expected = predict(sdpa, split, batch_size=5, device=gpu, precision="bf16")
+    packed = predict(flash, split, batch_size=5, device=gpu, precision="bf16")
     np.testing.assert_allclose(packed.probs, expected.probs, atol=2e-2)
 
 
@@ -416,7 +413,7 @@ def test_bert_family_gets_a_ready_mask_that_transformers_never_inspects(
     )
     model = EncoderForClassification(encoder).eval()
     assert model.ready_mask
-    batch = engine.make_batch(_split([12, 3, 7, 12]), np.arange(4), CPU)
+    batch = make_batch(_split([12, 3, 7, 12]), np.arange(4), CPU)
     assert batch.attention_mask is not None
     with torch.no_grad():
         model.ready_mask = False  # the 2-D mask, as transformers would take it
@@ -444,13 +441,13 @@ def test_models_with_local_attention_or_eager_kernels_keep_the_2d_mask() -> None
 
 
 def _sync_warnings(workspace: Workspace, steps: int) -> int:
-    """Host-device syncs during one `engine.train` of `steps` steps (batch 16) on the GPU."""
+    """Host-device syncs during one `train` of `steps` steps (batch 16) on the GPU."""
     config = tiny_config(device="cuda", limit_train=16 * steps, epochs=1)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            engine.train(workspace, registry.load_spec(TINY), config)
+            train(workspace, registry.load_spec(TINY), config)
         finally:
             torch.cuda.set_sync_debug_mode("default")
     return sum("synchroniz" in str(w.message).lower() for w in caught)
@@ -461,7 +458,7 @@ def test_training_steps_never_wait_for_the_gpu(prepared: Workspace) -> None:
     _sync_warnings(prepared, 5)  # first use: cuBLAS handles, allocator
     few, many = _sync_warnings(prepared, 10), _sync_warnings(prepared, 30)
     # 20 more steps add one metrics read (every LOG_EVERY = 20 batches), not 20 syncs.
-    assert many - few <= 20 // engine.LOG_EVERY + 2, (few, many)
+    assert many - few <= 20 // LOG_EVERY + 2, (few, many)
 
 
 @pytest.mark.cuda
@@ -469,7 +466,7 @@ def test_compile_and_length_groups_train_on_the_gpu(prepared: Workspace) -> None
     config = tiny_config(
         device="cuda", limit_train=64, epochs=1, compile=True, group_by_length=True
     )
-    run = engine.train(prepared, registry.load_spec(TINY), config)
+    run = train(prepared, registry.load_spec(TINY), config)
     assert run.ledger.status == "completed"
     assert run.ledger.environment["device_type"] == "cuda"
     assert run.ledger.environment["precision"] in ("bf16", "fp16")

@@ -11,27 +11,24 @@ from typing import Any
 import pytest
 import torch
 from cli_support import assert_one_red_line
-from training_support import (  # noqa: F401  (shared fixtures)
-    TINY,
-    copy_workspace,
-    one_thread,
-    prepared,
-    prepared_root,
-    prepared_workspace_root,
-    single_thread,
-    tiny_config,
-)
+from training_support import TINY, tiny_config
 
-from imdb_cli import checkpoints, engine, registry
+from imdb_cli import checkpoints, registry
+from imdb_cli.data.prepare import prepare
+from imdb_cli.data.sources import DataSource
+from imdb_cli.data.split import SplitOptions
 from imdb_cli.ledger import read_ledger
 from imdb_cli.runs import Run
+from imdb_cli.training.loop import train
 from imdb_cli.workspace import Workspace
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
 
 FAST = ("--epochs", "1", "--limit-train", "16", "--device", "cpu")
 
 
 def _tiny_run(workspace: Workspace) -> Run:
-    return engine.train(workspace, registry.load_spec(TINY), tiny_config(limit_train=16, epochs=1))
+    return train(workspace, registry.load_spec(TINY), tiny_config(limit_train=16, epochs=1))
 
 
 # --------------------------------------------------------------------------- happy path
@@ -162,18 +159,16 @@ def test_full_disk_while_saving_gives_one_red_line(
 def test_several_prepared_data_sets_warn_and_data_picks_one(
     run_cli: Callable, prepared: Workspace, tmp_path: Path
 ) -> None:
-    from conftest import synthetic_reviews, write_parquet_imdb
-
-    from imdb_cli import data
+    from data_support import synthetic_reviews, write_parquet_imdb
 
     (older,) = [p.name for p in prepared.cache.iterdir() if p.is_dir()]
     reviews = synthetic_reviews(300, seed=2)
     source = write_parquet_imdb(tmp_path / "other", reviews[:150], reviews[150:])
-    newer = data.prepare(
+    newer = prepare(
         prepared,
         [registry.load_spec(TINY)],
-        data.DataSource(data_dir=source),
-        data.SplitOptions(),
+        DataSource(data_dir=source),
+        SplitOptions(),
         max_length=128,
     ).data_fingerprint
     assert newer != older

@@ -10,24 +10,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from analysis_support import (  # noqa: F401  (fixtures shared with the other analysis tests)
-    MODELS,
-    copy_trained,
-    imdb,
-    single_thread,
-    trained_root,
-    workspace,
-)
+from analysis_support import MODELS, copy_trained, imdb
 from PIL import Image
 from training_support import one_thread
 
-from imdb_cli import checkpoints, data, engine
+from imdb_cli import checkpoints
 from imdb_cli.analysis import embeddings, folders
 from imdb_cli.analysis.embeddings import TsneOptions, TsneResult, compute_tsne
+from imdb_cli.data.locate import cache_of_run
+from imdb_cli.data.tokenized import TokenizedCache, load_split
 from imdb_cli.errors import ImdbError
 from imdb_cli.model import masked_mean
 from imdb_cli.runs import Run, resolve_run
+from imdb_cli.training.inference import evaluate
 from imdb_cli.workspace import Workspace
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
 
 SMALL = TsneOptions(split="test", n_samples=40, perplexity=10.0, seed=7, device="cpu")
 
@@ -60,10 +58,10 @@ def png_shape(path: Path) -> tuple[int, int]:
         return image.height, image.width
 
 
-def test_tsne_of_two_models_writes_maps_tables_and_a_latest_pointer(workspace: Workspace):
-    result = imdb(workspace, "tsne", *MODELS, "--n-samples", "40", "--perplexity", "10")
+def test_tsne_of_two_models_writes_maps_tables_and_a_latest_pointer(trained_workspace: Workspace):
+    result = imdb(trained_workspace, "tsne", *MODELS, "--n-samples", "40", "--perplexity", "10")
     assert result.exit_code == 0, result.output
-    latest = workspace.analysis / "tsne" / "latest"
+    latest = trained_workspace.analysis / "tsne" / "latest"
     assert latest.is_dir()
     for name in ("boundary_samples.csv", "boundary_samples.json", "disagreements.csv"):
         assert (latest / name).is_file(), name
@@ -83,8 +81,8 @@ def test_tsne_embeddings_are_the_classifiers_pooled_vectors(
     for view in both_models.views:
         # Direct forward of the same reviews, padded to the full max length (the engine
         # trims padding per batch), pooled with the classifier's masked mean.
-        cache = engine.cache_of_run(shared_workspace, view.run.ledger)
-        split = data.load_split(cache, "test")
+        cache = cache_of_run(shared_workspace, view.run.ledger)
+        split = load_split(cache, "test")
         rows = embeddings.rows_of(split, both_models.sample.review_ids, "test")
         input_ids = torch.from_numpy(np.asarray(split.input_ids[rows], dtype=np.int64))
         mask = torch.from_numpy(split.attention_mask()[rows].astype(np.int64))
@@ -104,7 +102,7 @@ def test_tsne_probabilities_are_what_evaluate_reports(
     csv_path = both_models.out_dir / "boundary_samples.csv"
     rows = {int(r["review_id"]): r for r in read_csv(csv_path)}
     for view in both_models.views:
-        evaluated = engine.evaluate(
+        evaluated = evaluate(
             shared_workspace, view.run, checkpoint="best", split="test", device="cpu"
         )
         by_id = dict(zip(evaluated.review_ids.tolist(), evaluated.probs.tolist(), strict=True))
@@ -117,18 +115,18 @@ def test_tsne_probabilities_are_what_evaluate_reports(
 
 
 def test_same_seed_gives_the_same_sample_and_map_and_another_seed_does_not(
-    workspace: Workspace,
+    trained_workspace: Workspace,
 ):
-    run = resolve_run(workspace, "tiny-bert")
-    first = compute_tsne(workspace, [run], SMALL)
-    again = compute_tsne(workspace, [run], SMALL)
-    other = compute_tsne(workspace, [run], TsneOptions(**{**SMALL.__dict__, "seed": 8}))
+    run = resolve_run(trained_workspace, "tiny-bert")
+    first = compute_tsne(trained_workspace, [run], SMALL)
+    again = compute_tsne(trained_workspace, [run], SMALL)
+    other = compute_tsne(trained_workspace, [run], TsneOptions(**{**SMALL.__dict__, "seed": 8}))
     np.testing.assert_array_equal(first.sample.review_ids, again.sample.review_ids)
     np.testing.assert_array_equal(first.views[0].xy, again.views[0].xy)
     assert not np.array_equal(first.sample.review_ids, other.sample.review_ids)
     assert first.out_dir != again.out_dir
-    assert folders.latest_dir(workspace, "tsne") is not None
-    assert (workspace.analysis / "tsne" / "latest").resolve() == other.out_dir.resolve()
+    assert folders.latest_dir(trained_workspace, "tsne") is not None
+    assert (trained_workspace.analysis / "tsne" / "latest").resolve() == other.out_dir.resolve()
 
 
 def test_boundary_list_is_sorted_by_margin_and_disagreements_by_spread(
@@ -159,11 +157,15 @@ def test_boundary_list_is_sorted_by_margin_and_disagreements_by_spread(
     assert summary["n_samples"] == 40 and set(summary["models"]) == set(MODELS)
 
 
-def test_more_samples_than_the_split_uses_the_split_with_a_warning(workspace: Workspace):
-    result = imdb(workspace, "tsne", "tiny-bert", "--n-samples", "5000", "--perplexity", "10")
+def test_more_samples_than_the_split_uses_the_split_with_a_warning(trained_workspace: Workspace):
+    result = imdb(
+        trained_workspace, "tsne", "tiny-bert", "--n-samples", "5000", "--perplexity", "10"
+    )
     assert result.exit_code == 0, result.output
     assert "5000 is more than the 60 test reviews" in result.output
-    assert len(read_csv(workspace.analysis / "tsne" / "latest" / "boundary_samples.csv")) == 60
+    assert (
+        len(read_csv(trained_workspace.analysis / "tsne" / "latest" / "boundary_samples.csv")) == 60
+    )
 
 
 @pytest.mark.parametrize(
@@ -179,29 +181,29 @@ def test_more_samples_than_the_split_uses_the_split_with_a_warning(workspace: Wo
     ],
 )
 def test_bad_tsne_input_is_one_red_line_without_traceback(
-    workspace: Workspace, args: list[str], message: str
+    trained_workspace: Workspace, args: list[str], message: str
 ):
-    result = imdb(workspace, "tsne", *args)
+    result = imdb(trained_workspace, "tsne", *args)
     assert result.exit_code != 0
     assert message in result.output
     assert "Traceback" not in result.output
     assert result.output.strip().startswith("error:")
 
 
-def test_runs_on_different_data_are_refused(workspace: Workspace):
-    runs = [resolve_run(workspace, model) for model in MODELS]
-    caches = [engine.cache_of_run(workspace, run.ledger) for run in runs]
-    other = data.TokenizedCache(
+def test_runs_on_different_data_are_refused(trained_workspace: Workspace):
+    runs = [resolve_run(trained_workspace, model) for model in MODELS]
+    caches = [cache_of_run(trained_workspace, run.ledger) for run in runs]
+    other = TokenizedCache(
         caches[1].path, {**caches[1].manifest, "data_fingerprint": "0123456789ab"}
     )
     with pytest.raises(ImdbError, match="trained on different data"):
         embeddings.check_same_reviews(runs, [caches[0], other])
 
 
-def test_two_runs_of_one_model_are_told_apart_by_run_id(workspace: Workspace):
-    run = resolve_run(workspace, "tiny-bert")
+def test_two_runs_of_one_model_are_told_apart_by_run_id(trained_workspace: Workspace):
+    run = resolve_run(trained_workspace, "tiny-bert")
     other = Run(run.path, dataclasses.replace(run.ledger, run_id="second"))
-    modern = resolve_run(workspace, "tiny-modernbert")
+    modern = resolve_run(trained_workspace, "tiny-modernbert")
     assert folders.run_labels([run, other, modern]) == [
         f"tiny-bert-{run.run_id}",
         "tiny-bert-second",

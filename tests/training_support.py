@@ -1,22 +1,23 @@
 """A prepared data cache for the training tests, built once per test session.
 
-`data.prepare` runs once on synthetic, learnable reviews (conftest.synthetic_reviews);
-each test gets its own workspace holding a copy of that cache (a few hundred kB).
-The fixtures at the end are imported by the training test modules (one definition).
+`prepare` runs once on synthetic, learnable reviews (data_support.synthetic_reviews);
+each test gets its own workspace holding a copy of that cache (a few hundred kB) through
+the `prepared_root` / `prepared` fixtures of conftest.py.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import torch
-from conftest import synthetic_reviews, write_parquet_imdb
+from data_support import synthetic_reviews, write_parquet_imdb
 
-from imdb_cli import data, registry
+from imdb_cli import registry
 from imdb_cli.config import TrainConfig
+from imdb_cli.data.prepare import prepare
+from imdb_cli.data.sources import DataSource
+from imdb_cli.data.split import SplitOptions
 from imdb_cli.workspace import Workspace
 
 TINY = "tiny-bert"
@@ -31,11 +32,11 @@ def prepared_workspace_root(base: Path) -> Path:
         reviews = synthetic_reviews(REVIEWS, seed=1)
         source = write_parquet_imdb(base / "imdb", reviews[: REVIEWS // 2], reviews[REVIEWS // 2 :])
         root = base / "workspace"
-        data.prepare(
+        prepare(
             Workspace(root),
             [registry.load_spec(TINY)],
-            data.DataSource(data_dir=source),
-            data.SplitOptions(),
+            DataSource(data_dir=source),
+            SplitOptions(),
             max_length=128,
         )
         _prepared["root"] = root
@@ -62,24 +63,3 @@ def one_thread() -> int:
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     return previous
-
-
-# --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def prepared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return prepared_workspace_root(tmp_path_factory.mktemp("prepared"))
-
-
-@pytest.fixture
-def prepared(prepared_root: Path, workdir: Path) -> Workspace:
-    """The CLI's workspace (conftest `workdir`) with the tiny-bert cache in it."""
-    return copy_workspace(prepared_root, workdir)
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    previous = one_thread()
-    yield
-    torch.set_num_threads(previous)

@@ -2,8 +2,7 @@
 
 Fast kernels (SDPA, flash attention) return no attention weights, so the maps come from a
 copy loaded with `attn_implementation="eager"`. If a model still returns none, this is an
-error: a uniform placeholder would look like an answer and be none (the original study's
-defect 4).
+error: a uniform placeholder would look like an answer and be none.
 
 The prediction and the maps come from one forward pass of the classifier itself: a hook
 on its encoder keeps the attention weights that the encoder returns alongside the hidden
@@ -24,9 +23,10 @@ import numpy as np
 import torch
 from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
-from imdb_cli import checkpoints, data
+from imdb_cli import checkpoints
 from imdb_cli.analysis import folders, plotting
 from imdb_cli.console import warn
+from imdb_cli.data.encoding import Encoder
 from imdb_cli.device import choose_device
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_json_atomic
@@ -168,7 +168,7 @@ def encode_review(
     if not text.strip():
         raise ImdbError("the review is empty (give some text with --review or --review-file)")
     # The cache's own encoder, so head / tail / head+tail truncation match training.
-    encoder = data.Encoder(tokenizer, max_length, truncation)
+    encoder = Encoder(tokenizer, max_length, truncation)
     ids_row, lengths = encoder.encode([text])
     ids = [int(i) for i in ids_row[0, : int(lengths[0])]]
     bare = tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]

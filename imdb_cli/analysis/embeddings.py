@@ -1,11 +1,11 @@
 """Where the errors lie: pooled embeddings, their t-SNE map, and the reviews worth reading.
 
 For each run: its best checkpoint embeds a seeded sample of one split (the same reviews for
-every model) with `engine.predict`, so the probabilities and the pooled embeddings come
-from the same forward pass per batch, and the probabilities are exactly what `imdb
+every model) with training.inference.predict, so the probabilities and the pooled
+embeddings come from the same forward pass per batch, and the probabilities are exactly what `imdb
 evaluate` computes. t-SNE (scikit-learn, seeded, PCA init) maps each model's embeddings
 to 2-d on their own; t-SNE distances are not meaningful, so nothing here is chosen by
-them (the original study's defect 3):
+them:
 
 - boundary samples: smallest probability margin |p - 0.5|;
 - confident errors: misclassified with the largest margin;
@@ -28,15 +28,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from imdb_cli import checkpoints, data, engine
+from imdb_cli import checkpoints
 from imdb_cli.analysis import folders, plotting
 from imdb_cli.config import TrainConfig
 from imdb_cli.console import info, progress, warn
+from imdb_cli.data.locate import cache_of_run
+from imdb_cli.data.tokenized import TokenizedCache, TokenizedSplit, load_split, load_texts
 from imdb_cli.device import choose_device, choose_precision
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_atomic, write_json_atomic
 from imdb_cli.ledger import LEDGER_NAME
 from imdb_cli.runs import Run
+from imdb_cli.training.inference import predict
 from imdb_cli.workspace import Workspace
 
 KIND = "tsne"
@@ -187,7 +190,7 @@ def short_id(review_id: int) -> str:
 # --------------------------------------------------------------------------- inputs
 
 
-def check_same_reviews(runs: Sequence[Run], caches: Sequence[data.TokenizedCache]) -> None:
+def check_same_reviews(runs: Sequence[Run], caches: Sequence[TokenizedCache]) -> None:
     """Models are compared on the same reviews: same data, same split seed."""
     first_run, first = runs[0], caches[0]
     for run, cache in zip(runs[1:], caches[1:], strict=True):
@@ -200,9 +203,9 @@ def check_same_reviews(runs: Sequence[Run], caches: Sequence[data.TokenizedCache
             )
 
 
-def draw_sample(cache: data.TokenizedCache, options: TsneOptions) -> Sample:
+def draw_sample(cache: TokenizedCache, options: TsneOptions) -> Sample:
     """A seeded sample of the split, kept in split order; the whole split if it is smaller."""
-    review_ids, texts, labels = data.load_texts(cache, options.split)
+    review_ids, texts, labels = load_texts(cache, options.split)
     size = len(review_ids)
     count = options.n_samples
     if count > size:
@@ -224,7 +227,7 @@ def draw_sample(cache: data.TokenizedCache, options: TsneOptions) -> Sample:
     )
 
 
-def rows_of(split: data.TokenizedSplit, review_ids: np.ndarray, where: str) -> np.ndarray:
+def rows_of(split: TokenizedSplit, review_ids: np.ndarray, where: str) -> np.ndarray:
     """Positions in `split` of `review_ids`, in that order."""
     position = {int(r): i for i, r in enumerate(split.review_ids.tolist())}
     missing = [int(r) for r in review_ids.tolist() if int(r) not in position]
@@ -239,19 +242,19 @@ def rows_of(split: data.TokenizedSplit, review_ids: np.ndarray, where: str) -> n
 def embed(
     run: Run,
     name: str,
-    cache: data.TokenizedCache,
+    cache: TokenizedCache,
     sample: Sample,
     options: TsneOptions,
     device: torch.device,
 ) -> ModelView:
     """Probabilities and pooled embeddings of the sample from the run's best checkpoint."""
-    split = data.load_split(cache, sample.split)
-    tokens = engine.subset(split, rows_of(split, sample.review_ids, str(cache.path)))
+    split = load_split(cache, sample.split)
+    tokens = split.subset(rows_of(split, sample.review_ids, str(cache.path)))
     # The run's own precision, as `imdb evaluate` uses: the probabilities here are its.
     config = TrainConfig.from_dict(run.ledger.config, f"{run.path / LEDGER_NAME}: config")
     model, checkpoint = checkpoints.load_classifier(run)
     model.to(device)
-    predictions = engine.predict(
+    predictions = predict(
         model,
         tokens,
         batch_size=options.batch_size,
@@ -285,9 +288,9 @@ def project(pooled: np.ndarray, perplexity: float, seed: int) -> np.ndarray:
         learning_rate="auto",
         random_state=seed,
     )
-    # One OpenMP thread: on a busy 2-core machine (torch's threads still spinning after the
-    # forward passes) two threads made 300 points take 68 s instead of 6 s. The map is
-    # bit-identical either way (checked), so this costs nothing in reproducibility.
+    # One OpenMP thread: torch's threads may still be spinning after the forward passes,
+    # and t-SNE's threads competing with them are many times slower than one thread. The
+    # map is bit-identical either way, so this costs nothing in reproducibility.
     with threadpool_limits(limits=1, user_api="openmp"):
         coords = tsne.fit_transform(pooled.astype(np.float64))
     return np.asarray(coords, dtype=np.float64)
@@ -328,7 +331,7 @@ def compute_tsne(workspace: Workspace, runs: Sequence[Run], options: TsneOptions
         raise ImdbError("give at least one model")
     names = folders.run_labels(runs)
     device = choose_device(options.device)
-    caches = [engine.cache_of_run(workspace, run.ledger) for run in runs]
+    caches = [cache_of_run(workspace, run.ledger) for run in runs]
     check_same_reviews(runs, caches)
     sample = draw_sample(caches[0], options)
     info(

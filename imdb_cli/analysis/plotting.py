@@ -21,7 +21,6 @@ from imdb_cli.files import write_atomic
 
 DPI = 100
 LABEL_COLOURS = {0: "#3b6fb6", 1: "#e08a1e"}  # negative blue, positive orange
-LABEL_NAMES = {0: "negative", 1: "positive"}
 ERROR_COLOUR = "#c0392b"
 BOUNDARY_COLOUR = "#111111"
 DISAGREE_COLOUR = "#8e44ad"
@@ -32,12 +31,6 @@ LABEL_OFFSETS = ((5, 4), (5, -10), (-32, 4), (-32, -10))  # points, around the m
 def save_figure(fig: Figure, path: Path) -> Path:
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
     return path
-
-
-def figure_pixels(fig: Figure) -> tuple[int, int]:
-    """(height, width) in pixels of the PNG `save_figure` writes."""
-    width, height = fig.get_size_inches()
-    return round(height * DPI), round(width * DPI)
 
 
 # t-SNE -------------------------------------------------------------------------------

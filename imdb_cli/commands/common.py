@@ -70,7 +70,3 @@ def handles_errors(command: F) -> F:
             raise fail("interrupted", 130) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def not_implemented(command: str) -> typer.Exit:
-    return fail(f"`imdb {command}` is not implemented yet", 3)

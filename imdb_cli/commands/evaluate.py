@@ -6,11 +6,11 @@ from typing import Annotated
 
 import typer
 
-from imdb_cli import engine
 from imdb_cli.checkpoints import checkpoint_path
 from imdb_cli.commands.common import handles_errors, workspace
 from imdb_cli.console import out, verbosity
 from imdb_cli.runs import resolve_run
+from imdb_cli.training.inference import evaluate as evaluate_run
 
 
 @handles_errors
@@ -40,7 +40,7 @@ def evaluate(
         verbosity.quiet = True
     chosen = resolve_run(workspace(), run)
     path = checkpoint_path(chosen, checkpoint)
-    result = engine.evaluate(
+    result = evaluate_run(
         workspace(), chosen, checkpoint=str(path), split=split, batch_size=batch_size, device=device
     )
     out.print(

@@ -8,9 +8,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from imdb_cli import data, registry
+from imdb_cli import registry
 from imdb_cli.commands.common import handles_errors, workspace
 from imdb_cli.console import out
+from imdb_cli.data.prepare import PrepareResult
+from imdb_cli.data.prepare import prepare as prepare_data
+from imdb_cli.data.sources import DATA_DIR_ENV, DEFAULT_DATASET, DataSource
+from imdb_cli.data.split import SPLITS, SplitOptions
 
 
 @handles_errors
@@ -25,7 +29,7 @@ def prepare(
             "--data-dir",
             help=(
                 "Local IMDB folder: the Hub's parquet layout (plain_text/*.parquet) or "
-                f"aclImdb/{{train,test}}/{{pos,neg}}/*.txt. Default: ${data.DATA_DIR_ENV}, "
+                f"aclImdb/{{train,test}}/{{pos,neg}}/*.txt. Default: ${DATA_DIR_ENV}, "
                 "else the Hub."
             ),
             show_default=False,
@@ -34,7 +38,7 @@ def prepare(
     dataset: Annotated[
         str | None,
         typer.Option(
-            help=f"Hugging Face dataset id to download. [default: {data.DEFAULT_DATASET}]",
+            help=f"Hugging Face dataset id to download. [default: {DEFAULT_DATASET}]",
             show_default=False,
         ),
     ] = None,
@@ -68,14 +72,14 @@ def prepare(
     """
     keys = registry.parse_model_list(models)
     specs = [registry.load_spec(key) for key in keys]
-    source = data.DataSource.from_options(data_dir, dataset)
-    options = data.SplitOptions(seed=seed, limit=limit, keep_duplicates=keep_duplicates)
-    result = data.prepare(workspace(), specs, source, options, max_length, truncation)
+    source = DataSource.from_options(data_dir, dataset)
+    options = SplitOptions(seed=seed, limit=limit, keep_duplicates=keep_duplicates)
+    result = prepare_data(workspace(), specs, source, options, max_length, truncation)
     out.print(_splits_table(result))
     out.print(_caches_table(result))
 
 
-def _splits_table(result: data.PrepareResult) -> Table:
+def _splits_table(result: PrepareResult) -> Table:
     manifest = result.split_manifest
     if manifest.get("keep_duplicates"):
         note = "duplicates kept"
@@ -86,7 +90,7 @@ def _splits_table(result: data.PrepareResult) -> Table:
     for column in ("split", "reviews", "negative", "positive", "% positive"):
         table.add_column(column, justify="left" if column == "split" else "right")
     total = negative = positive = 0
-    for split in data.SPLITS:
+    for split in SPLITS:
         balance = manifest["label_balance"][split]
         n = int(manifest["sizes"][split])
         total += n
@@ -103,7 +107,7 @@ def _counts(n: int, negative: int, positive: int) -> tuple[str, str, str, str]:
     return f"{n:,}", f"{negative:,}", f"{positive:,}", share
 
 
-def _caches_table(result: data.PrepareResult) -> Table:
+def _caches_table(result: PrepareResult) -> Table:
     first = next(iter(result.caches.values()))
     table = Table(
         title=f"token caches: max length {first.max_length}, {first.truncation} truncation"

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from imdb_cli import data, engine, registry
+from imdb_cli import registry
 from imdb_cli.commands.common import (
     GroupByLengthOption,
     TruncationOption,
@@ -15,6 +15,10 @@ from imdb_cli.commands.common import (
     workspace,
 )
 from imdb_cli.console import out, verbosity
+from imdb_cli.data.sources import DATA_DIR_ENV, DataSource
+from imdb_cli.ledger import Ledger
+from imdb_cli.training.distributed import world_from_env
+from imdb_cli.training.loop import train as train_model
 
 
 @handles_errors
@@ -109,7 +113,7 @@ def train(
         typer.Option(
             "--data-dir",
             help="Local IMDB folder to prepare the cache from if it is missing (implies "
-            f"--prepare; default: ${data.DATA_DIR_ENV}, else the Hub).",
+            f"--prepare; default: ${DATA_DIR_ENV}, else the Hub).",
             show_default=False,
         ),
     ] = None,
@@ -157,8 +161,8 @@ def train(
         early_stopping_patience=early_stopping_patience,
     )
     wants_prepare = prepare or data_dir is not None
-    source = data.DataSource.from_options(data_dir, None) if wants_prepare else None
-    run = engine.train(
+    source = DataSource.from_options(data_dir, None) if wants_prepare else None
+    run = train_model(
         workspace(),
         spec,
         config,
@@ -168,6 +172,16 @@ def train(
         prepare_source=source,
         data_fingerprint=data_set,
     )
-    if engine.world_from_env().rank == 0:  # under torchrun, one summary, from the writer
-        out.print(engine.summary_line(run.ledger), highlight=False, soft_wrap=True)
+    if world_from_env().main:  # under torchrun, one summary, from the writer
+        out.print(summary_line(run.ledger), highlight=False, soft_wrap=True)
         out.print(f"run: {run.path}", highlight=False, soft_wrap=True)
+
+
+def summary_line(ledger: Ledger) -> str:
+    """The study's table row: `bert | best val acc 0.8832 @ epoch 3 | test loss ... | ...`."""
+    parts = [ledger.model]
+    if ledger.best_epoch is not None and ledger.best_val_acc is not None:
+        parts.append(f"best val acc {ledger.best_val_acc:.4f} @ epoch {ledger.best_epoch}")
+    if ledger.test is not None:
+        parts += [f"test loss {ledger.test.loss:.4f}", f"test acc {ledger.test.acc:.4f}"]
+    return " | ".join(parts)

@@ -1,4 +1,4 @@
-"""The training engine without the CLI: metrics, learning, determinism, failure records."""
+"""Training without the CLI: metrics, learning, determinism, failure records."""
 
 from __future__ import annotations
 
@@ -15,22 +15,30 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from training_support import (  # noqa: F401  (shared fixtures)
+from training_support import (
     DEFAULT_THREADS,
     TINY,
     copy_workspace,
-    one_thread,
-    prepared_root,
-    prepared_workspace_root,
-    single_thread,
     tiny_config,
 )
 
-from imdb_cli import checkpoints, data, device, engine, registry
+from imdb_cli import checkpoints, device, registry
+from imdb_cli.data.locate import cache_of_run
+from imdb_cli.data.prepare import prepare
+from imdb_cli.data.sources import DataSource
+from imdb_cli.data.split import SplitOptions
+from imdb_cli.data.tokenized import TokenizedSplit, load_split
 from imdb_cli.errors import ImdbError
 from imdb_cli.ledger import read_ledger
 from imdb_cli.model import ClassifierOutput, EncoderForClassification
+from imdb_cli.training import loop
+from imdb_cli.training.batches import batches, epoch_order, limit_split, make_batch
+from imdb_cli.training.inference import evaluate, predict
+from imdb_cli.training.loop import train
+from imdb_cli.training.optimizer import lr_at, make_optimizer
 from imdb_cli.workspace import Workspace
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
 
 CPU = torch.device("cpu")
 
@@ -46,13 +54,13 @@ def tiny_model() -> EncoderForClassification:
     return EncoderForClassification(registry.build_encoder(registry.load_spec(TINY))).eval()
 
 
-def _five_reviews() -> data.TokenizedSplit:
+def _five_reviews() -> TokenizedSplit:
     rng = np.random.default_rng(3)
     lengths = np.array([12, 5, 16, 9, 3], dtype=np.int32)
     input_ids = np.zeros((5, 16), dtype=np.int32)
     for row, length in enumerate(lengths):
         input_ids[row, :length] = rng.integers(1000, 2000, size=length)
-    return data.TokenizedSplit(
+    return TokenizedSplit(
         review_ids=np.array([40, 11, 7, 23, 5], dtype=np.int64),
         input_ids=input_ids,
         lengths=lengths,
@@ -61,7 +69,7 @@ def _five_reviews() -> data.TokenizedSplit:
     )
 
 
-def _one_by_one(model: EncoderForClassification, split: data.TokenizedSplit) -> torch.Tensor:
+def _one_by_one(model: EncoderForClassification, split: TokenizedSplit) -> torch.Tensor:
     """Logits of each review alone, without padding: the reference for batched passes."""
     rows = []
     with torch.no_grad():
@@ -81,7 +89,7 @@ def test_accuracy_and_loss_count_each_review_once_with_a_short_last_batch(tiny_m
     labels = torch.from_numpy(split.labels)
     correct = int((logits.argmax(-1) == labels).sum())
 
-    result = engine.predict(tiny_model, split, batch_size=2, device=CPU)
+    result = predict(tiny_model, split, batch_size=2, device=CPU)
 
     assert result.samples == 5
     assert result.acc == correct / 5  # exact: 3 batches of 2, 2, 1 weigh per review
@@ -94,39 +102,37 @@ def test_accuracy_and_loss_count_each_review_once_with_a_short_last_batch(tiny_m
 
 def test_pooled_embeddings_come_from_the_same_pass_as_the_probabilities(tiny_model) -> None:
     split = _five_reviews()
-    result = engine.predict(tiny_model, split, batch_size=2, device=CPU, keep_pooled=True)
+    result = predict(tiny_model, split, batch_size=2, device=CPU, keep_pooled=True)
     assert result.pooled is not None and result.pooled.shape == (5, 64)
     with torch.no_grad():
         head = tiny_model.head(torch.from_numpy(result.pooled))
     np.testing.assert_allclose(result.probs, torch.softmax(head, -1)[:, 1].numpy(), rtol=1e-5)
-    assert engine.predict(tiny_model, split, batch_size=2, device=CPU).pooled is None
+    assert predict(tiny_model, split, batch_size=2, device=CPU).pooled is None
 
 
 # --------------------------------------------------------------------------- pieces
 
 
 def test_batches_cover_every_review_once_and_ranks_get_disjoint_shards() -> None:
-    order = engine.epoch_order(23, seed=42, epoch=1)
-    single = np.concatenate(list(engine.batches(23, 4, order)))
+    order = epoch_order(23, seed=42, epoch=1)
+    single = np.concatenate(list(batches(23, 4, order)))
     assert sorted(single.tolist()) == list(range(23))
-    assert [len(b) for b in engine.batches(23, 4, order)] == [4, 4, 4, 4, 4, 3]
-    shards = [
-        np.concatenate(list(engine.batches(23, 4, order, rank=r, world_size=2))) for r in (0, 1)
-    ]
+    assert [len(b) for b in batches(23, 4, order)] == [4, 4, 4, 4, 4, 3]
+    shards = [np.concatenate(list(batches(23, 4, order, rank=r, world_size=2))) for r in (0, 1)]
     assert not set(shards[0].tolist()) & set(shards[1].tolist())
     assert sorted(np.concatenate(shards).tolist()) == list(range(23))
 
 
 def test_data_order_is_a_function_of_seed_and_epoch_only() -> None:
-    first = engine.epoch_order(100, seed=42, epoch=2)
+    first = epoch_order(100, seed=42, epoch=2)
     torch.manual_seed(123)  # the global RNG must not matter
-    assert np.array_equal(first, engine.epoch_order(100, seed=42, epoch=2))
-    assert not np.array_equal(first, engine.epoch_order(100, seed=42, epoch=3))
-    assert not np.array_equal(first, engine.epoch_order(100, seed=7, epoch=2))
+    assert np.array_equal(first, epoch_order(100, seed=42, epoch=2))
+    assert not np.array_equal(first, epoch_order(100, seed=42, epoch=3))
+    assert not np.array_equal(first, epoch_order(100, seed=7, epoch=2))
 
 
 def test_attention_mask_covers_exactly_the_real_tokens() -> None:
-    batch = engine.make_batch(_five_reviews(), np.array([1, 4]), CPU)
+    batch = make_batch(_five_reviews(), np.array([1, 4]), CPU)
     assert batch.input_ids.shape == (2, 5)  # trimmed to the longest review of the batch
     assert batch.attention_mask.sum(dim=1).tolist() == [5, 3]
 
@@ -140,19 +146,19 @@ def test_attention_mask_covers_exactly_the_real_tokens() -> None:
 )
 def test_learning_rate_is_a_pure_function_of_the_step(scheduler: str, expected: list) -> None:
     config = tiny_config(lr=1.0, scheduler=scheduler, warmup_ratio=0.2)
-    got = [engine.lr_at(step, config=config, total_steps=10) for step in range(10)]
+    got = [lr_at(step, config=config, total_steps=10) for step in range(10)]
     assert got == pytest.approx(expected)
 
 
 def test_cosine_schedule_decays_from_peak_to_near_zero() -> None:
     config = tiny_config(lr=1.0, scheduler="cosine")
-    got = [engine.lr_at(step, config=config, total_steps=100) for step in range(100)]
+    got = [lr_at(step, config=config, total_steps=100) for step in range(100)]
     assert got[0] == 1.0 and got[50] == pytest.approx(0.5) and got[99] < 0.001
     assert all(a >= b for a, b in itertools.pairwise(got))
 
 
 def test_optimizer_is_fused_and_spares_biases_from_weight_decay(tiny_model) -> None:
-    optimizer = engine.make_optimizer(tiny_model, tiny_config(weight_decay=0.01))
+    optimizer = make_optimizer(tiny_model, tiny_config(weight_decay=0.01))
     assert optimizer.defaults.get("fused") is True
     decays = {group["weight_decay"] for group in optimizer.param_groups}
     assert decays == {0.01, 0.0}
@@ -183,18 +189,18 @@ def test_choices_of_device_and_precision(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_tiny_model_overfits_64_reviews(workspace: Workspace) -> None:
     config = tiny_config(limit_train=64, epochs=15)  # lr 1e-3, constant (the YAML)
-    run = engine.train(workspace, registry.load_spec(TINY), config)
+    run = train(workspace, registry.load_spec(TINY), config)
     model, _ = checkpoints.load_classifier(run, "last")
-    cache = engine.cache_of_run(workspace, run.ledger)
-    seen = engine.limit_split(data.load_split(cache, "train"), 64, config.seed)
-    result = engine.predict(model, seen, batch_size=64, device=CPU)
+    cache = cache_of_run(workspace, run.ledger)
+    seen = limit_split(load_split(cache, "train"), 64, config.seed)
+    result = predict(model, seen, batch_size=64, device=CPU)
     assert result.acc >= 0.95, [e.train_acc for e in run.ledger.epochs]
     assert run.ledger.epochs[-1].train_loss < run.ledger.epochs[0].train_loss
 
 
 def test_run_folder_holds_config_encoder_log_ledger_and_checkpoints(workspace: Workspace) -> None:
     spec = registry.load_spec(TINY)
-    run = engine.train(workspace, spec, tiny_config(limit_train=32, epochs=2), run_name="r1")
+    run = train(workspace, spec, tiny_config(limit_train=32, epochs=2), run_name="r1")
     assert run.path == workspace.runs / TINY / "r1"
     for name in ("config.yaml", "train.log", "ledger.json", "encoder/config.json"):
         assert (run.path / name).is_file(), name
@@ -223,7 +229,7 @@ def test_run_folder_holds_config_encoder_log_ledger_and_checkpoints(workspace: W
 
 def test_test_record_holds_each_review_of_the_best_checkpoint(workspace: Workspace) -> None:
     spec = registry.load_spec(TINY)
-    run = engine.train(workspace, spec, tiny_config(limit_train=32, epochs=2))
+    run = train(workspace, spec, tiny_config(limit_train=32, epochs=2))
     test = run.ledger.test
     assert test is not None and test.epoch == run.ledger.best_epoch and test.samples == 60
     assert test.checkpoint == run.ledger.epoch(test.epoch).checkpoint
@@ -231,7 +237,7 @@ def test_test_record_holds_each_review_of_the_best_checkpoint(workspace: Workspa
     assert len(test.review_ids) == len(set(test.review_ids)) == 60
     assert test.acc == pytest.approx(np.mean((probs > 0.5) == labels))
     # the same numbers come back when the best checkpoint is read again from its file
-    again = engine.evaluate(workspace, run, checkpoint="best", split="test", device="cpu")
+    again = evaluate(workspace, run, checkpoint="best", split="test", device="cpu")
     assert again.loss == pytest.approx(test.loss, rel=1e-6) and again.acc == test.acc
     assert again.review_ids.tolist() == test.review_ids
 
@@ -239,8 +245,8 @@ def test_test_record_holds_each_review_of_the_best_checkpoint(workspace: Workspa
 def test_same_seed_twice_gives_identical_ledger_metrics(workspace: Workspace) -> None:
     spec = registry.load_spec(TINY)
     config = tiny_config(limit_train=48, epochs=2)
-    first = engine.train(workspace, spec, config).ledger
-    second = engine.train(workspace, spec, config).ledger
+    first = train(workspace, spec, config).ledger
+    second = train(workspace, spec, config).ledger
     assert first.run_id != second.run_id
     fields = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "checkpoint")
     for a, b in zip(first.epochs, second.epochs, strict=True):
@@ -253,7 +259,7 @@ def test_early_stopping_ends_the_run_when_validation_stops_improving(
     workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scores = iter([0.7, 0.6, 0.65, 0.9, 0.9])
-    real_predict = engine.predict
+    real_predict = predict
 
     def scripted(model, split, **kwargs):  # validation accuracy: best at epoch 1
         result = real_predict(model, split, **kwargs)
@@ -261,9 +267,9 @@ def test_early_stopping_ends_the_run_when_validation_stops_improving(
             result.acc = next(scores)
         return result
 
-    monkeypatch.setattr(engine, "predict", scripted)
+    monkeypatch.setattr(loop, "predict", scripted)
     config = tiny_config(limit_train=16, epochs=5, early_stopping_patience=2)
-    run = engine.train(workspace, registry.load_spec(TINY), config)
+    run = train(workspace, registry.load_spec(TINY), config)
     assert [e.epoch for e in run.ledger.epochs] == [1, 2, 3]
     assert run.ledger.best_epoch == 1 and run.ledger.test is not None
     assert run.ledger.test.epoch == 1
@@ -290,7 +296,7 @@ def test_non_finite_loss_stops_the_run_naming_epoch_and_step(
     monkeypatch.setattr(EncoderForClassification, "forward", poisoned)
     config = tiny_config(limit_train=64, epochs=3)
     with pytest.raises(ImdbError, match=r"loss is nan at epoch 2, step 3 of 4 \(global step 7\)"):
-        engine.train(workspace, registry.load_spec(TINY), config, run_name="nan")
+        train(workspace, registry.load_spec(TINY), config, run_name="nan")
     run_dir = workspace.runs / TINY / "nan"
     ledger = read_ledger(run_dir)
     assert ledger.status == "failed" and "epoch 2, step 3" in (ledger.error or "")
@@ -316,7 +322,7 @@ def test_kill_while_writing_a_checkpoint_leaves_earlier_ones_and_a_valid_ledger(
     monkeypatch.setattr(checkpoints, "save_file", killed_mid_write)
     spec, config = registry.load_spec(TINY), tiny_config(limit_train=32, epochs=2)
     with pytest.raises(KeyboardInterrupt):
-        engine.train(workspace, spec, config, run_name="killed")
+        train(workspace, spec, config, run_name="killed")
     run_dir = workspace.runs / TINY / "killed"
     ledger = json.loads((run_dir / "ledger.json").read_text())  # valid JSON
     assert ledger["status"] == "interrupted" and len(ledger["epochs"]) == 1
@@ -325,7 +331,7 @@ def test_kill_while_writing_a_checkpoint_leaves_earlier_ones_and_a_valid_ledger(
     assert left == sorted(["epoch_1.state.pt", Path(ledger["epochs"][0]["checkpoint"]).name])
 
     monkeypatch.setattr(checkpoints, "save_file", real_save)
-    resumed = engine.train(workspace, spec, config, resume="auto")
+    resumed = train(workspace, spec, config, resume="auto")
     assert resumed.path == run_dir and resumed.ledger.status == "completed"
     assert [e.epoch for e in resumed.ledger.epochs] == [1, 2]
 
@@ -344,7 +350,7 @@ def test_disk_full_while_saving_fails_and_keeps_the_previous_checkpoint(
 
     monkeypatch.setattr(checkpoints, "save_file", full_disk)
     with pytest.raises(ImdbError, match=r"disk full while writing .*epoch_2_acc"):
-        engine.train(
+        train(
             workspace,
             registry.load_spec(TINY),
             tiny_config(limit_train=16, epochs=2),
@@ -384,7 +390,7 @@ def test_wandb_gets_one_increasing_step_for_every_log(
     monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=init))
     monkeypatch.setenv("WANDB_PROJECT", "imdb-tests")
     config = tiny_config(limit_train=48, batch_size=2, epochs=2)  # 24 steps per epoch
-    run = engine.train(workspace, registry.load_spec(TINY), config, use_wandb=True)
+    run = train(workspace, registry.load_spec(TINY), config, use_wandb=True)
 
     assert init_args["project"] == "imdb-tests" and init_args["name"] == run.run_id
     steps = [step for step, _ in fake_run.logs]
@@ -405,7 +411,7 @@ def test_wandb_offline_mode_works_without_network(
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     started = time.perf_counter()
-    run = engine.train(
+    run = train(
         workspace, registry.load_spec(TINY), tiny_config(limit_train=8, epochs=1), use_wandb=True
     )
     assert run.ledger.status == "completed"
@@ -418,7 +424,7 @@ def test_wandb_not_installed_says_how_to_install(
 ) -> None:
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb -> ImportError
     with pytest.raises(ImdbError, match=r"pip install 'imdb-cli\[wandb\]'"):
-        engine.train(
+        train(
             workspace,
             registry.load_spec(TINY),
             tiny_config(limit_train=8, epochs=1),
@@ -435,16 +441,16 @@ def test_minilm_learns_real_sentiment_in_one_epoch(real_imdb_dir: Path, tmp_path
     torch.set_num_threads(DEFAULT_THREADS)  # as `imdb train` runs
     workspace = Workspace(tmp_path / "ws")
     spec = registry.load_spec("minilm")
-    data.prepare(
+    prepare(
         workspace,
         [spec],
-        data.DataSource(data_dir=real_imdb_dir),
-        data.SplitOptions(limit=10_000),  # 8,000 / 1,000 / 1,000
+        DataSource(data_dir=real_imdb_dir),
+        SplitOptions(limit=10_000),  # 8,000 / 1,000 / 1,000
         max_length=128,
     )
     started = time.perf_counter()
     config = spec.training.with_overrides(limit_train=2000, epochs=1, device="cpu")
-    run = engine.train(workspace, spec, config)
+    run = train(workspace, spec, config)
     seconds = time.perf_counter() - started
     assert run.ledger.test is not None and run.ledger.test.samples == 1000
     print(f"minilm: test acc {run.ledger.test.acc:.4f} in {seconds:.0f}s")

@@ -1,0 +1,177 @@
+"""Which prepared data a run uses: the newest entry that fits the model, the one `--data`
+names, the one a run recorded in its ledger, or one prepared on request (`--prepare`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from imdb_cli.config import ModelSpec
+from imdb_cli.console import info, warn
+from imdb_cli.data.encoding import tokenizer_key
+from imdb_cli.data.prepare import prepare
+from imdb_cli.data.sources import DataSource
+from imdb_cli.data.split import SplitOptions
+from imdb_cli.data.store import (
+    FORMAT_VERSION,
+    check_tokenized_entry,
+    parse_tokenized_dir_name,
+    split_dir_name,
+)
+from imdb_cli.data.tokenized import TokenizedCache, open_cache
+from imdb_cli.errors import ImdbError
+from imdb_cli.ledger import Ledger
+from imdb_cli.runs import Run
+from imdb_cli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+
+def find_tokenized_cache(
+    workspace: Workspace,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    truncation: str = "head",
+    *,
+    seed: int | None = None,
+    model: str | None = None,
+    fingerprint: str | None = None,
+) -> TokenizedCache:
+    """The most recently created valid entry for this tokenizer, length and truncation
+    (of the data set `fingerprint` when given: `imdb train --data`)."""
+    key = tokenizer_key(tokenizer)
+    found: list[TokenizedCache] = []
+    if workspace.cache.is_dir():
+        for entry in workspace.cache.glob(f"*/{key}-len{max_length}-seed*"):
+            name = parse_tokenized_dir_name(entry.name)
+            if name is None or (name.key, name.truncation) != (key, truncation):
+                continue
+            if seed is not None and name.seed != seed:
+                continue
+            if fingerprint is not None and entry.parent.name != fingerprint:
+                continue
+            manifest = check_tokenized_entry(
+                entry,
+                {
+                    "format": FORMAT_VERSION,
+                    "kind": "tokenized",
+                    "tokenizer_key": key,
+                    "max_length": max_length,
+                    "truncation": truncation,
+                },
+            )
+            if manifest is None or not (entry.parent / split_dir_name(manifest["seed"])).is_dir():
+                continue
+            found.append(TokenizedCache(entry, manifest, reused=True))
+    if not found:
+        flags = f"--models {model or 'MODEL'} --max-length {max_length}"
+        if truncation != "head":
+            flags += f" --truncation {truncation}"
+        if seed is not None and seed != 42:
+            flags += f" --seed {seed}"
+        of_data = f" of data set {fingerprint}" if fingerprint is not None else ""
+        raise ImdbError(
+            f"no tokenized data{of_data} for "
+            f"{'model ' + repr(model) if model else 'this tokenizer'} "
+            f"at max length {max_length} ({truncation} truncation) in {workspace.cache}; "
+            f"run `imdb prepare {flags}` first"
+        )
+    newest = max(found, key=lambda c: str(c.manifest.get("created_at", "")))
+    others = {c.path.parent.name for c in found} - {newest.path.parent.name}
+    if others:  # e.g. a quick `prepare --limit` after the full data: say which one is used
+        total = sum(newest.sizes().values())
+        warn(
+            f"{len(others) + 1} prepared data sets fit; using the newest, "
+            f"{newest.path.parent.name} ({total:,} reviews, prepared "
+            f"{newest.manifest.get('created_at', '?')}); the others: {', '.join(sorted(others))}"
+            " (choose one with --data)"
+        )
+    return newest
+
+
+def cache_of_run(workspace: Workspace, ledger: Ledger) -> TokenizedCache:
+    """The cache a run was trained on (its ledger's data section), checked by fingerprint."""
+    recorded = ledger.data.get("cache")
+    fingerprint = ledger.data.get("data_fingerprint")
+    if not recorded or not fingerprint:
+        raise ImdbError(f"run {ledger.model}/{ledger.run_id}: its ledger names no data cache")
+    path = Path(recorded)
+    # The workspace may have moved: look for the same entry under this workspace too.
+    for candidate in (path, workspace.cache / path.parent.name / path.name):
+        cache = open_cache(candidate)
+        if cache is not None and cache.data_fingerprint == fingerprint:
+            return cache
+    max_length = ledger.data.get("max_length", "?")
+    raise ImdbError(
+        f"run {ledger.model}/{ledger.run_id}: its data cache {path} is gone; recreate it with "
+        f"`imdb prepare --models {ledger.model} --max-length {max_length}` "
+        "(same data source and options)"
+    )
+
+
+def cache_for_run(
+    workspace: Workspace,
+    spec: ModelSpec,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    truncation: str,
+    *,
+    resumed: Run | None = None,
+    pinned: TokenizedCache | None = None,
+    prepare_source: DataSource | None = None,
+    fingerprint: str | None = None,
+) -> TokenizedCache:
+    """The data a training run reads, checked against its tokenizer, length and truncation.
+
+    A resumed run reads the cache its ledger names; `pinned` is a cache the caller chose
+    (`imdb reproduce` passes the one it just prepared); otherwise the newest entry that fits
+    (of the data set `fingerprint` when given), prepared from `prepare_source` if missing.
+    """
+    if resumed is not None:
+        recorded = cache_of_run(workspace, resumed.ledger)
+        if pinned is not None and pinned.data_fingerprint != recorded.data_fingerprint:
+            raise ImdbError(
+                f"run {resumed.describe()} was trained on data {recorded.data_fingerprint}, "
+                f"not on {pinned.path}"
+            )
+        cache = recorded
+    elif pinned is not None:
+        if pinned.tokenizer_key != tokenizer_key(tokenizer):
+            raise ImdbError(
+                f"cache {pinned.path} was tokenized for another tokenizer than {spec.key}'s"
+            )
+        cache = pinned
+    else:
+        cache = _find_or_prepare(
+            workspace, spec, tokenizer, max_length, truncation, prepare_source, fingerprint
+        )
+    if (cache.max_length, cache.truncation) != (max_length, truncation):
+        raise ImdbError(
+            f"cache {cache.path} holds {cache.max_length} tokens ({cache.truncation} "
+            f"truncation); the run wants --max-length {max_length} ({truncation})"
+        )
+    return cache
+
+
+def _find_or_prepare(
+    workspace: Workspace,
+    spec: ModelSpec,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    truncation: str,
+    prepare_source: DataSource | None,
+    fingerprint: str | None,
+) -> TokenizedCache:
+    try:
+        return find_tokenized_cache(
+            workspace, tokenizer, max_length, truncation, model=spec.key, fingerprint=fingerprint
+        )
+    except ImdbError as exc:
+        if fingerprint is not None:
+            raise
+        if prepare_source is None:
+            raise ImdbError(f"{exc.message} (or add --prepare to `imdb train`)") from exc
+    info(f"no tokenized data for {spec.key} yet: preparing it from {prepare_source.describe()}")
+    result = prepare(workspace, [spec], prepare_source, SplitOptions(), max_length, truncation)
+    return result.caches[spec.key]

@@ -1,0 +1,132 @@
+"""A prepared data set as training and analysis read it: a tokenized cache entry and the
+arrays of its splits (memory-mapped), with the texts behind them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from imdb_cli.data.sources import int64_column
+from imdb_cli.data.store import (
+    ARRAYS,
+    array_file,
+    read_manifest,
+    read_split_table,
+    split_dir_name,
+)
+from imdb_cli.errors import ImdbError, first_line
+
+
+@dataclass(frozen=True)
+class TokenizedCache:
+    """One tokenized cache entry: cache/<fingerprint>/<tokenizer-key>-len<L>-seed<S>[-...]/."""
+
+    path: Path
+    manifest: dict[str, Any]
+    reused: bool = False
+
+    @property
+    def data_fingerprint(self) -> str:
+        return str(self.manifest["data_fingerprint"])
+
+    @property
+    def max_length(self) -> int:
+        return int(self.manifest["max_length"])
+
+    @property
+    def truncation(self) -> str:
+        return str(self.manifest["truncation"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.manifest["seed"])
+
+    @property
+    def tokenizer_key(self) -> str:
+        return str(self.manifest["tokenizer_key"])
+
+    @property
+    def pad_token_id(self) -> int:
+        return int(self.manifest["pad_token_id"])
+
+    @property
+    def split_dir(self) -> Path:
+        return self.path.parent / split_dir_name(self.seed)
+
+    def sizes(self) -> dict[str, int]:
+        return {s: int(n) for s, n in self.manifest["sizes"].items()}
+
+
+@dataclass
+class TokenizedSplit:
+    """Token ids of one split. Attention mask = arange(L) < lengths[:, None]."""
+
+    review_ids: np.ndarray  # int64 (N,)
+    input_ids: np.ndarray  # int32 (N, L), right-padded with pad_token_id
+    lengths: np.ndarray  # int32 (N,)
+    labels: np.ndarray  # int64 (N,)
+    pad_token_id: int
+
+    def __len__(self) -> int:
+        return len(self.review_ids)
+
+    def attention_mask(self) -> np.ndarray:
+        return np.arange(self.input_ids.shape[1]) < self.lengths[:, None]
+
+    def subset(self, indices: np.ndarray) -> TokenizedSplit:
+        """The reviews at `indices`, in that order (copied out of the memory map)."""
+        return replace(
+            self,
+            review_ids=np.asarray(self.review_ids[indices]),
+            input_ids=np.asarray(self.input_ids[indices]),
+            lengths=np.asarray(self.lengths[indices]),
+            labels=np.asarray(self.labels[indices]),
+        )
+
+
+def open_cache(path: Path) -> TokenizedCache | None:
+    """The tokenized cache entry at `path`, or None when there is no complete one there."""
+    manifest = read_manifest(path)
+    if manifest is None or manifest.get("kind") != "tokenized":
+        return None
+    return TokenizedCache(path, manifest, reused=True)
+
+
+def load_split(cache: TokenizedCache, split: str, *, mmap: bool = True) -> TokenizedSplit:
+    """The arrays of one split (memory-mapped read-only unless mmap=False)."""
+    mode: Literal["r"] | None = "r" if mmap else None
+    arrays: dict[str, np.ndarray] = {}
+    for name in ARRAYS:
+        path = cache.path / array_file(split, name)
+        try:
+            arrays[name] = np.load(path, mmap_mode=mode)
+        except (OSError, ValueError) as exc:
+            raise ImdbError(
+                f"{path}: cannot read ({first_line(exc)}); rerun `imdb prepare`"
+            ) from exc
+    return TokenizedSplit(
+        review_ids=arrays["review_ids"],
+        input_ids=arrays["input_ids"],
+        lengths=arrays["lengths"],
+        labels=arrays["labels"],
+        pad_token_id=cache.pad_token_id,
+    )
+
+
+def load_texts(cache: TokenizedCache, split: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Review ids, texts and labels of one split, in the same order as `load_split`."""
+    table = read_split_table(cache.split_dir, split)
+    review_ids = int64_column(table.column("review_id"))
+    expected = np.load(cache.path / array_file(split, "review_ids"), mmap_mode="r")
+    if not np.array_equal(review_ids, expected):
+        raise ImdbError(
+            f"{cache.split_dir}: {split} reviews do not match {cache.path}; rerun `imdb prepare`"
+        )
+    return (
+        review_ids,
+        table.column("text").to_pylist(),
+        int64_column(table.column("label")),
+    )

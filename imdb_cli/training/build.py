@@ -1,0 +1,58 @@
+"""What a training run is built from: the hardware settings (device, precision, attention
+kernel, TF32, compile check), the seeded model, and the splits it reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from imdb_cli import registry
+from imdb_cli.config import ModelSpec, TrainConfig
+from imdb_cli.console import debug
+from imdb_cli.data.split import SPLITS
+from imdb_cli.data.tokenized import TokenizedCache, TokenizedSplit, load_split
+from imdb_cli.device import choose_device, choose_precision, compile_problem, use_tf32
+from imdb_cli.errors import ImdbError
+from imdb_cli.model import EncoderForClassification, choose_attention
+from imdb_cli.training.batches import limit_split
+from imdb_cli.training.rng import seed_everything
+
+
+@dataclass(frozen=True)
+class Hardware:
+    device: torch.device
+    precision: str  # fp32, bf16 or fp16
+    attention: str  # the encoder's attn_implementation
+
+
+def choose_hardware(spec: ModelSpec, config: TrainConfig) -> Hardware:
+    """Device, precision and attention kernel from the options; TF32 set; --compile checked
+    before the run starts rather than at its first step."""
+    device = choose_device(config.device)
+    precision = choose_precision(config.precision, device)
+    if config.compile and (problem := compile_problem(device)):
+        raise ImdbError(f"--compile: {problem}; train without --compile")
+    use_tf32(device, config.tf32)
+    model_type = str(registry.architecture_config(spec).model_type)
+    attention = choose_attention(config.attention, model_type, device, precision)
+    return Hardware(device, precision, attention)
+
+
+def build_model(spec: ModelSpec, hardware: Hardware, seed: int) -> EncoderForClassification:
+    """The classifier on its device, seeded first: the head's init (and a random-init
+    encoder's) is a function of the seed."""
+    seed_everything(seed)
+    encoder = registry.build_encoder(spec, attn_implementation=hardware.attention)
+    model = EncoderForClassification(encoder).to(hardware.device)
+    frozen = model.freeze_unreached(hardware.device, hardware.precision)
+    if frozen:
+        debug(f"never reached by the forward, so not trained: {', '.join(frozen)}")
+    return model
+
+
+def load_splits(cache: TokenizedCache, config: TrainConfig) -> dict[str, TokenizedSplit]:
+    """Every split of the cache; the train split cut to --limit-train."""
+    splits = {split: load_split(cache, split) for split in SPLITS}
+    splits["train"] = limit_split(splits["train"], config.limit_train, config.seed)
+    return splits

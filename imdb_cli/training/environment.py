@@ -1,0 +1,33 @@
+"""The environment record of a run's ledger: versions, machine, device, kernels, process."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+from typing import Any
+
+import torch
+import transformers
+
+from imdb_cli.device import device_name
+from imdb_cli.training.build import Hardware
+
+
+def environment(hardware: Hardware, world_size: int) -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "platform": platform.platform(),
+        "device": device_name(hardware.device),
+        "device_type": hardware.device.type,
+        "precision": hardware.precision,
+        "attention": hardware.attention,  # the kernel --attention auto chose
+        "world_size": world_size,
+        "torch_threads": torch.get_num_threads(),
+        "hostname": socket.gethostname(),
+        "pid": os.getpid(),  # with the hostname: whether a `running` run is still alive
+        "command": " ".join(sys.argv),
+    }

@@ -1,0 +1,124 @@
+"""Choosing and resuming a run: which run `--resume` means, the settings it continues
+with, and its ledger cut back to the last epoch whose checkpoint is complete."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+from imdb_cli.checkpoints import state_path
+from imdb_cli.config import ModelSpec, TrainConfig, flag_name
+from imdb_cli.console import info, warn
+from imdb_cli.errors import ImdbError
+from imdb_cli.files import pid_alive
+from imdb_cli.ledger import LEDGER_NAME, read_ledger
+from imdb_cli.runs import Run, is_run_dir, list_runs
+from imdb_cli.workspace import Workspace
+
+RESUMABLE = ("running", "failed", "interrupted")
+
+
+def run_to_resume(workspace: Workspace, spec: ModelSpec, resume: str | Path | None) -> Run | None:
+    """`auto`: the newest unfinished run of the model (None: start fresh); else that run."""
+    if resume is None:
+        return None
+    if str(resume) == "auto":
+        unfinished = [
+            run
+            for run in list_runs(workspace, spec.key)
+            if run.ledger.status in RESUMABLE and not _still_running(run)
+        ]
+        if not unfinished:
+            info(f"--resume auto: no unfinished run of {spec.key}; starting a new run")
+            return None
+        return unfinished[-1]
+    path = Path(resume)
+    if not path.exists() and (workspace.model_runs(spec.key) / str(resume)).exists():
+        path = workspace.model_runs(spec.key) / str(resume)
+    if not path.exists():
+        raise ImdbError(f"--resume {resume}: no such run folder")
+    if not is_run_dir(path):
+        raise ImdbError(f"--resume {resume}: not a run folder (no {LEDGER_NAME})")
+    run = Run(path, read_ledger(path))
+    if run.model != spec.key:
+        raise ImdbError(
+            f"--resume {resume}: that run belongs to model '{run.model}', not '{spec.key}'"
+        )
+    if run.ledger.status == "completed":
+        raise ImdbError(
+            f"--resume {resume}: run {run.describe()} is already complete; "
+            "train again without --resume"
+        )
+    if _still_running(run):
+        raise ImdbError(
+            f"--resume {resume}: run {run.describe()} is still being trained by process "
+            f"{run.ledger.environment['pid']}; wait for it or stop it first"
+        )
+    return run
+
+
+def _still_running(run: Run) -> bool:
+    """A `running` run whose process is alive on this machine: another `imdb train` is
+    writing it, so `--resume auto` must not take it over. (A run on another host, or one
+    whose process died without a word, counts as stopped.)"""
+    environment = run.ledger.environment
+    pid = environment.get("pid")
+    return (
+        run.ledger.status == "running"
+        and environment.get("hostname") == socket.gethostname()
+        and isinstance(pid, int)
+        and pid_alive(pid)
+    )
+
+
+def resumed_config(
+    spec: ModelSpec, given: TrainConfig, run: Run, run_name: str | None = None
+) -> TrainConfig:
+    """The run's own config; options given now that contradict it are reported and ignored.
+
+    An option counts as given when it differs from the model's YAML. The device is where
+    the run continues, not part of its recipe, so it follows the options.
+    """
+    saved = TrainConfig.from_dict(run.ledger.config, f"{run.path / LEDGER_NAME}: config")
+    ignored = [
+        f"{flag_name(f.name)} {getattr(given, f.name)} (run has {getattr(saved, f.name)})"
+        for f in fields(TrainConfig)
+        if f.name != "device"
+        and getattr(given, f.name) != getattr(spec.training, f.name)
+        and getattr(given, f.name) != getattr(saved, f.name)
+    ]
+    if ignored:
+        warn(f"resuming {run.describe()} with its saved settings; ignoring {'; '.join(ignored)}")
+    if run_name is not None and run_name != run.run_id:
+        warn(f"--run-name {run_name} ignored: resuming run {run.run_id}")
+    return replace(saved, device=given.device)
+
+
+def last_complete_epoch(run: Run) -> int:
+    """The newest epoch whose weights and training state are both on disk."""
+    for record in reversed(run.ledger.epochs):
+        weights = run.path / record.checkpoint
+        if weights.is_file() and state_path(run.path, record.epoch).is_file():
+            return record.epoch
+        warn(f"epoch {record.epoch} of {run.describe()} has no complete checkpoint; redoing it")
+    return 0
+
+
+def reopen(run: Run, environment: dict[str, Any]) -> int:
+    """Mark the run running again from its last complete epoch; the first epoch to train.
+
+    Epochs after that one are dropped from the ledger (and the best epoch with them), as is
+    the test result: the run trains them again.
+    """
+    ledger = run.ledger
+    done = last_complete_epoch(run)
+    ledger.epochs = [e for e in ledger.epochs if e.epoch <= done]
+    if ledger.best_epoch is not None and ledger.best_epoch > done:
+        best = max(ledger.epochs, key=lambda e: e.val_acc, default=None)
+        ledger.best_epoch = best.epoch if best else None
+        ledger.best_val_acc = best.val_acc if best else None
+    ledger.status, ledger.error, ledger.environment = "running", None, environment
+    ledger.test = None
+    return done + 1
