@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from imdb_cli import __version__, registry, report
+from imdb_cli import __version__, registry, report, report_formats, study_report
 from imdb_cli.config import ModelSpec, TrainConfig, flag_name
 from imdb_cli.console import info, warn
 from imdb_cli.data.prepare import prepare
@@ -30,6 +30,7 @@ from imdb_cli.runs import Run
 from imdb_cli.workspace import Workspace
 
 REPORT_NAME = "report.md"
+FIGURES_DIR = "report-figures"  # the comparison's PNGs, linked from report.md
 DEFAULT_MODELS = "bert,modernbert"
 TSNE_SAMPLES = 1000
 TSNE_PERPLEXITY = 30.0
@@ -118,7 +119,7 @@ def make_plan(options: StudyOptions) -> Plan:
 
 @dataclass
 class StudyResult:
-    report: report.StudyReport
+    report: study_report.StudyReport
     path: Path  # report.md
 
     @property
@@ -133,7 +134,7 @@ def run_study(workspace: Workspace, options: StudyOptions) -> StudyResult:
     plan = make_plan(options)
     source = DataSource.from_options(options.data_dir, options.dataset)
     split_options = SplitOptions(seed=options.split_seed, limit=options.limit)
-    study = report.StudyReport(
+    study = study_report.StudyReport(
         workdir=workspace.root,
         command=reproduce_command(workspace, options, source),
         started_at=started_at,
@@ -147,9 +148,20 @@ def run_study(workspace: Workspace, options: StudyOptions) -> StudyResult:
     info(f"[bold]step 2/{total_steps}: train[/bold] ({plan.trainings()} run(s))")
     runs = _train_all(workspace, plan, caches, study)
     if runs:
-        study.comparison = report.compare_runs(runs)
+        study.comparison = report.compare_runs(runs, workspace=workspace, lengths=True)
+        study.figures = _comparison_figures(workspace, study.comparison, study)
         shown = [Path(row.run_path) for row in study.comparison.rows]
-        study.steps.append(_imdb(workspace, "compare", *[_run_ref(workspace, p) for p in shown]))
+        study.steps.append(
+            _imdb(
+                workspace,
+                "compare",
+                *[_run_ref(workspace, p) for p in shown],
+                "--format",
+                "markdown",
+                "--plot",
+                str(_figures_dir(workspace)),
+            )
+        )
     if options.analysis:
         shown_runs = _shown_runs(study, runs)
         info(f"[bold]step 3/{total_steps}: t-SNE[/bold]")
@@ -159,7 +171,7 @@ def run_study(workspace: Workspace, options: StudyOptions) -> StudyResult:
         study.steps += [step.command for step in study.analyses if step.command]
     study.seconds = time.perf_counter() - started
     path = workspace.root / REPORT_NAME
-    report.write_text(path, report.render_study_report(study))
+    report_formats.write_text(path, study_report.render_study_report(study))
     return StudyResult(study, path)
 
 
@@ -169,7 +181,7 @@ def _prepare(
     source: DataSource,
     split_options: SplitOptions,
     options: StudyOptions,
-    study: report.StudyReport,
+    study: study_report.StudyReport,
 ) -> dict[tuple[str, int, str], TokenizedCache]:
     """Tokenized caches by (model key, max length, truncation): one prepare per distinct
     (length, truncation)."""
@@ -199,7 +211,7 @@ def _train_all(
     workspace: Workspace,
     plan: Plan,
     caches: dict[tuple[str, int, str], TokenizedCache],
-    study: report.StudyReport,
+    study: study_report.StudyReport,
 ) -> list[Run]:
     from imdb_cli.training.loop import train  # torch: seconds that `--help` need not wait
 
@@ -226,7 +238,24 @@ def _train_all(
     return runs
 
 
-def _shown_runs(study: report.StudyReport, runs: Sequence[Run]) -> list[Run]:
+def _figures_dir(workspace: Workspace) -> Path:
+    return workspace.root / FIGURES_DIR
+
+
+def _comparison_figures(
+    workspace: Workspace, comparison: report.Comparison, study: study_report.StudyReport
+) -> dict[str, Path]:
+    """The comparison's PNGs beside report.md; a figure that fails is a failure, not hidden."""
+    from imdb_cli.analysis.comparison_figures import write_figures
+
+    try:
+        return write_figures(comparison, _figures_dir(workspace))
+    except ImdbError as exc:
+        study.failures.append(f"figures failed: {exc.message}")
+        return {}
+
+
+def _shown_runs(study: study_report.StudyReport, runs: Sequence[Run]) -> list[Run]:
     """The run each row of the table shows: the analyses explain those."""
     if study.comparison is None:
         return []
@@ -235,11 +264,14 @@ def _shown_runs(study: report.StudyReport, runs: Sequence[Run]) -> list[Run]:
 
 
 def _tsne(
-    workspace: Workspace, runs: Sequence[Run], options: StudyOptions, study: report.StudyReport
-) -> report.AnalysisStep:
+    workspace: Workspace,
+    runs: Sequence[Run],
+    options: StudyOptions,
+    study: study_report.StudyReport,
+) -> study_report.AnalysisStep:
     name = "t-SNE"
     if not runs:
-        return report.AnalysisStep(name, skipped="no completed run to embed")
+        return study_report.AnalysisStep(name, skipped="no completed run to embed")
     from imdb_cli.analysis.embeddings import TsneOptions, compute_tsne  # torch, sklearn
 
     test_size = min(int(run.ledger.data.get("sizes", {}).get("test", 0)) or 10**9 for run in runs)
@@ -264,7 +296,7 @@ def _tsne(
         result = compute_tsne(workspace, list(runs), tsne_options)
     except ImdbError as exc:
         study.failures.append(f"t-SNE failed: {exc.message}")
-        return report.AnalysisStep(name, command=command, failed=exc.message)
+        return study_report.AnalysisStep(name, command=command, failed=exc.message)
     pngs = [p for p in result.files if p.suffix == ".png"]
     # The side-by-side figure holds every model's map; the single maps become links.
     side_by_side = [p for p in pngs if p.stem.endswith("side_by_side")]
@@ -274,17 +306,22 @@ def _tsne(
         f"{len(result.sample.review_ids)} {result.sample.split} reviews, perplexity "
         f"{perplexity:g}; {len(result.disagreements)} disagreements between the models"
     )
-    return report.AnalysisStep(name, command=command, images=shown, files=others, summary=summary)
+    return study_report.AnalysisStep(
+        name, command=command, images=shown, files=others, summary=summary
+    )
 
 
 def _attention(
-    workspace: Workspace, runs: Sequence[Run], options: StudyOptions, study: report.StudyReport
-) -> report.AnalysisStep:
+    workspace: Workspace,
+    runs: Sequence[Run],
+    options: StudyOptions,
+    study: study_report.StudyReport,
+) -> study_report.AnalysisStep:
     name = "attention"
     if not runs:
-        return report.AnalysisStep(name, skipped="no completed run to explain")
+        return study_report.AnalysisStep(name, skipped="no completed run to explain")
     if options.attention_reviews == 0:
-        return report.AnalysisStep(name, skipped="--attention-reviews 0")
+        return study_report.AnalysisStep(name, skipped="--attention-reviews 0")
     from imdb_cli.analysis.attention import LayerSelection, ReviewInput, explain
     from imdb_cli.analysis.embeddings import reviews_from_errors
 
@@ -302,7 +339,7 @@ def _attention(
         _, saved = explain(workspace, list(runs), reviews, LayerSelection.parse("last", "mean"))
     except ImdbError as exc:
         study.failures.append(f"attention failed: {exc.message}")
-        return report.AnalysisStep(name, command=command, failed=exc.message)
+        return study_report.AnalysisStep(name, command=command, failed=exc.message)
     images = [p for item in saved for p in item.files if p.suffix == ".png"]
     files = [p for item in saved for p in item.files if p.suffix != ".png"]
     described = []
@@ -315,7 +352,9 @@ def _attention(
     summary = "reviews from the t-SNE boundary samples (disagreements first): " + "; ".join(
         described
     )
-    return report.AnalysisStep(name, command=command, images=images, files=files, summary=summary)
+    return study_report.AnalysisStep(
+        name, command=command, images=images, files=files, summary=summary
+    )
 
 
 # --------------------------------------------------------------------------- commands

@@ -14,6 +14,7 @@ from imdb_cli.workspace import Workspace
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 ENCODER_DIR = "encoder"  # the encoder's config.json and tokenizer, so a run loads offline
+CONFIG_NAME = "config.yaml"  # the model entry (weights, architecture) and settings of the run
 
 
 @dataclass(frozen=True)

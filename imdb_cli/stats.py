@@ -1,4 +1,4 @@
-"""The statistics behind `imdb compare`: pure functions, no I/O, no numpy needed.
+"""The statistics behind `imdb compare`: pure functions, no I/O.
 
 - `wilson_interval`: a confidence interval for an accuracy measured on n test reviews.
   Wilson's score interval keeps its coverage near 0.9 accuracy and small n, where the
@@ -7,6 +7,10 @@
   discordant reviews carry information: b = A right and B wrong, c = A wrong and B right.
   Exact binomial (two-sided, p = 0.5) when b + c < 25, where the chi-square
   approximation is poor; chi-square with continuity correction (1 df) otherwise.
+- `paired_bootstrap`: an interval for the difference in accuracy of two models on the
+  same reviews, by resampling the reviews (with replacement) and keeping each review's
+  pair of outcomes together. McNemar says whether there is a difference; this says how
+  large it may be. Seeded, so the same ledgers always give the same interval.
 - `mean_std`: mean and sample standard deviation (ddof=1) over seeds.
 """
 
@@ -17,8 +21,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
+import numpy as np
+
 EXACT_BELOW = 25  # b + c below this: exact binomial test; otherwise chi-square
 CI_METHOD = "Wilson score interval"
+BOOTSTRAP_METHOD = "paired bootstrap over test reviews, percentile interval"
+BOOTSTRAP_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 42
+_BOOTSTRAP_CHUNK = 500  # resamples drawn at once: bounds memory to chunk x reviews indices
 MCNEMAR_METHOD = (
     f"McNemar, exact binomial when b+c < {EXACT_BELOW}, else chi-square with continuity correction"
 )
@@ -110,3 +120,58 @@ def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
         return mean, None
     variance = math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)
     return mean, math.sqrt(variance)
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    """accuracy(A) - accuracy(B) on the same reviews, with its bootstrap interval."""
+
+    difference: float
+    low: float
+    high: float
+    confidence: float
+    resamples: int
+    seed: int
+
+
+def paired_bootstrap(
+    correct_a: Sequence[bool],
+    correct_b: Sequence[bool],
+    *,
+    confidence: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> BootstrapResult:
+    """Percentile interval of accuracy(A) - accuracy(B), resampling reviews with replacement.
+
+    Resample r draws its n review indices as row r of `rng.integers(0, n, (resamples, n))`
+    (drawn in chunks of rows, which yields the same numbers), with
+    `rng = np.random.default_rng(seed)`; the interval is numpy's default (linear)
+    quantiles of the resampled differences at (1 - confidence) / 2 and its complement.
+    """
+    if len(correct_a) != len(correct_b):
+        raise ValueError(f"unaligned predictions: {len(correct_a)} vs {len(correct_b)} reviews")
+    n = len(correct_a)
+    if n == 0:
+        raise ValueError("no reviews to resample")
+    if resamples < 1:
+        raise ValueError(f"need at least one resample, got {resamples}")
+    z_value(confidence)  # checks the range
+    # Per review: +1 only A right, -1 only B right, 0 both or neither.
+    per_review = np.asarray(correct_a, dtype=np.int64) - np.asarray(correct_b, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    differences = np.empty(resamples, dtype=np.float64)
+    for start in range(0, resamples, _BOOTSTRAP_CHUNK):
+        rows = min(_BOOTSTRAP_CHUNK, resamples - start)
+        indices = rng.integers(0, n, size=(rows, n))
+        differences[start : start + rows] = per_review[indices].sum(axis=1) / n
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(differences, [tail, 1 - tail])
+    return BootstrapResult(
+        difference=float(per_review.sum()) / n,
+        low=float(low),
+        high=float(high),
+        confidence=confidence,
+        resamples=resamples,
+        seed=seed,
+    )

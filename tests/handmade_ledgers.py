@@ -7,10 +7,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from imdb_cli.config import TrainConfig
 from imdb_cli.ledger import EpochRecord, Ledger, TestRecord, write_ledger
 from imdb_cli.workspace import Workspace
 
 FINGERPRINT = "a1b2c3d4e5f6-limit400"
+ENVIRONMENT = {
+    "torch": "2.13.0",
+    "device": "cpu (x86_64, 1 threads)",
+    "device_type": "cpu",
+    "precision": "fp32",
+    "torch_threads": 1,
+    "hostname": "testhost",
+}
 
 
 def probs_for(labels: Sequence[int], right: Sequence[bool]) -> list[float]:
@@ -43,46 +52,72 @@ def write_run(
     config: dict[str, Any] | None = None,
     tested: bool = True,
     error: str | None = None,
+    environment: dict[str, Any] | None = None,
+    probs: Sequence[Sequence[float]] | None = None,
+    label_names: Sequence[str] | None = None,
+    curve: Sequence[tuple[float, float, float, float]] | None = None,
 ) -> Path:
-    """Write runs/<model>/<run_id>/ledger.json with a test of `len(labels)` reviews."""
+    """Write runs/<model>/<run_id>/ledger.json with a test of `len(labels)` reviews.
+
+    `probs`: each review's class probabilities (any number of classes), instead of the
+    two-class P(class 1) that `right` makes; `curve`: (train loss, train acc, val loss,
+    val acc) per epoch."""
     run_dir = workspace.model_runs(model) / run_id
     run_dir.mkdir(parents=True)
     ids = list(review_ids) if review_ids is not None else list(range(len(labels)))
-    probs = probs_for(labels, right)
     n = len(labels)
+    if probs is None:
+        flat = probs_for(labels, right)
+        rows = [[1 - p, p] for p in flat]
+        stored: list[float] | list[list[float]] = flat
+    else:
+        rows = [list(map(float, row)) for row in probs]
+        stored = rows
+    hits = [
+        max(range(len(row)), key=row.__getitem__) == y for row, y in zip(rows, labels, strict=True)
+    ]
     test = None
     if tested and status == "completed":
-        loss = -sum(math.log(p if y == 1 else 1 - p) for p, y in zip(probs, labels, strict=True))
+        loss = -sum(math.log(row[y]) for row, y in zip(rows, labels, strict=True))
         test = TestRecord(
             epoch=best_epoch,
             checkpoint=f"checkpoints/epoch_{best_epoch}_acc_{best_val_acc:.4f}.safetensors",
             split="test",
             loss=loss / n,
-            acc=sum(right) / n,
+            acc=sum(hits) / n,
             samples=n,
             seconds=3.0,
             review_ids=ids,
             labels=list(labels),
-            probs=probs,
+            probs=stored,
         )
+    points = (
+        list(curve)
+        if curve is not None
+        else [
+            (0.4, 0.8, 0.3, best_val_acc if e == best_epoch else best_val_acc - 0.01)
+            for e in range(1, epochs + 1)
+        ]
+    )
     records = [
         EpochRecord(
             epoch=e,
-            train_loss=0.4,
-            train_acc=0.8,
+            train_loss=train_loss,
+            train_acc=train_acc,
             train_samples=train_samples,
-            val_loss=0.3,
-            val_acc=best_val_acc if e == best_epoch else best_val_acc - 0.01,
+            val_loss=val_loss,
+            val_acc=val_acc,
             val_samples=300,
-            checkpoint=f"checkpoints/epoch_{e}_acc_0.9000.safetensors",
+            checkpoint=f"checkpoints/epoch_{e}_acc_{val_acc:.4f}.safetensors",
             train_seconds=train_seconds / epochs,
             eval_seconds=2.0,
             train_samples_per_s=train_samples * epochs / train_seconds,
             lr=1e-4,
         )
-        for e in range(1, epochs + 1)
+        for e, (train_loss, train_acc, val_loss, val_acc) in enumerate(points, start=1)
     ]
-    settings = {"epochs": epochs, "lr": 1e-4, "max_length": 128, "truncation": "head"}
+    # The whole config, as the engine records it (a TrainConfig's fields).
+    settings = {**TrainConfig().to_dict(), "epochs": epochs, "lr": 1e-4, "device": "cpu"}
     ledger = Ledger(
         model=model,
         run_id=run_id,
@@ -91,11 +126,15 @@ def write_run(
         data={
             "data_fingerprint": fingerprint,
             "seed": split_seed,
+            "split_seed": split_seed,
+            "tokenizer_key": "berttokenizer-0123456789",
+            "sizes": {"train": train_samples, "val": 300, "test": n, "train_used": train_samples},
             "max_length": 128,
             "truncation": "head",
             "test_ids_sha256": "sha-" + "-".join(map(str, ids))[:40],
+            **({"labels": list(label_names)} if label_names is not None else {}),
         },
-        environment={"torch": "2.13.0"},
+        environment={**ENVIRONMENT, **(environment or {})},
         parameters=parameters,
         created_at=created_at,
         updated_at=created_at,

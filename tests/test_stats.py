@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 
+import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
@@ -82,3 +83,35 @@ def test_mean_std_is_the_sample_standard_deviation() -> None:
 
 def test_one_run_has_a_mean_but_no_standard_deviation() -> None:
     assert stats.mean_std([0.9]) == (0.9, None)
+
+
+def test_paired_bootstrap_is_the_percentile_of_resampled_differences() -> None:
+    rng = np.random.default_rng(0)
+    a, b = (rng.random(257) < 0.9).tolist(), (rng.random(257) < 0.8).tolist()
+    # 1,234 resamples: not a multiple of the chunk size, so the chunking is exercised.
+    found = stats.paired_bootstrap(a, b, resamples=1234, seed=5, confidence=0.9)
+    generator = np.random.default_rng(5)
+    x, y = np.asarray(a), np.asarray(b)
+    differences = [
+        x[rows].mean() - y[rows].mean()
+        for rows in (generator.integers(0, 257, size=257) for _ in range(1234))
+    ]
+    assert (found.low, found.high) == pytest.approx(
+        tuple(np.quantile(differences, [0.05, 0.95])), abs=1e-12
+    )
+    assert found.difference == pytest.approx(x.mean() - y.mean())
+    assert (found.resamples, found.seed, found.confidence) == (1234, 5, 0.9)
+
+
+def test_paired_bootstrap_of_identical_predictions_is_exactly_zero() -> None:
+    same = [True, False, True, True] * 25
+    found = stats.paired_bootstrap(same, same)
+    assert (found.difference, found.low, found.high) == (0.0, 0.0, 0.0)
+
+
+def test_paired_bootstrap_is_seeded_and_refuses_unaligned_input() -> None:
+    a, b = [True] * 60 + [False] * 40, [True] * 50 + [False] * 50
+    assert stats.paired_bootstrap(a, b) == stats.paired_bootstrap(a, b)
+    assert stats.paired_bootstrap(a, b, seed=1) != stats.paired_bootstrap(a, b, seed=2)
+    with pytest.raises(ValueError):
+        stats.paired_bootstrap(a, b[:-1])

@@ -1,4 +1,4 @@
-"""`imdb compare`: the results table, with confidence intervals and paired tests."""
+"""`imdb compare`: the results table, what is compared, where the errors are, figures."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from imdb_cli import report
+from imdb_cli import report, report_formats
 from imdb_cli.commands.common import handles_errors, workspace
 from imdb_cli.console import info, out, warn
+from imdb_cli.errors import ImdbError
 
-# Rendered at this width when stdout is not a terminal (logs, CI, pipes), so that no
-# number is folded or cut.
-LOG_WIDTH = 160
+# Rendered at this width when stdout is not a terminal (logs, CI, pipes): what a
+# terminal shows at 80 columns, and every table is made to fit it.
+LOG_WIDTH = 80
 
 
 @handles_errors
@@ -33,38 +34,62 @@ def compare(
     ] = None,
     fmt: Annotated[
         str,
-        typer.Option("--format", "-f", help="table, markdown, csv or json."),
+        typer.Option(
+            "--format",
+            "-f",
+            help="table, markdown, csv or json. markdown and json hold everything: recipes, "
+            "curves, confusion matrices, per-class figures, calibration, accuracy by length.",
+        ),
     ] = "table",
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Write to this file instead of the terminal."),
     ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot",
+            help="Also write the figures to this folder: learning curves, confusion matrices, "
+            "reliability diagram, accuracy by review length.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Compare runs: test accuracy with 95% Wilson intervals and paired McNemar tests.
+    """Compare runs: what differs between them, test accuracy with 95% intervals, paired
+    McNemar tests and bootstrap intervals of the difference, and where the errors are.
 
-    Example: imdb compare bert modernbert --format markdown -o results.md
+    Example: imdb compare bert modernbert --format markdown -o results.md --plot figures/
     """
-    report.check_format(fmt)
+    report_formats.check_format(fmt)
     if output is not None:
-        report.check_output_path(output)
-    comparison = report.compare(workspace(), targets or [])
+        report_formats.check_output_path(output)
+    if plot is not None and plot.exists() and not plot.is_dir():
+        raise ImdbError(f"--plot {plot}: is a file; give a folder")
+    # Accuracy by length counts the test reviews' tokens (once per data set, then cached).
+    lengths = fmt in ("markdown", "json") or plot is not None
+    comparison = report.compare(workspace(), targets or [], lengths=lengths)
     for problem in comparison.not_comparable:
         warn(f"not comparable: {problem.message()}")
+    if plot is not None:
+        from imdb_cli.analysis.comparison_figures import write_figures
+
+        for path in write_figures(comparison, plot).values():
+            info(f"wrote {path}")
     if output is not None:
-        report.write_text(output, report.render(comparison, fmt))
+        report_formats.write_text(output, report_formats.render(comparison, fmt))
         info(f"wrote {output}")
         return
     if fmt == "table":
         console = out if out.is_terminal else Console(width=LOG_WIDTH, highlight=False)
-        console.print(report.rich_table(comparison))
-        for line in report.result_lines(comparison):
-            if not line.startswith("not comparable:"):  # already warned on stderr
-                console.print(line, highlight=False, markup=False)
+        # Not-comparable runs were already warned about on stderr.
+        report_formats.print_comparison(console, comparison, skip_not_comparable=True)
         return
-    text = report.render(comparison, fmt)
+    text = report_formats.render(comparison, fmt)
     typer.echo(text, nl=False)
     if fmt == "csv":
         # csv holds the model rows only; the verdicts go where a person reads them.
-        for line in report.result_lines(comparison):
+        for line in report_formats.warning_lines(comparison):
+            warn(line)
+        for line in report_formats.result_lines(comparison):
             if not line.startswith("not comparable:"):
                 info(line)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from imdb_cli import registry, report
+from imdb_cli import registry, report_formats
 from imdb_cli.commands.common import (
     GroupByLengthOption,
     TruncationOption,
@@ -121,9 +121,7 @@ def reproduce(
     comparison = result.report.comparison
     if comparison is not None:
         console = out if out.is_terminal else Console(width=LOG_WIDTH, highlight=False)
-        console.print(report.rich_table(comparison))
-        for line in report.result_lines(comparison):
-            console.print(line, highlight=False, markup=False)
+        report_formats.print_comparison(console, comparison, skip_not_comparable=False)
     out.print(f"report: {result.path}", highlight=False)
     if not result.complete:
         failures = "; ".join(result.report.failures)

@@ -237,7 +237,7 @@ def _ensure_tokenized(
 
     def fill(tmp: Path) -> dict[str, Any]:
         started, cpu_started = time.perf_counter(), time.process_time()
-        with progress() as bar, _tokenizer_threads():
+        with progress() as bar, tokenizer_threads():
             task = bar.add_task(f"tokenizing for {names}", total=total)
             facts = _tokenize_into(tmp, split.path, encoder, lambda n: bar.advance(task, n))
         seconds = time.perf_counter() - started
@@ -345,7 +345,7 @@ def _tokenized_expected(
 
 
 @contextlib.contextmanager
-def _tokenizer_threads() -> Iterator[None]:
+def tokenizer_threads() -> Iterator[None]:
     """Let the fast tokenizer use its own threads (it reads the variable on each call).
 
     An explicit TOKENIZERS_PARALLELISM is kept: the user's choice, or `false` set by the

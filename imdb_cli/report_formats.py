@@ -1,0 +1,645 @@
+"""A `Comparison` (report.py) as rich tables, markdown, csv or json.
+
+Every format says what is compared (the warnings), the results with their intervals, and
+each pair's McNemar test and bootstrap interval of the difference. Markdown and json carry
+everything (recipes, learning curves, confusion matrices, per-class figures, calibration,
+accuracy by length); the rich tables and csv carry what fits (readable at 80 columns).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imdb_cli import recipes, stats
+from imdb_cli.errors import ImdbError
+from imdb_cli.files import write_atomic
+from imdb_cli.report import (
+    ALPHA,
+    CALIBRATION_METHOD,
+    CONFIDENCE,
+    LENGTHS_METHOD,
+    Comparison,
+    ModelRow,
+    Spread,
+    format_p,
+)
+
+FORMATS = ("table", "markdown", "csv", "json")
+TABLE_TITLE = "IMDB sentiment: test results"
+TABLE_MIN_WIDTH = 76
+
+
+# --------------------------------------------------------------------------- cells
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def format_params(count: int) -> str:
+    return f"{count / 1e6:.1f}M" if count >= 100_000 else f"{count / 1e3:.1f}k"
+
+
+def format_spread(spread: Spread | None, *, wrap: bool = False) -> str:
+    if spread is None:
+        return "—"
+    if spread.std is None:
+        return "1 run"
+    return f"{spread.mean:.4f} ± {spread.std:.4f}{chr(10) if wrap else ' '}(n={spread.n})"
+
+
+def format_best_val(row: ModelRow) -> str:
+    if row.best_val_acc is None:
+        return "—"
+    return f"{row.best_val_acc:.4f} @ {row.best_epoch}"
+
+
+def format_ci(row: ModelRow) -> str:
+    return f"{row.ci_low:.4f}–{row.ci_high:.4f}"
+
+
+def format_tokens(row: ModelRow) -> str:
+    return f"{row.max_length if row.max_length is not None else '?'} {row.truncation or '?'}"
+
+
+def format_bucket(accuracy: float | None, reviews: int) -> str:
+    return "—" if accuracy is None else f"{accuracy:.3f} ({reviews})"
+
+
+def caption(comparison: Comparison) -> str:
+    sizes = sorted({r.test_samples for r in comparison.rows})
+    over = " / ".join(str(s) for s in sizes)
+    parts = [
+        f"{CONFIDENCE:.0%} CI: {stats.CI_METHOD} over {over} test reviews.",
+        f"Paired test: {stats.MCNEMAR_METHOD}; significance at {ALPHA}; b counts the "
+        "reviews only the first-named model got right, c those only the second got right.",
+        f"Difference: {stats.BOOTSTRAP_METHOD} ({stats.BOOTSTRAP_RESAMPLES:,} resamples, "
+        f"seed {stats.BOOTSTRAP_SEED}).",
+    ]
+    if not _shows_tokens(comparison):
+        first = comparison.rows[0]
+        parts.append(f"All at {first.max_length} tokens, {first.truncation} truncation.")
+    if _shows_seeds(comparison):
+        parts.append("Over seeds: mean ± sample std (ddof=1) of test acc, n runs.")
+    return " ".join(parts)
+
+
+def warning_lines(comparison: Comparison) -> list[str]:
+    return [f"Not like for like: {w}." for w in comparison.warnings]
+
+
+def _shows_seeds(comparison: Comparison) -> bool:
+    return any(r.runs > 1 for r in comparison.rows)
+
+
+def _shows_tokens(comparison: Comparison) -> bool:
+    return len({(r.max_length, r.truncation) for r in comparison.rows}) > 1
+
+
+# --------------------------------------------------------------------------- tables
+
+
+@dataclass(frozen=True)
+class _Column:
+    header: str
+    cell: Callable[[ModelRow], str]
+    numeric: bool = True
+    # Cells never wrap (headers do); a column with max_width folds cells wider than that.
+    max_width: int | None = None
+
+
+def _columns(comparison: Comparison) -> list[_Column]:
+    """The results table: what each model scored. Its setup is in `setup_rows`.
+
+    Headers break where the rich table should wrap them (markdown joins the lines), so
+    the table fits 80 columns without cutting a number."""
+    columns = [
+        _Column("model", lambda r: r.label, numeric=False, max_width=15),
+        _Column("best val\nacc @ epoch", format_best_val),
+        _Column("test\nloss", lambda r: f"{r.test_loss:.4f}"),
+        _Column("test\nacc", lambda r: f"{r.test_acc:.4f}"),
+        _Column(f"{CONFIDENCE:.0%} CI", format_ci),
+    ]
+    if _shows_seeds(comparison):
+        columns.append(
+            _Column("test acc\nover seeds", lambda r: format_spread(r.test_acc_spread, wrap=True))
+        )
+    if _shows_tokens(comparison):
+        columns.append(_Column("tokens", format_tokens, numeric=False))
+    return columns
+
+
+def _one_line(header: str) -> str:
+    return header.replace("\n", " ")
+
+
+def setup_rows(comparison: Comparison) -> list[tuple[str, list[str], bool]]:
+    """The 'what is compared' table: (setting, value per model, whether the values differ)."""
+    per_model = [recipes.setting_rows(row.recipe) for row in comparison.rows]
+    names = [name for name, _ in per_model[0]]
+    rows: list[tuple[str, list[str], bool]] = []
+    for i, name in enumerate(names):
+        values = [pairs[i][1] for pairs in per_model]
+        rows.append((name, values, len(set(values)) > 1))
+        if name == "weights":
+            params = [format_params(r.parameters) for r in comparison.rows]
+            rows.append(("parameters", params, len(set(params)) > 1))
+    times = [format_seconds(r.train_seconds) for r in comparison.rows]
+    speeds = [f"{r.train_samples_per_s:.1f}" for r in comparison.rows]
+    rows += [("train time", times, False), ("train samples/s", speeds, False)]
+    return rows
+
+
+def error_columns(comparison: Comparison) -> list[_Column]:
+    """Where the errors are, in a table that fits 80 columns (markdown and json hold all)."""
+    columns = [
+        _Column("model", lambda r: r.label, numeric=False, max_width=15),
+        _Column("macro\nF1", lambda r: f"{r.errors.confusion.macro_f1:.4f}"),
+        _Column(
+            "lowest\nclass F1",
+            lambda r: (
+                f"{r.errors.confusion.worst_class().f1:.4f} "
+                f"({r.errors.confusion.worst_class().name})"
+            ),
+        ),
+        _Column("ECE", lambda r: f"{r.errors.calibration.ece:.4f}"),
+    ]
+    return columns
+
+
+def length_labels(comparison: Comparison) -> list[str]:
+    for row in comparison.rows:
+        if row.errors.lengths is not None:
+            return [f"{bucket.label} tokens" for bucket in row.errors.lengths]
+    return []
+
+
+def _rich_table(title: str, caption_text: str | None = None) -> Any:
+    from rich import box
+    from rich.table import Table
+
+    return Table(
+        title=title,
+        caption=caption_text,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 0, 0, 1),  # one space and the (blank) rule between columns: 2 in all
+        pad_edge=False,
+        min_width=TABLE_MIN_WIDTH,  # room for the caption, which wraps at the table's width
+    )
+
+
+def _fill(table: Any, columns: Sequence[_Column], rows: Sequence[ModelRow]) -> Any:
+    for column in columns:
+        widest = max(len(line) for row in rows for line in column.cell(row).splitlines())
+        table.add_column(
+            column.header,
+            justify="right" if column.numeric else "left",
+            min_width=min(widest, column.max_width or widest),
+            overflow="fold",
+        )
+    for row in rows:
+        cells = [c.cell(row) for c in columns]
+        if row.best and len(cells) > 3 and _one_line(columns[3].header) == "test acc":
+            cells[3] = f"[bold]{cells[3]}[/bold]"
+        table.add_row(*cells)
+    return table
+
+
+def rich_tables(comparison: Comparison) -> list[Any]:
+    """The results, what is compared, and where the errors are, as rich renderables."""
+    from rich.text import Text
+
+    results = _fill(
+        _rich_table(TABLE_TITLE, "\n".join([*warning_lines(comparison), caption(comparison)])),
+        _columns(comparison),
+        comparison.rows,
+    )
+    setup = _rich_table("What is compared")
+    setup.add_column("")
+    for row in comparison.rows:
+        setup.add_column(row.label, overflow="fold")
+    for name, values, differ in setup_rows(comparison):
+        style = "yellow" if differ else None
+        setup.add_row(name, *[Text(v, style=style or "") for v in values])
+    errors = _fill(
+        _rich_table("Where the errors are (test split)", CALIBRATION_METHOD + "."),
+        error_columns(comparison),
+        comparison.rows,
+    )
+    tables = [results, setup, errors]
+    labels = length_labels(comparison)
+    if labels:
+        lengths = _rich_table("Test accuracy by review length (reviews)", LENGTHS_METHOD + ".")
+        lengths.add_column("model")
+        for label in labels:
+            lengths.add_column(label, justify="right")
+        for row in comparison.rows:
+            buckets = row.errors.lengths or []
+            lengths.add_row(row.label, *[format_bucket(b.accuracy, b.reviews) for b in buckets])
+        tables.append(lengths)
+    return tables
+
+
+def rich_table(comparison: Comparison) -> Any:
+    """The results table alone (with its caption and warnings)."""
+    return rich_tables(comparison)[0]
+
+
+def result_lines(comparison: Comparison) -> list[str]:
+    """Verdicts, differences, unpaired pairs, notes and not-comparable runs, one line each."""
+    lines = []
+    for pair in comparison.pairs:
+        lines += [pair.verdict(), f"  {pair.difference()}"]
+    lines += [u.message() for u in comparison.unpaired]
+    lines += [f"note: {n}" for n in comparison.notes]
+    for row in comparison.rows:
+        if row.errors.lengths_note:
+            lines.append(f"note: {row.label}: {row.errors.lengths_note}")
+    lines += [f"not comparable: {n.message()}" for n in comparison.not_comparable]
+    return lines
+
+
+def print_comparison(console: Any, comparison: Comparison, *, skip_not_comparable: bool) -> None:
+    for number, table in enumerate(rich_tables(comparison)):
+        if number:
+            console.print()
+        console.print(table)
+    for line in result_lines(comparison):
+        if skip_not_comparable and line.startswith("not comparable:"):
+            continue
+        console.print(line, highlight=False, markup=False)
+
+
+def render_text(comparison: Comparison, width: int = 80) -> str:
+    """The rich tables and result lines as plain text (for --output of the table format)."""
+    from rich.console import Console
+
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    print_comparison(console, comparison, skip_not_comparable=False)
+    return console.export_text()
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _md_table(
+    header: Sequence[str], align: Sequence[str], rows: Sequence[Sequence[str]]
+) -> list[str]:
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join("---:" if a == "r" else "---" for a in align) + " |",
+    ]
+    lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def render_markdown(
+    comparison: Comparison, heading_level: int = 2, figures: dict[str, str] | None = None
+) -> str:
+    """Everything in the comparison; `figures`: name -> link of the PNGs to show."""
+    h = "#" * heading_level
+    figures = figures or {}
+    columns = _columns(comparison)
+    cells = []
+    for row in comparison.rows:
+        values = [_one_line(c.cell(row)) for c in columns]
+        if row.best:
+            values[3] = f"**{values[3]}**"
+        cells.append(values)
+    lines = _md_table(
+        [_one_line(c.header) for c in columns], ["r" if c.numeric else "l" for c in columns], cells
+    )
+    lines += ["", caption(comparison)]
+    if comparison.warnings:
+        lines += ["", *[f"- **{w}**" for w in warning_lines(comparison)]]
+    lines += ["", f"{h} What is compared", ""]
+    setup = setup_rows(comparison)
+    lines += _md_table(
+        ["", *[r.label for r in comparison.rows]],
+        ["l"] * (len(comparison.rows) + 1),
+        [
+            [f"**{name}**" if differ else name, *[f"**{v}**" if differ else v for v in values]]
+            for name, values, differ in setup
+        ],
+    )
+    lines += ["", "Settings in bold differ between the models."]
+    if comparison.pairs:
+        lines += ["", f"{h} Paired tests", ""]
+        lines += _md_table(
+            [
+                "A",
+                "B",
+                "reviews",
+                "b (A right, B wrong)",
+                "c (A wrong, B right)",
+                "p-value",
+                "test",
+                "acc A - B",
+                f"{CONFIDENCE:.0%} bootstrap CI",
+            ],
+            ["l", "l", "r", "r", "r", "r", "l", "r", "r"],
+            [
+                [
+                    p.a,
+                    p.b,
+                    str(p.mcnemar.n),
+                    str(p.mcnemar.b),
+                    str(p.mcnemar.c),
+                    format_p(p.mcnemar.p_value),
+                    p.mcnemar.method,
+                    f"{p.bootstrap.difference:+.4f}",
+                    f"{p.bootstrap.low:+.4f} to {p.bootstrap.high:+.4f}",
+                ]
+                for p in comparison.pairs
+            ],
+        )
+        lines.append("")
+        lines += [f"- {p.verdict()}" for p in comparison.pairs]
+    others = [u.message() for u in comparison.unpaired] + [f"note: {n}" for n in comparison.notes]
+    if others:
+        lines += ["", *[f"- {line}" for line in others]]
+    lines += ["", *_markdown_curves(comparison, h, figures)]
+    lines += _markdown_errors(comparison, h, figures)
+    if comparison.not_comparable:
+        lines += ["", f"{h} Not comparable", ""]
+        lines += [f"- {n.message()}" for n in comparison.not_comparable]
+    lines += ["", f"{h} Runs", ""]
+    for row in comparison.rows:
+        seeds = f"; mean ± std over runs {', '.join(row.run_ids)}" if row.runs > 1 else ""
+        lines.append(
+            f"- {row.label}: `{row.run_path}` (seed {row.seed}, tested at epoch "
+            f"{row.test_epoch}, {row.max_length} tokens, {row.truncation} truncation{seeds})"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _figure(figures: dict[str, str], name: str, alt: str) -> list[str]:
+    return [f"![{alt}]({figures[name]})", ""] if name in figures else []
+
+
+def _markdown_curves(comparison: Comparison, h: str, figures: dict[str, str]) -> list[str]:
+    lines = [f"{h} Learning curves", ""]
+    lines += _figure(figures, "learning_curves", "learning curves")
+    rows = [
+        [
+            row.label,
+            str(p.epoch),
+            f"{p.train_loss:.4f}",
+            f"{p.train_acc:.4f}",
+            f"{p.val_loss:.4f}",
+            f"{p.val_acc:.4f}",
+        ]
+        for row in comparison.rows
+        for p in row.curve
+    ]
+    lines += _md_table(
+        ["model", "epoch", "train loss", "train acc", "val loss", "val acc"],
+        ["l", "r", "r", "r", "r", "r"],
+        rows,
+    )
+    return [*lines, "", "Train figures are over the epoch's reviews, counted per review.", ""]
+
+
+def _markdown_errors(comparison: Comparison, h: str, figures: dict[str, str]) -> list[str]:
+    lines = [f"{h} Where the errors are", "", "On the test split, of the run shown per model.", ""]
+    lines += [f"{h}# Per class", ""]
+    lines += _md_table(
+        ["model", "class", "precision", "recall", "F1", "reviews"],
+        ["l", "l", "r", "r", "r", "r"],
+        [
+            [
+                row.label,
+                c.name,
+                f"{c.precision:.4f}",
+                f"{c.recall:.4f}",
+                f"{c.f1:.4f}",
+                str(c.support),
+            ]
+            for row in comparison.rows
+            for c in row.errors.confusion.per_class
+        ],
+    )
+    lines += ["", f"{h}# Confusion matrices", ""]
+    lines += _figure(figures, "confusion", "confusion matrices")
+    for row in comparison.rows:
+        confusion = row.errors.confusion
+        lines += [f"{row.label} (rows: true class, columns: predicted class):", ""]
+        lines += _md_table(
+            ["true \\ predicted", *confusion.classes],
+            ["l", *["r"] * len(confusion.classes)],
+            [
+                [name, *[str(v) for v in counts]]
+                for name, counts in zip(confusion.classes, confusion.matrix, strict=True)
+            ],
+        )
+        lines.append("")
+    lines += [f"{h}# Calibration", ""]
+    lines += _figure(figures, "reliability", "reliability diagram")
+    lines += _md_table(
+        ["model", "ECE", "mean confidence", "accuracy"],
+        ["l", "r", "r", "r"],
+        [
+            [
+                row.label,
+                f"{row.errors.calibration.ece:.4f}",
+                f"{row.errors.calibration.mean_confidence:.4f}",
+                f"{row.errors.calibration.accuracy:.4f}",
+            ]
+            for row in comparison.rows
+        ],
+    )
+    lines += [
+        "",
+        f"{CALIBRATION_METHOD}. Confidence above accuracy is over-confidence.",
+        "",
+        f"{h}# Accuracy by review length",
+        "",
+    ]
+    labels = length_labels(comparison)
+    if labels:
+        lines += _figure(figures, "lengths", "accuracy by review length")
+        lines += _md_table(
+            ["model", *labels],
+            ["l", *["r"] * len(labels)],
+            [
+                [
+                    row.label,
+                    *[format_bucket(b.accuracy, b.reviews) for b in row.errors.lengths or []],
+                ]
+                for row in comparison.rows
+            ],
+        )
+        lines += [
+            "",
+            f"{LENGTHS_METHOD}; accuracy (reviews). Reviews longer than a run's max length "
+            "were cut to it.",
+        ]
+    notes = [
+        f"{row.label}: {row.errors.lengths_note}"
+        for row in comparison.rows
+        if row.errors.lengths_note
+    ]
+    if notes:
+        lines += ["", *[f"- {n}" for n in notes]]
+    elif not labels:
+        lines.append("Not computed here (`imdb compare --format markdown` or json computes it).")
+    return lines
+
+
+# --------------------------------------------------------------------------- csv, json
+
+
+CSV_FIELDS = (
+    "model",
+    "label",
+    "run_id",
+    "run_path",
+    "best_val_acc",
+    "best_epoch",
+    "test_loss",
+    "test_acc",
+    "test_samples",
+    "ci_low",
+    "ci_high",
+    "acc_diff_vs",
+    "acc_diff",
+    "acc_diff_ci_low",
+    "acc_diff_ci_high",
+    "runs",
+    "test_acc_mean",
+    "test_acc_std",
+    "test_loss_mean",
+    "test_loss_std",
+    "best_val_acc_mean",
+    "best_val_acc_std",
+    "macro_f1",
+    "ece",
+    "weights",
+    "parameters",
+    "optimizer",
+    "lr",
+    "scheduler",
+    "warmup_ratio",
+    "batch_size",
+    "epochs",
+    "precision",
+    "seeds",
+    "device",
+    "load_start",
+    "load_end",
+    "loaded",
+    "train_seconds",
+    "train_samples_per_s",
+    "max_length",
+    "truncation",
+    "data_fingerprint",
+    "split_seed",
+    "seed",
+    "best",
+)
+
+
+def _difference_vs_best(comparison: Comparison, row: ModelRow) -> dict[str, Any]:
+    """This row's accuracy minus the best row's, with the pair's bootstrap interval."""
+    best = next((r for r in comparison.rows if r.best), None)
+    if best is None or best.label == row.label:
+        return {}
+    for pair in comparison.pairs:
+        if {pair.a, pair.b} == {row.label, best.label}:
+            sign = 1 if pair.a == row.label else -1
+            low, high = sign * pair.bootstrap.low, sign * pair.bootstrap.high
+            return {
+                "acc_diff_vs": best.label,
+                "acc_diff": sign * pair.bootstrap.difference,
+                "acc_diff_ci_low": min(low, high),
+                "acc_diff_ci_high": max(low, high),
+            }
+    return {}
+
+
+def render_csv(comparison: Comparison) -> str:
+    """One line per model, full precision; each row's difference to the best row with its
+    bootstrap interval (every pair is in json and markdown)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in comparison.rows:
+        values = row.to_dict()
+        val_spread = row.best_val_acc_spread
+        settings, machine = row.recipe.settings, row.recipe.machine
+        values.update(
+            test_acc_mean=row.test_acc_spread.mean,
+            test_acc_std=row.test_acc_spread.std,
+            test_loss_mean=row.test_loss_spread.mean,
+            test_loss_std=row.test_loss_spread.std,
+            best_val_acc_mean=val_spread.mean if val_spread else None,
+            best_val_acc_std=val_spread.std if val_spread else None,
+            macro_f1=row.errors.confusion.macro_f1,
+            ece=row.errors.calibration.ece,
+            weights=row.recipe.weights,
+            precision=row.recipe.precision,
+            seeds=" ".join(map(str, row.recipe.seeds)),
+            device=machine.device,
+            load_start=machine.load_start,
+            load_end=machine.load_end,
+            loaded=machine.loaded,
+            **{k: settings.get(k) for k in ("optimizer", "lr", "scheduler", "warmup_ratio")},
+            **{k: settings.get(k) for k in ("batch_size", "epochs")},
+            **_difference_vs_best(comparison, row),
+        )
+        writer.writerow({k: "" if values.get(k) is None else values[k] for k in CSV_FIELDS})
+    return buffer.getvalue()
+
+
+def render_json(comparison: Comparison) -> str:
+    return json.dumps(comparison.to_dict(), indent=2) + "\n"
+
+
+def render(comparison: Comparison, fmt: str) -> str:
+    check_format(fmt)
+    renderers: dict[str, Callable[[Comparison], str]] = {
+        "table": render_text,
+        "markdown": render_markdown,
+        "csv": render_csv,
+        "json": render_json,
+    }
+    return renderers[fmt](comparison)
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise ImdbError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def check_output_path(path: Path) -> Path:
+    if path.is_dir():
+        raise ImdbError(f"--output {path}: is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise ImdbError(f"--output {path}: folder {path.parent} does not exist")
+    return path
+
+
+def write_text(path: Path, text: str) -> None:
+    def write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+
+    write_atomic(path, write)

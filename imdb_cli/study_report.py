@@ -1,0 +1,120 @@
+"""`<workdir>/report.md`: what `imdb reproduce` did, found, and how to redo each step."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imdb_cli.report import Comparison
+from imdb_cli.report_formats import format_seconds, md_escape, render_markdown
+
+
+@dataclass
+class AnalysisStep:
+    """One analysis of `imdb reproduce`: its files, or why it did not run."""
+
+    name: str
+    command: str | None = None
+    images: list[Path] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    summary: str | None = None
+    skipped: str | None = None  # could not run here (say why); not a failure
+    failed: str | None = None
+
+
+@dataclass
+class StudyReport:
+    """Everything `<workdir>/report.md` says."""
+
+    workdir: Path
+    command: str
+    started_at: str
+    versions: dict[str, str]
+    models: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    devices: dict[str, str] = field(default_factory=dict)  # model -> device it trained on
+    steps: list[str] = field(default_factory=list)  # each step as its own command
+    comparison: Comparison | None = None
+    figures: dict[str, Path] = field(default_factory=dict)  # the comparison's PNGs by name
+    analyses: list[AnalysisStep] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _link(path: Path, base: Path) -> str:
+    """A relative link from report.md to `path` (markdown wants forward slashes)."""
+    try:
+        relative = Path(os.path.relpath(path.resolve(), base.resolve()))
+    except ValueError:  # another drive on Windows
+        relative = path
+    return relative.as_posix().replace(" ", "%20")
+
+
+def render_study_report(study: StudyReport) -> str:
+    title = " vs ".join(study.models) if study.models else "IMDB"
+    lines = [
+        f"# IMDB sentiment study: {title}",
+        "",
+        f"Made by `imdb reproduce` on {study.started_at} in {format_seconds(study.seconds)}.",
+    ]
+    if study.failures:
+        lines += ["", "**Incomplete.** " + " ".join(f"{f}." for f in study.failures)]
+    lines += ["", "## Command", "", "```bash", study.command, "```", ""]
+    if study.data:
+        d = study.data
+        sizes = d.get("sizes", {})
+        sized = " / ".join(f"{split} {int(n):,}" for split, n in sizes.items())
+        sample = f", a seeded sample of {d['limit']:,} reviews" if d.get("limit") else ""
+        dropped = f"{d.get('duplicates_dropped', 0):,} duplicate texts dropped" + (
+            " from the full data before sampling" if d.get("limit") else ""
+        )
+        lines += [
+            "## Data",
+            "",
+            f"- source: {d.get('source')}{sample}",
+            f"- data fingerprint `{d.get('data_fingerprint')}`, split seed {d.get('split_seed')}",
+            f"- reviews: {sized}; {dropped}",
+            "",
+        ]
+    lines += ["## Results", ""]
+    if study.comparison is None:
+        lines += ["No run completed, so there is no table.", ""]
+    else:
+        figures = {name: _link(path, study.workdir) for name, path in study.figures.items()}
+        lines += [render_markdown(study.comparison, heading_level=3, figures=figures)]
+    if study.analyses:
+        lines += ["## Error analysis", ""]
+        for step in study.analyses:
+            lines += [f"### {step.name}", ""]
+            if step.skipped:
+                lines += [f"Skipped: {step.skipped}.", ""]
+                continue
+            if step.failed:
+                lines += [f"**Failed:** {step.failed}", ""]
+                continue
+            if step.summary:
+                lines += [step.summary + ".", ""]
+            for image in step.images:
+                lines += [f"![{image.stem}]({_link(image, study.workdir)})", ""]
+            if step.files:
+                links = ", ".join(f"[{p.name}]({_link(p, study.workdir)})" for p in step.files)
+                lines += [f"Files: {links}", ""]
+    lines += [
+        "## Each step as its own command",
+        "",
+        "In a fresh --workdir: `imdb train` takes the newest data cache for the model's "
+        "tokenizer and length, which here is the one `imdb prepare` makes.",
+        "",
+        "```bash",
+        *study.steps,
+        "```",
+        "",
+    ]
+    lines += ["## Versions", "", "| | |", "| --- | --- |"]
+    for name, version in study.versions.items():
+        lines.append(f"| {name} | {md_escape(version)} |")
+    for model, device in study.devices.items():
+        lines.append(f"| device ({model}) | {md_escape(device)} |")
+    return "\n".join(lines) + "\n"
