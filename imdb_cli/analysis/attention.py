@@ -39,6 +39,9 @@ FULL = "full_attention"
 SLIDING = "sliding_attention"
 MEAN_HEADS = "mean"
 TOP_TOKENS = 10
+# Attention whose rows have at least this share of the largest possible entropy (every
+# visible key weighted alike) is near-uniform: no token stands out, so none is ranked.
+NEAR_UNIFORM = 0.95
 
 
 @dataclass(frozen=True)
@@ -105,10 +108,43 @@ class LayerAttention:
     head: int | None  # None: the mean over all heads
     matrix: np.ndarray  # [tokens, tokens]: row = query token, column = key token; rows sum to 1
 
+    def visible(self) -> np.ndarray:
+        """[queries, keys] bool: which keys each query can attend to."""
+        count = self.matrix.shape[0]
+        if self.window is None:
+            return np.ones((count, count), dtype=bool)
+        distance = np.abs(np.subtract.outer(np.arange(count), np.arange(count)))
+        return distance <= self.window
+
     @property
     def received(self) -> np.ndarray:
-        """Attention each token receives, averaged over the query tokens."""
+        """Share of all attention each token receives (mean over every query; sums to 1)."""
         return np.asarray(self.matrix.mean(axis=0))
+
+    @property
+    def coverage(self) -> np.ndarray:
+        """How many query tokens can see each token: all of them in a full layer; in a
+        sliding layer fewer near the ends of the review, most in the middle."""
+        return self.visible().sum(axis=0).astype(np.float64)
+
+    @property
+    def received_per_query(self) -> np.ndarray:
+        """Attention each token receives, averaged over the queries that can see it. In a
+        sliding layer the plain mean (`received`) rises in the middle only because more
+        queries reach the middle tokens; this removes that."""
+        return np.asarray(self.matrix.sum(axis=0) / self.coverage)
+
+    @property
+    def uniformity(self) -> float:
+        """Mean over queries of the row's entropy / log(keys it can see): 1 is uniform."""
+        visible = self.visible().sum(axis=1)
+        probs = np.clip(self.matrix.astype(np.float64), 0.0, None)
+        logs = np.log(np.where(probs > 0, probs, 1.0))
+        entropy = -(probs * logs).sum(axis=1)
+        rows = visible > 1
+        if not rows.any():
+            return 1.0
+        return float(np.mean(entropy[rows] / np.log(visible[rows])))
 
 
 @dataclass(frozen=True)
@@ -124,8 +160,26 @@ class ModelAttention:
 
     @property
     def received(self) -> np.ndarray:
-        """Attention received per token, averaged over query tokens and the selected layers."""
+        """Share of the attention each token receives, over the selected layers (sums to 1)."""
         return np.mean([layer.received for layer in self.layers], axis=0)
+
+    @property
+    def received_per_query(self) -> np.ndarray:
+        """Attention received per token from the queries that can see it (what is drawn
+        and ranked), averaged over the selected layers."""
+        return np.mean([layer.received_per_query for layer in self.layers], axis=0)
+
+    @property
+    def has_local_layers(self) -> bool:
+        return any(layer.window is not None for layer in self.layers)
+
+    @property
+    def uniformity(self) -> float:
+        return float(np.mean([layer.uniformity for layer in self.layers]))
+
+    @property
+    def near_uniform(self) -> bool:
+        return self.uniformity >= NEAR_UNIFORM
 
     @property
     def special_mass(self) -> float:
@@ -133,7 +187,11 @@ class ModelAttention:
         return float(self.received[np.asarray(self.review.special, dtype=bool)].sum())
 
     def top_tokens(self, k: int = TOP_TOKENS, *, with_special: bool = True) -> list[dict[str, Any]]:
-        received = self.received
+        """The tokens that receive the most attention; none when the attention is
+        near-uniform, where a ranking would be noise."""
+        if self.near_uniform:
+            return []
+        received = self.received_per_query
         order = np.argsort(-received, kind="stable")
         rows = []
         for position in order:
@@ -314,6 +372,13 @@ class EagerModel:
         )
 
 
+def near_uniform_note(result: ModelAttention) -> str:
+    return (
+        f"near-uniform attention (entropy {result.uniformity:.0%} of the maximum): "
+        "no token stands out, so none is ranked"
+    )
+
+
 def to_json(result: ModelAttention, *, review_id: int | None = None) -> dict[str, Any]:
     """Everything needed to redraw or query the maps, without the model."""
     return {
@@ -343,7 +408,12 @@ def to_json(result: ModelAttention, *, review_id: int | None = None) -> dict[str
             for layer in result.layers
         ],
         "received": np.round(result.received, 6).tolist(),
+        # What the bar chart draws: per token, the mean over the queries that can see it.
+        "received_per_query": np.round(result.received_per_query, 6).tolist(),
         "special_token_mass": round(result.special_mass, 6),
+        "uniformity": round(result.uniformity, 6),
+        "near_uniform": result.near_uniform,
+        "top_tokens_note": near_uniform_note(result) if result.near_uniform else None,
         "top_tokens": result.top_tokens(),
         # The same ranking without special tokens; their share is special_token_mass above.
         "top_content_tokens": result.top_tokens(with_special=False),
@@ -460,15 +530,26 @@ def save_attention(
             out_dir / f"{stem}_{which}_heatmap.png",
         )
     ]
-    received_title = (
-        f"{label}: attention received per token (mean over {len(encoded.tokens)} "
-        f"query tokens), {_layers_text(result)}, {_head_text(head, result.num_heads)}\n"
-        f"special tokens are shown in grey and count in the total"
+    over = (
+        "mean over the query tokens that can see each token (in local layers, those within "
+        "the window)"
+        if result.has_local_layers
+        else f"mean over the {len(encoded.tokens)} query tokens"
     )
+    received_title = (
+        f"{label}: attention received per token ({over}), {_layers_text(result)}, "
+        f"{_head_text(head, result.num_heads)}\nspecial tokens are shown in grey"
+    )
+    if result.near_uniform:
+        received_title += f"; {near_uniform_note(result)}"
     files.append(
         plotting.save_figure(
             plotting.received_figure(
-                encoded.tokens, encoded.special, result.received, received_title
+                encoded.tokens,
+                encoded.special,
+                result.received_per_query,
+                received_title,
+                special_share=result.special_mass,
             ),
             out_dir / f"{stem}_{which}_received.png",
         )

@@ -426,6 +426,7 @@ def panels(result: TsneResult) -> list[plotting.TsnePanel]:
                 short_ids=[short_id(int(r)) for r in sample.review_ids.tolist()],
                 boundary=[int(i) for i in order[:k]],
                 confident_errors=[index[row.review_id] for row in errors],
+                class_names=view.run.ledger.label_names,
                 disagree=disagree_mask if len(result.views) > 1 else None,
             )
         )

@@ -128,7 +128,7 @@ def render(out_dir: Path, saved: list[SavedAttention]) -> None:
             tokens += f" ({result.review.cut_tokens} cut)"
         # Distinct tokens: "and" at three positions is one finding, not three.
         distinct = dict.fromkeys(t["token"] for t in result.top_tokens(20, with_special=False))
-        top = ", ".join(list(distinct)[:5])
+        top = ", ".join(list(distinct)[:5]) if not result.near_uniform else "none (near-uniform)"
         table.add_row(
             item.review.name,
             item.label,
