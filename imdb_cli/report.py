@@ -31,6 +31,7 @@ from imdb_cli import breakdown, recipes, registry, stats
 from imdb_cli.errors import ImdbError
 from imdb_cli.ledger import Ledger, TestRecord
 from imdb_cli.runs import Run, latest_run, list_runs, resolve_run
+from imdb_cli.sweep import SweepRecord, latest_selected
 from imdb_cli.workspace import Workspace
 
 CONFIDENCE = 0.95
@@ -101,6 +102,7 @@ class ModelRow:
     recipe: recipes.Recipe
     curve: list[EpochPoint]
     errors: Errors
+    sweep: SweepSummary | None = None  # how the learning rate was chosen, when by a sweep
     best: bool = False  # highest test accuracy of the table
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,6 +110,41 @@ class ModelRow:
         data["recipe"] = self.recipe.to_dict()
         data["errors"] = self.errors.to_dict()
         return data
+
+
+@dataclass(frozen=True)
+class SweepRate:
+    lr: float
+    mean_val_acc: float | None  # over the completed seeds
+    val_accs: list[float]
+    complete: bool
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """The learning-rate grid a row's rate was selected from (validation only)."""
+
+    sweep_id: str
+    path: str
+    selected_lr: float
+    reason: str
+    seeds: list[int]
+    rates: list[SweepRate]
+
+    @classmethod
+    def of(cls, record: SweepRecord) -> SweepSummary:
+        assert record.selection.lr is not None
+        return cls(
+            sweep_id=record.sweep_id,
+            path=str(record.path),
+            selected_lr=record.selection.lr,
+            reason=record.selection.reason,
+            seeds=list(record.seeds),
+            rates=[
+                SweepRate(r.lr, r.mean_val_acc, list(r.val_accs), r.complete)
+                for r in record.selection.rates
+            ],
+        )
 
 
 @dataclass(frozen=True)
@@ -262,6 +299,7 @@ class Selection:
 
     run: Run
     seed_candidates: tuple[Run, ...] = ()
+    sweep: SweepRecord | None = None  # the sweep that chose the run's learning rate
 
 
 # --------------------------------------------------------------------------- selection
@@ -286,6 +324,11 @@ def select_runs(
             and not Path(target).is_dir()
             and target in registry.known_model_keys()
         )
+        swept = _swept(workspace, target) if is_model_key else None
+        if swept is not None:
+            selections.append(swept)
+            seen.add(swept.run.path.resolve())
+            continue
         run = resolve_run(workspace, target)  # raises with the runs that exist
         if run.path.resolve() in seen:
             continue
@@ -297,6 +340,18 @@ def select_runs(
         candidates = tuple(list_runs(workspace, run.model)) if is_model_key else (run,)
         selections.append(Selection(run, candidates))
     return selections, rejected
+
+
+def _swept(workspace: Workspace, model: str) -> Selection | None:
+    """The selected rate's runs of the model's newest sweep that selected one."""
+    record = latest_selected(workspace, model)
+    if record is None or record.selection.lr is None:
+        return None
+    runs = record.runs_of(workspace, record.selection.lr)
+    if not runs:
+        return None
+    shown = max(runs, key=lambda r: (r.ledger.created_at, r.run_id))
+    return Selection(shown, tuple(runs), record)
 
 
 def _models_with_completed_runs(workspace: Workspace) -> list[str]:
@@ -363,7 +418,7 @@ def build_comparison(
                 "reviews left out of mean ± std"
             )
         errors = _errors(run, workspace if lengths else None)
-        comparison.rows.append(_row(label, run, seeds, errors))
+        comparison.rows.append(_row(label, run, seeds, errors, selection.sweep))
         ledgers[label] = run.ledger
         mismatch = _prediction_mismatch(run.ledger)
         if mismatch is not None:
@@ -412,7 +467,9 @@ def _same_experiment(run: Run, candidates: Sequence[Run]) -> tuple[list[Run], in
     return same, left_out
 
 
-def _row(label: str, run: Run, seeds: Sequence[Run], errors: Errors) -> ModelRow:
+def _row(
+    label: str, run: Run, seeds: Sequence[Run], errors: Errors, swept: SweepRecord | None
+) -> ModelRow:
     ledger = run.ledger
     test = ledger.test
     assert test is not None
@@ -450,7 +507,11 @@ def _row(label: str, run: Run, seeds: Sequence[Run], errors: Errors) -> ModelRow
         test_acc_spread=Spread.of([t.acc for t in tests]),
         test_loss_spread=Spread.of([t.loss for t in tests]),
         best_val_acc_spread=Spread.of(vals) if len(vals) == len(seeds) else None,
-        recipe=recipes.recipe_of(run, seed_values),
+        recipe=replace(
+            recipes.recipe_of(run, seed_values),
+            lr_selection=swept.describe() if swept is not None else None,
+        ),
+        sweep=SweepSummary.of(swept) if swept is not None else None,
         curve=[
             EpochPoint(e.epoch, e.train_loss, e.train_acc, e.val_loss, e.val_acc)
             for e in ledger.epochs

@@ -186,6 +186,23 @@ def length_labels(comparison: Comparison) -> list[str]:
     return []
 
 
+def sweep_rows(comparison: Comparison) -> list[list[str]]:
+    """model, rate, mean val acc (seeds), whether selected: one row per rate of each sweep."""
+    rows = []
+    for row in comparison.rows:
+        if row.sweep is None:
+            continue
+        for rate in row.sweep.rates:
+            mean = "—" if rate.mean_val_acc is None else f"{rate.mean_val_acc:.4f}"
+            done = f"{len(rate.val_accs)}/{len(row.sweep.seeds)}"
+            chosen = "selected" if rate.lr == row.sweep.selected_lr else ""
+            rows.append([row.label, f"{rate.lr:g}", mean, done, chosen])
+    return rows
+
+
+SWEEP_HEADER = ["model", "learning rate", "val acc (mean)", "seeds done", ""]
+
+
 def _rich_table(title: str, caption_text: str | None = None) -> Any:
     from rich import box
     from rich.table import Table
@@ -240,7 +257,18 @@ def rich_tables(comparison: Comparison) -> list[Any]:
         error_columns(comparison),
         comparison.rows,
     )
-    tables = [results, setup, errors]
+    tables = [results, setup]
+    if sweep_rows(comparison):
+        grid = _rich_table(
+            "Learning rates, chosen on validation accuracy (never test)",
+            "\n".join(f"{r.label}: {r.sweep.reason}." for r in comparison.rows if r.sweep),
+        )
+        for number, header in enumerate(SWEEP_HEADER):
+            grid.add_column(header, justify="left" if number in (0, 4) else "right")
+        for cells in sweep_rows(comparison):
+            grid.add_row(*cells)
+        tables.append(grid)
+    tables.append(errors)
     labels = length_labels(comparison)
     if labels:
         lengths = _rich_table("Test accuracy by review length (reviews)", LENGTHS_METHOD + ".")
@@ -376,6 +404,16 @@ def render_markdown(
     others = [u.message() for u in comparison.unpaired] + [f"note: {n}" for n in comparison.notes]
     if others:
         lines += ["", *[f"- {line}" for line in others]]
+    if sweep_rows(comparison):
+        lines += ["", f"{h} Learning rates, chosen on validation", ""]
+        lines += _figure(figures, "lr_grid", "validation accuracy by learning rate")
+        lines += _md_table(SWEEP_HEADER, ["l", "r", "r", "r", "l"], sweep_rows(comparison))
+        lines.append("")
+        lines += [
+            f"- {r.label}: {r.sweep.reason} (sweep record `{r.sweep.path}`)"
+            for r in comparison.rows
+            if r.sweep
+        ]
     lines += ["", *_markdown_curves(comparison, h, figures)]
     lines += _markdown_errors(comparison, h, figures)
     if comparison.not_comparable:

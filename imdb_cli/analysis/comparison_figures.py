@@ -22,6 +22,7 @@ FILES = {
     "confusion": "confusion_matrices.png",
     "reliability": "reliability.png",
     "lengths": "accuracy_by_length.png",
+    "lr_grid": "learning_rates.png",
 }
 
 
@@ -178,6 +179,40 @@ def lengths_figure(rows: Sequence[ModelRow]) -> Figure:
     return fig
 
 
+def lr_grid_figure(rows: Sequence[ModelRow]) -> Figure:
+    """Mean validation accuracy against learning rate, per swept model; the selected rate
+    is the ringed point."""
+    fig = Figure(figsize=(7.5, 4.8), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    for row, colour in zip(rows, model_colours(len(rows)), strict=True):
+        if row.sweep is None:
+            continue
+        done = [(r.lr, r.mean_val_acc) for r in row.sweep.rates if r.mean_val_acc is not None]
+        ax.plot(
+            [lr for lr, _ in done],
+            [acc for _, acc in done],
+            marker="o",
+            color=colour,
+            label=f"{row.label} (over {len(row.sweep.seeds)} seed(s))",
+        )
+        chosen = [(lr, acc) for lr, acc in done if lr == row.sweep.selected_lr]
+        ax.scatter(
+            [lr for lr, _ in chosen],
+            [acc for _, acc in chosen],
+            s=180,
+            facecolors="none",
+            edgecolors=colour,
+            linewidths=1.6,
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("validation accuracy (best epoch, mean over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.suptitle("Learning rates tried; ringed: the one selected (validation only)", fontsize=11)
+    return fig
+
+
 def write_figures(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
     """Every figure the comparison has data for, as PNGs in `out_dir`; name -> path."""
     rows = comparison.rows
@@ -190,4 +225,6 @@ def write_figures(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
     }
     if any(r.errors.lengths for r in rows):
         written["lengths"] = save_figure(lengths_figure(rows), out_dir / FILES["lengths"])
+    if any(r.sweep for r in rows):
+        written["lr_grid"] = save_figure(lr_grid_figure(rows), out_dir / FILES["lr_grid"])
     return written

@@ -1,0 +1,124 @@
+"""Learning-rate sweeps: trials are ordinary runs, selection uses validation only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from handmade_ledgers import write_run
+from training_support import TINY, copy_workspace, tiny_config
+
+from imdb_cli import registry, report, sweep
+from imdb_cli.ledger import read_ledger
+from imdb_cli.sweep import TrialResult
+
+RATES = (1e-4, 3e-3)
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
+
+
+def done(lr: float, seed: int, val: float) -> TrialResult:
+    return TrialResult(lr, seed, f"t-{lr}-{seed}", "completed", best_val_acc=val, best_epoch=1)
+
+
+def test_the_rate_with_the_best_mean_validation_accuracy_over_seeds_wins() -> None:
+    trials = [
+        done(1e-5, 42, 0.90),
+        done(1e-5, 43, 0.80),  # mean 0.85
+        done(3e-5, 42, 0.86),
+        done(3e-5, 43, 0.86),  # mean 0.86: wins though 1e-5 has the single best seed
+    ]
+    chosen = sweep.select((1e-5, 3e-5), 2, trials)
+    assert chosen.lr == 3e-5
+    assert "0.8600 over 2 seed(s)" in chosen.reason
+
+
+def test_a_tie_goes_to_the_smaller_rate() -> None:
+    chosen = sweep.select((2e-5, 5e-5), 1, [done(5e-5, 42, 0.875), done(2e-5, 42, 0.875)])
+    assert chosen.lr == 2e-5 and "the smaller rate wins" in chosen.reason
+
+
+def test_a_rate_counts_only_when_all_its_seeds_completed() -> None:
+    trials = [
+        done(1e-5, 42, 0.80),
+        done(1e-5, 43, 0.81),
+        done(1e-3, 42, 0.95),
+        TrialResult(1e-3, 43, "t", "failed", error="loss is NaN"),
+    ]
+    chosen = sweep.select((1e-5, 1e-3), 2, trials)
+    assert chosen.lr == 1e-5
+    assert "not considered: 0.001" in chosen.reason
+    assert chosen.rates[1].problems == ["seed 43 failed (loss is NaN)"]
+    nothing = sweep.select((1e-3,), 2, trials[2:])
+    assert nothing.lr is None
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("", "at least one"),
+        ("1e-5,abc", "separated by commas"),
+        ("0,1e-5", "positive"),
+        ("1e-5,1e-5", "repeated"),
+    ],
+)
+def test_bad_grids_name_the_flag(text: str, says: str) -> None:
+    with pytest.raises(sweep.ImdbError) as caught:
+        sweep.parse_rates(text)
+    assert "--lr" in caught.value.message and says in caught.value.message
+
+
+def test_a_sweep_trains_each_rate_as_a_run_selects_on_validation_and_resumes(
+    prepared_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workspace = copy_workspace(prepared_root, tmp_path / "ws")
+    spec = registry.load_spec(TINY)
+    base = tiny_config(epochs=1, limit_train=160)
+    plan = sweep.make_plan(workspace, spec, base, RATES, (42,))
+    record = sweep.train_sweep(workspace, spec, plan, lambda t: f"imdb train {t.run_name}")
+    # Each trial is an ordinary run, named after the sweep, rate and seed.
+    vals = {}
+    for trial in plan.trials():
+        ledger = read_ledger(workspace.model_runs(TINY) / trial.run_name)
+        assert ledger.status == "completed"
+        assert (ledger.config["lr"], ledger.config["seed"]) == (trial.lr, 42)
+        assert ledger.data["data_fingerprint"] == plan.data_fingerprint
+        vals[trial.lr] = ledger.best_val_acc
+    best = max(RATES, key=lambda r: (vals[r], -r))
+    assert record.selection.lr == best
+    saved = json.loads(record.path.read_text())
+    assert saved["selected_lr"] == best and saved["status"] == "completed"
+    assert [t["command"] for t in saved["trials"]] == [
+        f"imdb train {t.run_name}" for t in plan.trials()
+    ]
+    # Test accuracy never enters the record.
+    assert "test" not in json.dumps(saved["per_rate"])
+
+    # The same sweep again trains nothing.
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a finished trial was trained again")
+
+    from imdb_cli.training import loop
+
+    monkeypatch.setattr(loop, "train", no_training)
+    again = sweep.train_sweep(workspace, spec, plan, lambda t: "x")
+    assert again.selection.lr == best and again.sweep_id == record.sweep_id
+
+    # compare uses the selected rate's run and says how it was chosen.
+    write_run(
+        workspace,
+        TINY,
+        "later-run",
+        labels=[0, 1],
+        right=[True, True],
+        created_at="2099-01-01T00:00:00+00:00",
+    )
+    comparison = report.compare(workspace, [TINY])
+    (row,) = comparison.rows
+    assert row.run_id == f"{plan.sweep_id}-lr{best:g}-seed42"
+    assert row.sweep is not None and row.sweep.selected_lr == best
+    assert (
+        row.recipe.lr_selection
+        == f"selected by sweep {plan.sweep_id} from 0.0001, 0.003 on validation"
+    )
+    assert [r.mean_val_acc for r in row.sweep.rates] == [vals[r] for r in RATES]
