@@ -11,8 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from imdb_cli import breakdown, report
-from imdb_cli.analysis import comparison_figures
-from imdb_cli.analysis.plotting import figure_pixels
+from imdb_cli.analysis import comparison_figures, plotting
 from imdb_cli.cli import app
 from imdb_cli.ledger import read_ledger
 from imdb_cli.report import Errors, ModelRow
@@ -121,7 +120,8 @@ def test_plot_writes_each_figure_at_its_size(study: Workspace, tmp_path: Path) -
         ("reliability.png", comparison_figures.reliability_figure),
     ):
         with Image.open(target / name) as image:
-            assert (image.height, image.width) == figure_pixels(build(rows))
+            width, height = build(rows).get_size_inches() * plotting.DPI
+            assert (image.height, image.width) == (round(height), round(width))
     # Handmade ledgers name no data cache: no length figure, and the reason is printed.
     assert not (target / "accuracy_by_length.png").exists()
     assert "no accuracy by length" in result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,15 @@ def test_compare_json_buckets_hold_every_test_review_and_its_prediction(
         expected = breakdown.length_buckets(run.ledger, counts)
         assert [b["correct"] for b in buckets] == [b.correct for b in expected]
         assert sum(b["correct"] for b in buckets) == round(test.acc * test.samples)
+        # The speed figures carry the machine and its load when training started and ended.
+        machine, env = row["recipe"]["machine"], run.ledger.environment
+        assert isinstance(env["load_average_start"], float)
+        assert isinstance(env["load_average_end"], float)
+        assert (machine["load_start"], machine["load_end"]) == (
+            env["load_average_start"],
+            env["load_average_end"],
+        )
+        assert machine["cpu_count"] == os.cpu_count() and machine["device"] == env["device"]
     names = sorted(p.name for p in (tmp_path / "fig").iterdir())
     assert names == [
         "accuracy_by_length.png",

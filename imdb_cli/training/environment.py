@@ -15,7 +15,17 @@ from imdb_cli.device import device_name
 from imdb_cli.training.build import Hardware
 
 
+def load_average() -> float | None:
+    """The machine's 1-minute load average (None where the OS has none, as on Windows):
+    speed figures taken while other work competes for the cores are flagged by compare."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def environment(hardware: Hardware, world_size: int) -> dict[str, Any]:
+    """Recorded when training starts; `load_average_end` is added when it ends."""
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -27,6 +37,8 @@ def environment(hardware: Hardware, world_size: int) -> dict[str, Any]:
         "attention": hardware.attention,  # the kernel --attention auto chose
         "world_size": world_size,
         "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average_start": load_average(),
         "hostname": socket.gethostname(),
         "pid": os.getpid(),  # with the hostname: whether a `running` run is still alive
         "command": " ".join(sys.argv),

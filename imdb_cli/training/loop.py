@@ -68,7 +68,7 @@ from imdb_cli.training.distributed import (
     sum_over_ranks,
     world_from_env,
 )
-from imdb_cli.training.environment import environment
+from imdb_cli.training.environment import environment, load_average
 from imdb_cli.training.inference import Predictions, predict
 from imdb_cli.training.metrics import LOG_EVERY, TrainMeter
 from imdb_cli.training.optimizer import lr_at, make_optimizer, steps_per_epoch
@@ -226,6 +226,7 @@ class Trainer:
                     f"{ledger.environment['device']}, {self.precision}"
                 )
             self.fit(first_epoch)
+            ledger.environment["load_average_end"] = load_average()
             self.test_best()
 
     # ---- resume
