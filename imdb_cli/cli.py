@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
 from imdb_cli import __version__
 from imdb_cli.commands import common
+from imdb_cli.commands.help_format import Command, Group
 from imdb_cli.console import set_verbosity
 from imdb_cli.workspace import default_workdir
 
@@ -24,7 +24,7 @@ from imdb_cli.workspace import default_workdir
 COMMANDS = ("prepare", "train", "evaluate", "compare", "reproduce", "tsne", "attention", "models")
 
 
-class LazyCommands(TyperGroup):
+class LazyCommands(Group):
     def list_commands(self, ctx: Any) -> list[str]:
         return list(COMMANDS)
 
@@ -35,7 +35,7 @@ class LazyCommands(TyperGroup):
         single = typer.Typer(
             pretty_exceptions_enable=False, rich_markup_mode="rich", add_completion=False
         )
-        single.command(cmd_name)(getattr(module, cmd_name))
+        single.command(cmd_name, cls=Command)(getattr(module, cmd_name))
         return typer.main.get_command(single)
 
 

@@ -7,6 +7,7 @@ CLI options override single fields. Every error names the file and key, or the f
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -24,32 +25,86 @@ ATTENTIONS = ("auto", "sdpa", "eager", "flash_attention_2")
 MIN_MAX_LENGTH = 8
 
 
+def setting(
+    default: Any, help: str, *, reproduce: bool | str = False, metavar: str | None = None
+) -> Any:
+    """A TrainConfig field: its default, the help text of its `imdb train` option, whether
+    `imdb reproduce` takes the option too (True: with the same help; a string: with that
+    help), and how --help shows its value when the type does not say it well.
+
+    The option is the field's name as a flag (`--batch-size`; booleans `--x/--no-x`); the
+    YAML key is the field's name.
+    """
+    metadata = {"help": help, "reproduce": reproduce, "metavar": metavar}
+    return field(default=default, metadata=metadata)
+
+
+FROM_THE_YAML = "Default: each model's YAML."
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Settings of one training run. Defaults are the original study's recipe."""
+    """Settings of one training run. Defaults are the original study's recipe.
 
-    epochs: int = 5
-    batch_size: int = 8
-    eval_batch_size: int = 64
-    lr: float = 5e-5
-    optimizer: str = "adam"
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    adam_eps: float = 1e-8
-    weight_decay: float = 0.0
-    scheduler: str = "constant"
-    warmup_ratio: float = 0.0
-    grad_accum: int = 1
-    max_length: int = 128
-    truncation: str = "head"
-    precision: str = "auto"
-    device: str = "auto"
-    seed: int = 42
-    limit_train: int | None = None
-    early_stopping_patience: int | None = None
-    compile: bool = False
-    group_by_length: bool = False
-    tf32: bool = True
-    attention: str = "auto"
+    Each field is one training option everywhere: a key of a model YAML's `training:`
+    section, an option of `imdb train` (and of `imdb reproduce` where marked), a value of
+    a run's ledger. Adding a field adds the option to all of them.
+    """
+
+    epochs: int = setting(5, "Training epochs.", reproduce=FROM_THE_YAML)
+    batch_size: int = setting(8, "Reviews per training batch.", reproduce=FROM_THE_YAML)
+    eval_batch_size: int = setting(64, "Reviews per validation/test batch.")
+    lr: float = setting(5e-5, "Peak learning rate.")
+    optimizer: str = setting("adam", "adam or adamw.")
+    adam_betas: tuple[float, float] = setting(
+        (0.9, 0.999), "Adam's two betas, e.g. --adam-betas 0.9 0.98.", metavar="<b1 b2>"
+    )
+    adam_eps: float = setting(1e-8, "Adam's epsilon.")
+    weight_decay: float = setting(0.0, "Weight decay.")
+    scheduler: str = setting("constant", "Learning-rate schedule: constant, linear or cosine.")
+    warmup_ratio: float = setting(0.0, "Fraction of the steps spent warming up, in [0, 1).")
+    grad_accum: int = setting(1, "Batches accumulated per optimizer step.")
+    max_length: int = setting(
+        128, "Tokens per review (a cache must exist for it).", reproduce=FROM_THE_YAML
+    )
+    truncation: str = setting(
+        "head",
+        "head, tail or head+tail: which tokens of a long review are kept (head+tail with "
+        "--max-length 512 is the best published choice for IMDB). Default: the model's "
+        "YAML (head).",
+        reproduce=True,
+    )
+    precision: str = setting(
+        "auto", "auto (bf16 on a GPU that has it, else fp32), fp32, bf16, fp16."
+    )
+    attention: str = setting(
+        "auto",
+        "Attention kernel: auto, sdpa, eager or flash_attention_2. auto = sdpa, or for "
+        "ModernBERT on a GPU in bf16/fp16 with flash-attn installed, flash attention with "
+        "padding removed.",
+    )
+    tf32: bool = setting(True, "TF32 tensor cores for fp32 matrix products on a GPU (default on).")
+    compile: bool = setting(
+        False, "torch.compile the training forward (default off; the first steps compile)."
+    )
+    group_by_length: bool = setting(
+        False,
+        "Batch reviews of similar length together, so batches carry less padding (worth it "
+        "at --max-length 256-512). Default: the model's YAML (off).",
+        reproduce=True,
+    )
+    device: str = setting(
+        "auto",
+        "auto, cpu or cuda.",
+        reproduce="auto, cpu or cuda. Default: each model's YAML (auto).",
+    )
+    seed: int = setting(42, "Seed of the init, dropout and data order.")
+    limit_train: int | None = setting(
+        None, "Train on a seeded random N reviews of the train split."
+    )
+    early_stopping_patience: int | None = setting(
+        None, "Stop after N epochs without a better validation accuracy."
+    )
 
     def problems(self) -> dict[str, str]:
         """Field name -> what is wrong with its value; empty when the config is valid."""
@@ -59,6 +114,11 @@ class TrainConfig:
                 bad[name] = f"must be at least 1 (got {getattr(self, name)})"
         if not self.lr > 0:
             bad["lr"] = f"must be positive (got {self.lr})"
+        if not all(0 <= beta < 1 for beta in self.adam_betas):
+            betas = " ".join(map(str, self.adam_betas))
+            bad["adam_betas"] = f"must be two numbers in [0, 1) (got {betas})"
+        if not self.adam_eps > 0:
+            bad["adam_eps"] = f"must be positive (got {self.adam_eps})"
         if self.weight_decay < 0:
             bad["weight_decay"] = f"must not be negative (got {self.weight_decay})"
         if not 0 <= self.warmup_ratio < 1:
@@ -118,7 +178,12 @@ class TrainConfig:
             betas = values["adam_betas"]
             if not (isinstance(betas, (list, tuple)) and len(betas) == 2):
                 raise ImdbError(f"{where}.adam_betas: expected two numbers, like [0.9, 0.999]")
-            values["adam_betas"] = (float(betas[0]), float(betas[1]))
+            try:
+                values["adam_betas"] = (float(betas[0]), float(betas[1]))
+            except (TypeError, ValueError) as exc:
+                raise ImdbError(
+                    f"{where}.adam_betas: expected two numbers, like [0.9, 0.999]"
+                ) from exc
         for name, value in values.items():
             expected = _scalar_type(known[name])
             if expected is float and isinstance(value, int) and not isinstance(value, bool):
@@ -144,6 +209,17 @@ def _scalar_type(f: dataclasses.Field[Any]) -> type | None:
 def flag_name(field_name: str) -> str:
     """`batch_size` -> `--batch-size`: how the user typed it."""
     return "--" + field_name.replace("_", "-")
+
+
+def option_args(name: str, value: Any) -> list[str]:
+    """One training option as `imdb train` takes it: `--epochs 3`, `--no-tf32`,
+    `--adam-betas 0.9 0.98` (floats as repr, so they parse back to the same number)."""
+    flag = flag_name(name)
+    if isinstance(value, bool):
+        return [flag if value else f"--no-{flag.removeprefix('--')}"]
+    if isinstance(value, tuple):
+        return [flag, *(str(v) for v in value)]
+    return [flag, str(value)]
 
 
 @dataclass(frozen=True)
@@ -199,3 +275,22 @@ def load_model_spec(path: Path) -> ModelSpec:
         tokenizer=data["tokenizer"],
         training=training,
     )
+
+
+def train_args(spec: ModelSpec, config: TrainConfig) -> list[str]:
+    """`train KEY` and the options that turn the model's YAML settings into `config`."""
+    args = ["train", spec.key]
+    for f in fields(TrainConfig):
+        value, base = getattr(config, f.name), getattr(spec.training, f.name)
+        if value == base:
+            continue
+        if value is None:  # the CLI cannot unset what the YAML sets
+            raise ValueError(f"{flag_name(f.name)}: no option says 'none' (the YAML has {base})")
+        args += option_args(f.name, value)
+    return args
+
+
+def train_command(spec: ModelSpec, config: TrainConfig, workdir: Path | None = None) -> str:
+    """The `imdb [--workdir DIR] train KEY ...` command line that trains `config`."""
+    workspace = ["--workdir", str(workdir)] if workdir is not None else []
+    return shlex.join(["imdb", *workspace, *train_args(spec, config)])

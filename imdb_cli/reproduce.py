@@ -13,13 +13,14 @@ import platform
 import shlex
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from imdb_cli import __version__, registry, report, report_formats, study_report
-from imdb_cli.config import ModelSpec, TrainConfig, flag_name
+from imdb_cli.config import ModelSpec, TrainConfig, option_args, train_command
 from imdb_cli.console import info, warn
 from imdb_cli.data.prepare import prepare
 from imdb_cli.data.sources import DataSource
@@ -48,12 +49,8 @@ class StudyOptions:
     limit: int | None = None
     split_seed: int = 42
     seeds: tuple[int, ...] | None = None  # training seeds
-    epochs: int | None = None
-    max_length: int | None = None
-    truncation: str | None = None
-    group_by_length: bool | None = None
-    batch_size: int | None = None
-    device: str | None = None
+    # Training options given (TrainConfig field -> value); the rest come from each YAML.
+    overrides: dict[str, Any] = field(default_factory=dict)
     tsne_samples: int = TSNE_SAMPLES
     attention_reviews: int = ATTENTION_REVIEWS
     analysis: bool = True
@@ -103,16 +100,7 @@ def make_plan(options: StudyOptions) -> Plan:
     for spec in specs:
         seeds = options.seeds or (spec.training.seed,)
         configs[spec.key] = [
-            spec.training.with_overrides(
-                epochs=options.epochs,
-                max_length=options.max_length,
-                truncation=options.truncation,
-                group_by_length=options.group_by_length,
-                batch_size=options.batch_size,
-                device=options.device,
-                seed=seed,
-            )
-            for seed in seeds
+            spec.training.with_overrides(**{**options.overrides, "seed": seed}) for seed in seeds
         ]
     return Plan(specs, configs)
 
@@ -219,7 +207,7 @@ def _train_all(
     for spec in plan.specs:
         for config in plan.configs[spec.key]:
             cache = caches[(spec.key, config.max_length, config.truncation)]
-            study.steps.append(train_command(workspace, spec, config))
+            study.steps.append(train_command(spec, config, workspace.root))
             info(f"training {spec.key} (seed {config.seed}, {config.epochs} epoch(s))")
             try:
                 run = train(workspace, spec, config, cache=cache)
@@ -287,11 +275,13 @@ def _tsne(
         str(n_samples),
         "--perplexity",
         f"{perplexity:g}",
-        *(["--device", options.device] if options.device else []),
+        *(["--device", device] if (device := options.overrides.get("device")) else []),
     )
     try:
         tsne_options = TsneOptions(
-            n_samples=n_samples, perplexity=perplexity, device=options.device or "auto"
+            n_samples=n_samples,
+            perplexity=perplexity,
+            device=options.overrides.get("device", "auto"),
         )
         result = compute_tsne(workspace, list(runs), tsne_options)
     except ImdbError as exc:
@@ -393,17 +383,8 @@ def reproduce_command(
         args += ["--split-seed", str(options.split_seed)]
     if options.seeds is not None:
         args += ["--seeds", ",".join(map(str, options.seeds))]
-    for flag, value in (
-        ("--epochs", options.epochs),
-        ("--max-length", options.max_length),
-        ("--truncation", options.truncation),
-        ("--batch-size", options.batch_size),
-        ("--device", options.device),
-    ):
-        if value is not None:
-            args += [flag, str(value)]
-    if options.group_by_length is not None:
-        args.append("--group-by-length" if options.group_by_length else "--no-group-by-length")
+    for name, value in options.overrides.items():
+        args += option_args(name, value)
     if options.tsne_samples != TSNE_SAMPLES:
         args += ["--tsne-samples", str(options.tsne_samples)]
     if options.attention_reviews != ATTENTION_REVIEWS:
@@ -432,20 +413,6 @@ def prepare_command(
         args += ["--truncation", truncation]
     if options.limit is not None:
         args += ["--limit", str(options.limit)]
-    return _imdb(workspace, *args)
-
-
-def train_command(workspace: Workspace, spec: ModelSpec, config: TrainConfig) -> str:
-    """`imdb train` with every setting that differs from the model's YAML."""
-    args = ["train", spec.key]
-    defaults = spec.training
-    for name in ("epochs", "seed", "max_length", "truncation", "batch_size", "device"):
-        value = getattr(config, name)
-        if value != getattr(defaults, name):
-            args += [flag_name(name), str(value)]
-    if config.group_by_length != defaults.group_by_length:
-        grouped = config.group_by_length
-        args.append("--group-by-length" if grouped else "--no-group-by-length")
     return _imdb(workspace, *args)
 
 

@@ -137,7 +137,7 @@ def test_bad_flags_are_refused_before_any_work(
 
 def test_seeds_give_one_training_per_model_and_seed() -> None:
     options = reproduce.StudyOptions(
-        models=("tiny-bert", "tiny-modernbert"), seeds=(42, 43), epochs=1
+        models=("tiny-bert", "tiny-modernbert"), seeds=(42, 43), overrides={"epochs": 1}
     )
     plan = reproduce.make_plan(options)
     assert plan.trainings() == 4

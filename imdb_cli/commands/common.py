@@ -6,7 +6,7 @@ import functools
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import typer
 
@@ -15,27 +15,6 @@ from imdb_cli.errors import ImdbError
 from imdb_cli.workspace import Workspace, default_workdir
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-# Training options that `imdb train` and `imdb reproduce` both take (None: the model's YAML).
-TruncationOption = Annotated[
-    str | None,
-    typer.Option(
-        "--truncation",
-        help="head, tail or head+tail: which tokens of a long review are kept (head+tail "
-        "with --max-length 512 is the best published choice for IMDB). Default: the "
-        "model's YAML (head).",
-        show_default=False,
-    ),
-]
-GroupByLengthOption = Annotated[
-    bool | None,
-    typer.Option(
-        "--group-by-length/--no-group-by-length",
-        help="Batch reviews of similar length together, so batches carry less padding "
-        "(worth it at --max-length 256-512). Default: the model's YAML (off).",
-        show_default=False,
-    ),
-]
 
 
 class _State:

@@ -9,13 +9,9 @@ import typer
 from rich.console import Console
 
 from imdb_cli import registry, report_formats
-from imdb_cli.commands.common import (
-    GroupByLengthOption,
-    TruncationOption,
-    handles_errors,
-    workspace,
-)
+from imdb_cli.commands.common import handles_errors, workspace
 from imdb_cli.commands.compare import LOG_WIDTH
+from imdb_cli.commands.training_options import TrainOverrides, training_options
 from imdb_cli.console import out
 from imdb_cli.errors import ImdbError
 from imdb_cli.reproduce import (
@@ -29,6 +25,7 @@ from imdb_cli.reproduce import (
 
 
 @handles_errors
+@training_options(study=True)
 def reproduce(
     models: Annotated[
         str, typer.Option("--models", help="Comma-separated model keys (see `imdb models`).")
@@ -62,28 +59,8 @@ def reproduce(
             show_default=False,
         ),
     ] = None,
-    epochs: Annotated[
-        int | None,
-        typer.Option("--epochs", help="Default: each model's YAML.", show_default=False),
-    ] = None,
-    max_length: Annotated[
-        int | None,
-        typer.Option("--max-length", help="Default: each model's YAML.", show_default=False),
-    ] = None,
-    truncation: TruncationOption = None,
-    group_by_length: GroupByLengthOption = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option("--batch-size", help="Default: each model's YAML.", show_default=False),
-    ] = None,
-    device: Annotated[
-        str | None,
-        typer.Option(
-            "--device",
-            help="auto, cpu or cuda. Default: each model's YAML (auto).",
-            show_default=False,
-        ),
-    ] = None,
+    *,
+    overrides: TrainOverrides,
     tsne_samples: Annotated[
         int, typer.Option("--tsne-samples", help="Test reviews in the t-SNE (at most).")
     ] = TSNE_SAMPLES,
@@ -107,12 +84,7 @@ def reproduce(
         limit=limit,
         split_seed=split_seed,
         seeds=parse_seeds(seeds),
-        epochs=epochs,
-        max_length=max_length,
-        truncation=truncation,
-        group_by_length=group_by_length,
-        batch_size=batch_size,
-        device=device,
+        overrides=overrides,
         tsne_samples=tsne_samples,
         attention_reviews=attention_reviews,
         analysis=analysis,
