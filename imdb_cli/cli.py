@@ -21,7 +21,17 @@ from imdb_cli.workspace import default_workdir
 # Command name -> module in imdb_cli/commands holding a function of the same name.
 # Modules are imported only when their command runs: training and analysis pull in torch
 # and transformers (seconds), which `imdb prepare` on a warm cache or `imdb models` need not.
-COMMANDS = ("prepare", "train", "evaluate", "compare", "reproduce", "tsne", "attention", "models")
+COMMANDS = (
+    "prepare",
+    "train",
+    "evaluate",
+    "compare",
+    "reproduce",
+    "tsne",
+    "attention",
+    "predict",
+    "models",
+)
 
 
 class LazyCommands(Group):

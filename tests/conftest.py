@@ -8,6 +8,8 @@ through `real_imdb_dir`, which skips when the copy is absent.
 - `prepared_root`, `prepared`: a tiny-bert cache prepared once per session, and a copy of it;
 - `trained_root`, `trained_workspace`: tiny-bert and tiny-modernbert trained once per
   session, and a private copy of that workspace (the t-SNE and attention tests);
+- `head_tail_root`: tiny-bert trained once per session on reviews cut head+tail at 48
+  tokens (the predict and export tests);
 - `single_thread`: torch on one thread for a test (used by the training modules).
 """
 
@@ -20,6 +22,7 @@ import pytest
 import torch
 from analysis_support import copy_trained, trained_workspace_root
 from data_support import REAL_IMDB, synthetic_reviews, write_parquet_imdb
+from predict_support import head_tail_workspace
 from training_support import copy_workspace, one_thread, prepared_workspace_root
 from typer.testing import CliRunner, Result
 
@@ -91,6 +94,15 @@ def trained_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def trained_workspace(trained_root: Path, tmp_path: Path) -> Workspace:
     return copy_trained(trained_root, tmp_path / "ws")
+
+
+@pytest.fixture(scope="session")
+def head_tail_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    previous = one_thread()
+    try:
+        return head_tail_workspace(tmp_path_factory.mktemp("head-tail")).root
+    finally:
+        torch.set_num_threads(previous)
 
 
 @pytest.fixture

@@ -1,13 +1,15 @@
 """Inference: one forward pass per batch over a tokenized split (loss, accuracy, class
 probabilities, pooled vectors), and `evaluate`, a run's checkpoint on a split of its data.
 
-Evaluation runs without autograd and takes the shortest reviews first: the order changes
-no result, and batches of similar lengths are trimmed to less padding.
+Evaluation runs without autograd and takes the shortest reviews first (`shortest_first`,
+which `imdb predict` shares): the order changes no result, and batches of similar lengths
+are trimmed to less padding.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +27,7 @@ from imdb_cli.errors import ImdbError
 from imdb_cli.ledger import LEDGER_NAME
 from imdb_cli.model import EncoderForClassification
 from imdb_cli.runs import Run
-from imdb_cli.training.batches import batches, make_batch
+from imdb_cli.training.batches import Batch, batches, make_batch
 from imdb_cli.training.metrics import LOG_EVERY
 from imdb_cli.workspace import Workspace
 
@@ -67,14 +69,11 @@ def predict(
     probs: list[torch.Tensor] = []
     pooled: list[torch.Tensor] = []
     done = 0
-    # Shortest reviews first: the order of evaluation changes no result, and batches of
-    # similar lengths are trimmed to less padding (at 512 tokens, much less).
-    order = np.argsort(np.asarray(split.lengths), kind="stable")
     packs = isinstance(model, EncoderForClassification) and model.packs
+    order, ordered = shortest_first(split, batch_size, device, pack=packs)
     with torch.inference_mode(), progress(stats_column()) as bar:
         task = bar.add_task(description, total=len(split), stats="")
-        for number, idx in enumerate(batches(len(split), batch_size, order), start=1):
-            batch = make_batch(split, idx, device, pack=packs)
+        for number, batch in enumerate(ordered, start=1):
             with autocast(device, precision):
                 out = model(batch.input_ids, batch.attention_mask, packing=batch.packing)
             logits = out.logits.float()
@@ -83,7 +82,7 @@ def predict(
             probs.append(torch.softmax(logits, dim=-1)[:, 1])
             if keep_pooled:
                 pooled.append(out.pooled.float())
-            done += len(idx)
+            done += len(batch)
             if number % LOG_EVERY == 0 or done == len(split):
                 seconds = time.perf_counter() - started
                 bar.update(
@@ -99,13 +98,29 @@ def predict(
         samples=samples,
         review_ids=np.asarray(split.review_ids, dtype=np.int64).copy(),
         labels=np.asarray(split.labels, dtype=np.int64).copy(),
-        probs=_in_split_order(probs, order) if probs else np.zeros(0, np.float32),
-        pooled=_in_split_order(pooled, order) if keep_pooled and pooled else None,
+        probs=in_split_order(probs, order) if probs else np.zeros(0, np.float32),
+        pooled=in_split_order(pooled, order) if keep_pooled and pooled else None,
         seconds=time.perf_counter() - started,
     )
 
 
-def _in_split_order(parts: list[torch.Tensor], order: np.ndarray) -> np.ndarray:
+def shortest_first(
+    split: TokenizedSplit, batch_size: int, device: torch.device, *, pack: bool = False
+) -> tuple[np.ndarray, Iterator[Batch]]:
+    """The split's batches, shortest reviews first, and the order they take the reviews in.
+
+    The order of evaluation changes no result, and batches of similar lengths are trimmed
+    to less padding (at 512 tokens, much less). `imdb predict` scores new reviews through
+    this too, so a test review gets the probabilities its run's ledger holds.
+    """
+    order = np.argsort(np.asarray(split.lengths), kind="stable")
+    ordered = (
+        make_batch(split, idx, device, pack=pack) for idx in batches(len(split), batch_size, order)
+    )
+    return order, ordered
+
+
+def in_split_order(parts: list[torch.Tensor], order: np.ndarray) -> np.ndarray:
     """Per-batch outputs of the reviews `order` lists, put back in split order."""
     values = torch.cat(parts).cpu().numpy()
     result = np.empty_like(values)

@@ -1,0 +1,196 @@
+"""Scoring reviews with a trained model.
+
+    target ──load_predictor──▶ Predictor: the run's tokenizer and truncation, its class
+                               names, and a forward pass
+    reviews ──predict_reviews──▶ chunk by chunk, in input order: class probabilities
+                                 (and the pooled vectors)
+
+A chunk of reviews is encoded exactly as `imdb prepare` encoded the run's data (the same
+`Encoder`: tokenizer, max length, head/tail/head+tail truncation) into a tokenized split,
+which `classify` scores in evaluation's own batches (`training.inference.shortest_first`:
+shortest reviews first, trimmed to their longest review, no mask when there is no padding;
+the registry's input filtering inside the model). So the probabilities of a test review
+equal the ones its run's ledger holds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import TextColumn
+
+from imdb_cli import checkpoints
+from imdb_cli.config import TrainConfig
+from imdb_cli.console import progress
+from imdb_cli.data.encoding import Encoder
+from imdb_cli.data.tokenized import TokenizedSplit
+from imdb_cli.device import autocast, choose_device, choose_precision
+from imdb_cli.errors import ImdbError
+from imdb_cli.ledger import LEDGER_NAME
+from imdb_cli.model import EncoderForClassification
+from imdb_cli.review_files import ReviewSource
+from imdb_cli.runs import Run, resolve_run
+from imdb_cli.training.batches import Batch
+from imdb_cli.training.inference import in_split_order, shortest_first
+from imdb_cli.workspace import Workspace
+
+# One batch of the cache's kind in, (logits, pooled vectors) out: float32 tensors on the host.
+Forward = Callable[[Batch], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class Predictor:
+    """A model ready to score reviews, and how its inputs must be encoded."""
+
+    description: str  # what was loaded, for messages
+    label_names: list[str]  # by class id
+    encoder: Encoder  # tokenizer + max length + truncation of the run
+    forward: Forward
+    device: torch.device
+    batch_size: int
+    hidden_size: int  # length of a pooled vector
+    packs: bool = False  # the torch model packs padded batches (model.Packing)
+
+
+@dataclass
+class Scores:
+    probs: np.ndarray  # [reviews, classes] float32, in the split's order
+    pooled: np.ndarray | None  # [reviews, hidden] float32 when asked for
+
+
+@dataclass
+class ScoredChunk:
+    keys: list[Any]
+    texts: list[str]
+    probs: np.ndarray
+    pooled: np.ndarray | None
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_predictor(
+    workspace: Workspace,
+    target: str,
+    *,
+    checkpoint: str = "best",
+    device: str = "auto",
+    batch_size: int | None = None,
+) -> Predictor:
+    """A model key (its newest completed run), MODEL/RUN-ID or a run folder."""
+    if batch_size is not None and batch_size < 1:
+        raise ImdbError(f"--batch-size must be at least 1 (got {batch_size})")
+    return _from_run(resolve_run(workspace, target), checkpoint, device, batch_size)
+
+
+def _from_run(run: Run, checkpoint: str, device: str, batch_size: int | None) -> Predictor:
+    config = TrainConfig.from_dict(run.ledger.config, f"{run.path / LEDGER_NAME}: config")
+    chosen = choose_device(device)
+    precision = choose_precision(config.precision, chosen)
+    model, path = checkpoints.load_classifier(run, checkpoint)
+    tokenizer = checkpoints.load_run_tokenizer(run)
+    return Predictor(
+        description=f"{run.model}/{run.run_id} ({path.name})",
+        label_names=_checked_labels(run.ledger.label_names, model, str(run.path)),
+        encoder=Encoder(tokenizer, config.max_length, config.truncation),
+        forward=torch_forward(model.to(chosen), chosen, precision),
+        device=chosen,
+        batch_size=batch_size or config.eval_batch_size,
+        hidden_size=int(model.head.in_features),
+        packs=model.packs,
+    )
+
+
+def _checked_labels(names: list[str], model: EncoderForClassification, where: str) -> list[str]:
+    classes = int(model.head.out_features)
+    if len(names) != classes:
+        raise ImdbError(f"{where}: {len(names)} class names for a model of {classes} classes")
+    return names
+
+
+def torch_forward(model: EncoderForClassification, device: torch.device, precision: str) -> Forward:
+    model.eval()
+
+    def forward(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.inference_mode(), autocast(device, precision):
+            out = model(batch.input_ids, batch.attention_mask, packing=batch.packing)
+        return out.logits.float().cpu(), out.pooled.float().cpu()
+
+    return forward
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def classify(
+    predictor: Predictor,
+    split: TokenizedSplit,
+    *,
+    keep_pooled: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> Scores:
+    """Class probabilities of every review of a tokenized split (and its pooled vector),
+    batched as evaluation batches a split, returned in the split's order."""
+    order, ordered = shortest_first(
+        split, predictor.batch_size, predictor.device, pack=predictor.packs
+    )
+    probs: list[torch.Tensor] = []
+    pooled: list[torch.Tensor] = []
+    for batch in ordered:
+        logits, vectors = predictor.forward(batch)
+        probs.append(torch.softmax(logits, dim=-1))
+        if keep_pooled:
+            pooled.append(vectors)
+        if on_batch is not None:
+            on_batch(len(batch))
+    classes = len(predictor.label_names)
+    return Scores(
+        probs=in_split_order(probs, order) if probs else np.zeros((0, classes), np.float32),
+        pooled=in_split_order(pooled, order) if keep_pooled and pooled else None,
+    )
+
+
+def tokenize(encoder: Encoder, texts: list[str]) -> TokenizedSplit:
+    """Reviews as a tokenized split, encoded the way `imdb prepare` encodes the cache.
+
+    New reviews have no labels; the split's label column holds zeros that nothing reads.
+    """
+    input_ids, lengths = encoder.encode(texts)
+    n = len(texts)
+    return TokenizedSplit(
+        review_ids=np.arange(n, dtype=np.int64),
+        input_ids=input_ids,
+        lengths=lengths,
+        labels=np.zeros(n, dtype=np.int64),
+        pad_token_id=encoder.pad_id,
+    )
+
+
+def predict_reviews(
+    predictor: Predictor, source: ReviewSource, *, keep_pooled: bool = False
+) -> Iterator[ScoredChunk]:
+    """Score `source` chunk by chunk, in input order, with a progress bar (reviews/s)."""
+    started = time.perf_counter()
+    done = 0
+    with progress(TextColumn("{task.fields[rate]}")) as bar:
+        task = bar.add_task("predict", total=source.total, rate="")
+
+        def advance(count: int) -> None:
+            nonlocal done
+            done += count
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            bar.update(task, advance=count, rate=f"{rate:,.1f} reviews/s")
+
+        for chunk in source.chunks:
+            scores = classify(
+                predictor,
+                tokenize(predictor.encoder, chunk.texts),
+                keep_pooled=keep_pooled,
+                on_batch=advance,
+            )
+            yield ScoredChunk(chunk.keys, chunk.texts, scores.probs, scores.pooled)
