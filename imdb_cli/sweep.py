@@ -353,6 +353,26 @@ def _clear_unstarted(path: Path) -> None:
         shutil.rmtree(path)
 
 
+def _created_at(path: Path) -> str:
+    """When the sweep was first planned (its record's `created_at`; now for a new one)."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        return str(json.loads(path.read_text(encoding="utf-8"))["created_at"])
+    return now_iso()
+
+
+def plan_only(
+    workspace: Workspace, plan: SweepPlan, command_of: Callable[[Trial], str]
+) -> SweepRecord:
+    """Write the record (trials and their commands, as they stand) and train nothing."""
+    trials = plan.trials()
+    states = [trial_result(workspace, plan.model, t.run_name, t.lr, t.seed) for t in trials]
+    commands = {t.run_name: command_of(t) for t in trials}
+    path = write_record(
+        workspace, plan, states, commands, _created_at(record_path(workspace, plan))
+    )
+    return read_record(workspace, path)
+
+
 def run_sweep(
     workspace: Workspace,
     spec: ModelSpec,
@@ -363,11 +383,7 @@ def run_sweep(
     """Every trial not finished yet, one after another; the record after each."""
     trials = plan.trials()
     commands = {t.run_name: command_of(t) for t in trials}
-    existing = record_path(workspace, plan)
-    created = now_iso()
-    if existing.is_file():
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # then: now
-            created = str(json.loads(existing.read_text(encoding="utf-8"))["created_at"])
+    created = _created_at(record_path(workspace, plan))
 
     def state() -> list[TrialResult]:
         return [trial_result(workspace, plan.model, t.run_name, t.lr, t.seed) for t in trials]
@@ -396,8 +412,7 @@ def run_sweep(
             warn(f"{where} failed: {exc.message}")
         finally:
             write_record(workspace, plan, state(), commands, created)
-    record = read_record(workspace, record_path(workspace, plan))
-    return record
+    return read_record(workspace, record_path(workspace, plan))
 
 
 def make_plan(
