@@ -24,6 +24,7 @@ from imdb_cli.workspace import default_workdir
 COMMANDS = (
     "prepare",
     "train",
+    "sweep",
     "evaluate",
     "compare",
     "reproduce",

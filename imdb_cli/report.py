@@ -22,7 +22,7 @@ recipe, seeds, test reviews, a loaded machine) gets a warning line (recipes.warn
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -615,11 +615,16 @@ def compare(workspace: Workspace, targets: Sequence[str], *, lengths: bool = Fal
 
 
 def compare_runs(
-    runs: Sequence[Run], *, workspace: Workspace | None = None, lengths: bool = False
+    runs: Sequence[Run],
+    *,
+    workspace: Workspace | None = None,
+    lengths: bool = False,
+    sweeps: Mapping[str, SweepRecord] | None = None,
 ) -> Comparison:
     """Compare given runs, grouping the runs of one model as seeds (used by reproduce).
 
     The latest run of each model is shown and paired; the others enter its mean ± std.
+    `sweeps`: model -> the sweep that selected its runs' learning rate.
     """
     by_model: dict[str, list[Run]] = {}
     for run in runs:
@@ -631,5 +636,6 @@ def compare_runs(
         rejected.extend(p for r in model_runs if (p := why_not_comparable(r)) is not None)
         if good:
             shown = max(good, key=lambda r: (r.ledger.created_at, r.run_id))
-            selections.append(Selection(shown, tuple(good)))
+            swept = (sweeps or {}).get(shown.model)
+            selections.append(Selection(shown, tuple(good), swept))
     return build_comparison(selections, rejected, workspace=workspace, lengths=lengths)

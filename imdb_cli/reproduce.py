@@ -28,6 +28,7 @@ from imdb_cli.data.split import SplitOptions
 from imdb_cli.data.tokenized import TokenizedCache
 from imdb_cli.errors import ImdbError
 from imdb_cli.runs import Run
+from imdb_cli.sweep import SweepPlan, SweepRecord, train_sweep
 from imdb_cli.workspace import Workspace
 
 REPORT_NAME = "report.md"
@@ -49,6 +50,8 @@ class StudyOptions:
     limit: int | None = None
     split_seed: int = 42
     seeds: tuple[int, ...] | None = None  # training seeds
+    # Learning rates to sweep per model (selected on validation); None: each YAML's rate.
+    rates: tuple[float, ...] | None = None
     # Training options given (TrainConfig field -> value); the rest come from each YAML.
     overrides: dict[str, Any] = field(default_factory=dict)
     tsne_samples: int = TSNE_SAMPLES
@@ -134,9 +137,14 @@ def run_study(workspace: Workspace, options: StudyOptions) -> StudyResult:
     caches = _prepare(workspace, plan, source, split_options, options, study)
 
     info(f"[bold]step 2/{total_steps}: train[/bold] ({plan.trainings()} run(s))")
-    runs = _train_all(workspace, plan, caches, study)
+    if options.rates:
+        runs, swept = _sweep_all(workspace, plan, caches, options, study)
+    else:
+        runs, swept = _train_all(workspace, plan, caches, study), {}
     if runs:
-        study.comparison = report.compare_runs(runs, workspace=workspace, lengths=True)
+        study.comparison = report.compare_runs(
+            runs, workspace=workspace, lengths=True, sweeps=swept
+        )
         study.figures = _comparison_figures(workspace, study.comparison, study)
         shown = [Path(row.run_path) for row in study.comparison.rows]
         study.steps.append(
@@ -224,6 +232,54 @@ def _train_all(
             runs.append(run)
             study.devices.setdefault(spec.key, str(run.ledger.environment.get("device", "?")))
     return runs
+
+
+def _sweep_all(
+    workspace: Workspace,
+    plan: Plan,
+    caches: dict[tuple[str, int, str], TokenizedCache],
+    options: StudyOptions,
+    study: study_report.StudyReport,
+) -> tuple[list[Run], dict[str, SweepRecord]]:
+    """`--lr`: a sweep per model over the rates (and seeds); the selected rate's runs."""
+    assert options.rates is not None
+    runs: list[Run] = []
+    swept: dict[str, SweepRecord] = {}
+    for spec in plan.specs:
+        configs = plan.configs[spec.key]
+        base = configs[0]
+        cache = caches[(spec.key, base.max_length, base.truncation)]
+        seeds = tuple(c.seed for c in configs)
+        sweep_plan = SweepPlan(spec.key, options.rates, seeds, base, cache.data_fingerprint)
+        study.steps.append(sweep_command(workspace, spec.key, options))
+        info(f"sweeping {spec.key}: {len(options.rates)} rate(s) x {len(seeds)} seed(s)")
+        record = train_sweep(workspace, spec, sweep_plan, cache=cache)
+        if record.selection.lr is None:
+            message = f"the sweep of {spec.key} selected no rate: {record.selection.reason}"
+            warn(message)
+            study.failures.append(message)
+            continue
+        failed = [t for t in record.trials if t.status == "failed"]
+        study.failures += [
+            f"{spec.key} at lr {t.lr:g} (seed {t.seed}) failed: {t.error}" for t in failed
+        ]
+        swept[spec.key] = record
+        chosen = record.runs_of(workspace, record.selection.lr)
+        runs += chosen
+        for run in chosen:
+            study.devices.setdefault(spec.key, str(run.ledger.environment.get("device", "?")))
+    return runs, swept
+
+
+def sweep_command(workspace: Workspace, model: str, options: StudyOptions) -> str:
+    """The `imdb sweep` that trains and selects one model's rate as the study did."""
+    assert options.rates is not None
+    args = ["sweep", model, "--lr", ",".join(f"{r:g}" for r in options.rates)]
+    if options.seeds is not None:
+        args += ["--seeds", ",".join(map(str, options.seeds))]
+    for name, value in options.overrides.items():
+        args += option_args(name, value)
+    return _imdb(workspace, *args)
 
 
 def _figures_dir(workspace: Workspace) -> Path:
@@ -383,6 +439,8 @@ def reproduce_command(
         args += ["--split-seed", str(options.split_seed)]
     if options.seeds is not None:
         args += ["--seeds", ",".join(map(str, options.seeds))]
+    if options.rates is not None:
+        args += ["--lr", ",".join(f"{r:g}" for r in options.rates)]
     for name, value in options.overrides.items():
         args += option_args(name, value)
     if options.tsne_samples != TSNE_SAMPLES:

@@ -6,7 +6,8 @@ Each trial is a run like any other (`runs/<model>/<sweep-id>-lr<rate>-seed<seed>
 own ledger), so `imdb train --run-name ...` run anywhere makes the same trial, and the
 sweep or `compare` finds it by that name. The selection uses validation accuracy only
 (each trial's best-epoch validation accuracy, the mean over seeds; a tie goes to the
-smaller rate), never test; a rate counts only once every one of its seeds completed.
+smaller rate), never test; a rate counts only once every one of its seeds completed, and
+nothing is selected before every trial has run (a rate not yet tried may be the best).
 
 The sweep's identity is its model, grid, seeds, data and the rest of its recipe, so the
 same command again resumes it: finished trials are not run again, a killed or
@@ -20,13 +21,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import shlex
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from imdb_cli.config import ModelSpec, TrainConfig
+from imdb_cli.config import ModelSpec, TrainConfig, train_args
 from imdb_cli.console import info, warn
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_json_atomic
@@ -35,10 +37,14 @@ from imdb_cli.recipes import NOT_RECIPE
 from imdb_cli.runs import Run, now_iso
 from imdb_cli.workspace import Workspace
 
+if TYPE_CHECKING:  # compare reads sweeps without loading the data layer
+    from imdb_cli.data.tokenized import TokenizedCache
+
 SCHEMA_VERSION = 1
 SELECTION_RULE = (
-    "highest mean best-epoch validation accuracy over the seeds; a tie goes to the smaller "
-    "rate; a rate counts only when all its seeds completed; test accuracy is not used"
+    "once every trial has run: highest mean best-epoch validation accuracy over the seeds; "
+    "a tie goes to the smaller rate; a rate counts only when all its seeds completed; test "
+    "accuracy is not used"
 )
 
 
@@ -184,9 +190,18 @@ def select(rates: Sequence[float], seeds: int, trials: Sequence[TrialResult]) ->
             if t.status != "completed"
         ]
         results.append(RateResult(rate, done, seeds, problems))
+    finished = [t for t in trials if t.status in ("completed", "failed")]
+    if len(finished) < len(rates) * seeds:
+        # A rate not yet tried may be the best: no selection until every trial has run.
+        return Selection(
+            None,
+            f"incomplete: {len(finished)} of {len(rates) * seeds} trials finished; run the "
+            "same `imdb sweep` again to finish it",
+            results,
+        )
     candidates = [r for r in results if r.complete]
     if not candidates:
-        return Selection(None, "no rate has all its seeds completed yet", results)
+        return Selection(None, "no rate has all its seeds completed (every one failed)", results)
     best = max(candidates, key=lambda r: (r.mean_val_acc or 0.0, -r.lr))
     ties = [r.lr for r in candidates if r.mean_val_acc == best.mean_val_acc and r.lr != best.lr]
     grid = ", ".join(format_rate(r) for r in rates)
@@ -360,13 +375,11 @@ def _created_at(path: Path) -> str:
     return now_iso()
 
 
-def plan_only(
-    workspace: Workspace, plan: SweepPlan, command_of: Callable[[Trial], str]
-) -> SweepRecord:
+def plan_only(workspace: Workspace, spec: ModelSpec, plan: SweepPlan) -> SweepRecord:
     """Write the record (trials and their commands, as they stand) and train nothing."""
     trials = plan.trials()
     states = [trial_result(workspace, plan.model, t.run_name, t.lr, t.seed) for t in trials]
-    commands = {t.run_name: command_of(t) for t in trials}
+    commands = {t.run_name: trial_command(workspace, spec, plan, t) for t in trials}
     path = write_record(
         workspace, plan, states, commands, _created_at(record_path(workspace, plan))
     )
@@ -415,6 +428,14 @@ def run_sweep(
     return read_record(workspace, record_path(workspace, plan))
 
 
+def trial_command(workspace: Workspace, spec: ModelSpec, plan: SweepPlan, trial: Trial) -> str:
+    """The `imdb train` command that runs `trial` anywhere: its settings, its run name (so
+    the sweep and compare find it) and the sweep's data."""
+    args = [*train_args(spec, trial.config), "--run-name", trial.run_name]
+    args += ["--data", plan.data_fingerprint]
+    return shlex.join(["imdb", "--workdir", str(workspace.root), *args])
+
+
 def make_plan(
     workspace: Workspace,
     spec: ModelSpec,
@@ -447,11 +468,12 @@ def train_sweep(
     workspace: Workspace,
     spec: ModelSpec,
     plan: SweepPlan,
-    command_of: Callable[[Trial], str],
     *,
     use_wandb: bool = False,
+    cache: TokenizedCache | None = None,
 ) -> SweepRecord:
-    """`run_sweep` with each trial trained here by the engine, one after another."""
+    """`run_sweep` with each trial trained here, one after another (`cache`: the prepared
+    data to pin, as `imdb reproduce` does; else the plan's data set)."""
     from imdb_cli.training.loop import train  # torch: only when training
 
     def train_trial(trial: Trial, resume: str | Path | None) -> Run:
@@ -462,7 +484,11 @@ def train_sweep(
             resume=resume,
             run_name=None if resume is not None else trial.run_name,
             use_wandb=use_wandb,
+            cache=cache if resume is None else None,
             data_fingerprint=plan.data_fingerprint,
         )
+
+    def command_of(trial: Trial) -> str:
+        return trial_command(workspace, spec, plan, trial)
 
     return run_sweep(workspace, spec, plan, train_trial, command_of)

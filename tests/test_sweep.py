@@ -50,7 +50,14 @@ def test_a_rate_counts_only_when_all_its_seeds_completed() -> None:
     assert "not considered: 0.001" in chosen.reason
     assert chosen.rates[1].problems == ["seed 43 failed (loss is NaN)"]
     nothing = sweep.select((1e-3,), 2, trials[2:])
-    assert nothing.lr is None
+    assert nothing.lr is None and "every one failed" in nothing.reason
+
+
+def test_nothing_is_selected_before_every_trial_has_run() -> None:
+    pending = TrialResult(1e-3, 42, "t", "pending")
+    chosen = sweep.select((1e-5, 1e-3), 1, [done(1e-5, 42, 0.9), pending])
+    assert chosen.lr is None
+    assert chosen.reason.startswith("incomplete: 1 of 2 trials finished")
 
 
 @pytest.mark.parametrize(
@@ -75,7 +82,7 @@ def test_a_sweep_trains_each_rate_as_a_run_selects_on_validation_and_resumes(
     spec = registry.load_spec(TINY)
     base = tiny_config(epochs=1, limit_train=160)
     plan = sweep.make_plan(workspace, spec, base, RATES, (42,))
-    record = sweep.train_sweep(workspace, spec, plan, lambda t: f"imdb train {t.run_name}")
+    record = sweep.train_sweep(workspace, spec, plan)
     # Each trial is an ordinary run, named after the sweep, rate and seed.
     vals = {}
     for trial in plan.trials():
@@ -89,8 +96,12 @@ def test_a_sweep_trains_each_rate_as_a_run_selects_on_validation_and_resumes(
     saved = json.loads(record.path.read_text())
     assert saved["selected_lr"] == best and saved["status"] == "completed"
     assert [t["command"] for t in saved["trials"]] == [
-        f"imdb train {t.run_name}" for t in plan.trials()
+        sweep.trial_command(workspace, spec, plan, t) for t in plan.trials()
     ]
+    assert saved["trials"][0]["command"].endswith(
+        f"train tiny-bert --epochs 1 --lr 0.0001 --device cpu --limit-train 160 "
+        f"--run-name {plan.trials()[0].run_name} --data {plan.data_fingerprint}"
+    )
     # Test accuracy never enters the record.
     assert "test" not in json.dumps(saved["per_rate"])
 
@@ -101,7 +112,7 @@ def test_a_sweep_trains_each_rate_as_a_run_selects_on_validation_and_resumes(
     from imdb_cli.training import loop
 
     monkeypatch.setattr(loop, "train", no_training)
-    again = sweep.train_sweep(workspace, spec, plan, lambda t: "x")
+    again = sweep.train_sweep(workspace, spec, plan)
     assert again.selection.lr == best and again.sweep_id == record.sweep_id
 
     # compare uses the selected rate's run and says how it was chosen.

@@ -55,10 +55,11 @@ def compare(
         ),
     ] = None,
 ) -> None:
-    """Compare runs: what differs between them, test accuracy with 95% intervals, paired
-    McNemar tests and bootstrap intervals of the difference, and where the errors are.
+    """Compare runs: what differs between them, test accuracy with 95% intervals,
+    paired McNemar tests and bootstrap intervals of each difference, and where the
+    errors are (per class, calibration, review length).
 
-    Example: imdb compare bert modernbert --format markdown -o results.md --plot figures/
+    Example: imdb compare bert modernbert --format markdown -o results.md --plot figs/
     """
     report_formats.check_format(fmt)
     if output is not None:

@@ -22,6 +22,7 @@ from imdb_cli.reproduce import (
     parse_seeds,
     run_study,
 )
+from imdb_cli.sweep import parse_rates
 
 
 @handles_errors
@@ -59,6 +60,16 @@ def reproduce(
             show_default=False,
         ),
     ] = None,
+    lr: Annotated[
+        str | None,
+        typer.Option(
+            "--lr",
+            help="Learning rates to sweep per model, like 2e-5,3e-5,5e-5,8e-5: each model "
+            "is trained at every rate (and seed) and compared at the rate with its best "
+            "validation accuracy (`imdb sweep`). Default: each model's YAML rate.",
+            show_default=False,
+        ),
+    ] = None,
     *,
     overrides: TrainOverrides,
     tsne_samples: Annotated[
@@ -84,6 +95,7 @@ def reproduce(
         limit=limit,
         split_seed=split_seed,
         seeds=parse_seeds(seeds),
+        rates=parse_rates(lr) if lr is not None else None,
         overrides=overrides,
         tsne_samples=tsne_samples,
         attention_reviews=attention_reviews,
