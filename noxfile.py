@@ -59,11 +59,11 @@ def typecheck(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """The study, small: minilm (real weights) vs tiny-modernbert on a seeded slice of IMDB."""
     install(session)
-    workdir = os.environ.get("IMDB_WORKDIR", str(ROOT / "imdb-workspace" / "demo"))
+    workdir = Path(os.environ.get("IMDB_WORKDIR", str(ROOT / "imdb-workspace" / "demo")))
     session.run(
         "imdb",
         "--workdir",
-        workdir,
+        str(workdir),
         "reproduce",
         "--models",
         "minilm,tiny-modernbert",
@@ -74,6 +74,13 @@ def demo(session: nox.Session) -> None:
         *session.posargs,
         env=data_env(),
     )
+    # Where the results are and how to go on from here with the same environment.
+    activate = Path(session.virtualenv.location) / "bin" / "activate"
+    session.log(f"report: {workdir / 'report.md'}")
+    session.log("to continue with the `imdb` command in this workspace:")
+    session.log(f"  source {activate}")
+    session.log(f"  export IMDB_WORKDIR={workdir}")
+    session.log("  imdb compare minilm tiny-modernbert      # or: imdb --help")
 
 
 @nox.session

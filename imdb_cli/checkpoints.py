@@ -4,20 +4,26 @@
     runs/<model>/<run-id>/checkpoints/epoch_3.state.pt                 optimizer, RNG, step
 
 Only safetensors and `torch.load(weights_only=True)` ever load anything: no pickles.
+The ledger records each weights file's sha256 when it is written; loading checks it
+(ledgers written before checksums existed load without the check). Paths read from a
+ledger must stay inside its run folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModel, PreTrainedTokenizerBase
 
+from imdb_cli import guarded_loading
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_atomic
+from imdb_cli.ledger import LEDGER_NAME, Ledger
 from imdb_cli.model import EncoderForClassification
 from imdb_cli.runs import ENCODER_DIR, Run
 
@@ -32,22 +38,45 @@ def state_path(run_dir: Path, epoch: int) -> Path:
     return run_dir / CHECKPOINT_DIR / f"epoch_{epoch}.state.pt"
 
 
-def save_weights(model: torch.nn.Module, path: Path) -> None:
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> str:
+    """Write the weights atomically; their sha256, for the ledger."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    checksum = ""
+
+    def write(tmp: Path) -> None:
+        nonlocal checksum
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+        checksum = file_sha256(tmp)
+
+    write_atomic(path, write)
+    return checksum
 
 
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
+def read_weights(path: Path, sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file; with `sha256`, only if the file still has it."""
     if not path.is_file():
         raise ImdbError(f"checkpoint {path} does not exist")
     try:
+        if sha256 is not None and file_sha256(path) != sha256:
+            raise ImdbError(
+                f"checkpoint {path} is damaged: its sha256 differs from the one its ledger "
+                "recorded when it was written"
+            )
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ImdbError(f"checkpoint {path} is corrupt or truncated ({exc})") from exc
 
 
-def load_weights(model: torch.nn.Module, path: Path) -> None:
-    tensors = read_weights(path)
+def load_weights(model: torch.nn.Module, path: Path, sha256: str | None = None) -> None:
+    tensors = read_weights(path, sha256)
     expected = set(model.state_dict())
     missing, unexpected = expected - set(tensors), set(tensors) - expected
     if missing or unexpected:
@@ -61,8 +90,34 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
         raise ImdbError(f"checkpoint {path} does not fit this model (shapes differ)") from exc
 
 
+def in_run(run_dir: Path, relative: str) -> Path:
+    """The file a ledger names (relative to its run folder); refused if it lies outside."""
+    path = run_dir / relative
+    inside = run_dir.resolve()
+    if Path(relative).is_absolute() or not path.resolve().is_relative_to(inside):
+        raise ImdbError(
+            f"{run_dir / LEDGER_NAME}: checkpoint '{relative}' lies outside the run folder; refused"
+        )
+    return path
+
+
+def recorded_sha256(run_dir: Path, ledger: Ledger, path: Path) -> str | None:
+    """The checksum the ledger recorded for weights file `path` (None: not recorded)."""
+    target = path.resolve()
+    for record in ledger.epochs:
+        if (run_dir / record.checkpoint).resolve() == target:
+            return record.weights_sha256
+    return None
+
+
 def save_train_state(path: Path, state: dict[str, Any]) -> None:
-    write_atomic(path, lambda tmp: torch.save(state, tmp))
+    def write(tmp: Path) -> None:
+        # Through a Python file object: a full disk then surfaces as OSError(ENOSPC),
+        # where torch's own writer only says "unexpected pos".
+        with tmp.open("wb") as handle:
+            torch.save(state, handle)
+
+    write_atomic(path, write)
 
 
 def load_train_state(path: Path) -> dict[str, Any]:
@@ -87,7 +142,7 @@ def checkpoint_path(run: Run, checkpoint: str = "best") -> Path:
             record = ledger.epoch(ledger.best_epoch)
         else:
             record = ledger.epochs[-1]
-        return run.path / record.checkpoint
+        return in_run(run.path, record.checkpoint)
     path = Path(checkpoint)
     if not path.is_absolute() and not path.exists():
         path = run.path / checkpoint
@@ -106,18 +161,15 @@ def load_classifier(
     encoder_dir = run.path / ENCODER_DIR
     if not (encoder_dir / "config.json").is_file():
         raise ImdbError(f"run {run.path} has no {ENCODER_DIR}/config.json (incomplete run?)")
-    config = AutoConfig.from_pretrained(encoder_dir)
+    config = guarded_loading.load_config(encoder_dir)
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
     encoder = AutoModel.from_config(config, **kwargs)
     model = EncoderForClassification(encoder)
     path = checkpoint_path(run, checkpoint)
-    load_weights(model, path)
+    load_weights(model, path, recorded_sha256(run.path, run.ledger, path))
     model.eval()
     return model, path
 
 
 def load_run_tokenizer(run: Run) -> PreTrainedTokenizerBase:
-    try:
-        return AutoTokenizer.from_pretrained(run.path / ENCODER_DIR)
-    except (OSError, ValueError) as exc:
-        raise ImdbError(f"run {run.path}: cannot load its tokenizer ({exc})") from exc
+    return guarded_loading.load_tokenizer(run.path / ENCODER_DIR)

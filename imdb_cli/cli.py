@@ -7,6 +7,7 @@ calls one function of the core and renders the result.
 from __future__ import annotations
 
 import importlib
+import inspect
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -47,7 +48,24 @@ class LazyCommands(Group):
             pretty_exceptions_enable=False, rich_markup_mode="rich", add_completion=False
         )
         single.command(cmd_name, cls=Command)(getattr(module, cmd_name))
-        return typer.main.get_command(single)
+        return _tidy_help(typer.main.get_command(single))
+
+
+def _unwrap(text: str) -> str:
+    """Docstrings wrap at the source's width; help re-wraps to the terminal's, so single
+    line breaks inside a paragraph would show as stray breaks (rich markup keeps them)."""
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+def _tidy_help(command: Any) -> Any:
+    """Help without stray line breaks."""
+    if command.help:
+        command.help = _unwrap(command.help)
+    for param in command.params:
+        if getattr(param, "help", None):
+            param.help = _unwrap(param.help)
+    return command
 
 
 app = typer.Typer(

@@ -7,6 +7,8 @@ CLI options override single fields. Every error names the file and key, or the f
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import shlex
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -23,6 +25,11 @@ DEVICES = ("auto", "cpu", "cuda")
 TRUNCATIONS = ("head", "tail", "head+tail")
 ATTENTIONS = ("auto", "sdpa", "eager", "flash_attention_2")
 MIN_MAX_LENGTH = 8
+PACKAGE_PREFIX = "package:"  # a model source that names a pip package shipping the weights
+# A model's name (its YAML's stem): it names a folder under runs/, so never a path.
+ENTRY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Seeds go to numpy's legacy RNG (32 bits) and, scaled, to torch generators (64 bits).
+MAX_SEED = 2**32 - 1
 
 
 def setting(
@@ -112,19 +119,21 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 bad[name] = f"must be at least 1 (got {getattr(self, name)})"
-        if not self.lr > 0:
+        if not (self.lr > 0 and math.isfinite(self.lr)):
             bad["lr"] = f"must be positive (got {self.lr})"
         if not all(0 <= beta < 1 for beta in self.adam_betas):
             betas = " ".join(map(str, self.adam_betas))
             bad["adam_betas"] = f"must be two numbers in [0, 1) (got {betas})"
-        if not self.adam_eps > 0:
+        if not (self.adam_eps > 0 and math.isfinite(self.adam_eps)):
             bad["adam_eps"] = f"must be positive (got {self.adam_eps})"
-        if self.weight_decay < 0:
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             bad["weight_decay"] = f"must not be negative (got {self.weight_decay})"
         if not 0 <= self.warmup_ratio < 1:
             bad["warmup_ratio"] = f"must be in [0, 1) (got {self.warmup_ratio})"
         if self.max_length < MIN_MAX_LENGTH:
             bad["max_length"] = f"must be at least {MIN_MAX_LENGTH} (got {self.max_length})"
+        if not 0 <= self.seed <= MAX_SEED:
+            bad["seed"] = f"must be between 0 and {MAX_SEED} (got {self.seed})"
         if self.limit_train is not None and self.limit_train < 1:
             bad["limit_train"] = f"must be at least 1 (got {self.limit_train})"
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
@@ -176,19 +185,26 @@ class TrainConfig:
         values = dict(data)
         if "adam_betas" in values:
             betas = values["adam_betas"]
-            if not (isinstance(betas, (list, tuple)) and len(betas) == 2):
-                raise ImdbError(f"{where}.adam_betas: expected two numbers, like [0.9, 0.999]")
-            try:
-                values["adam_betas"] = (float(betas[0]), float(betas[1]))
-            except (TypeError, ValueError) as exc:
+            if not (
+                isinstance(betas, (list, tuple))
+                and len(betas) == 2
+                and all(_is_number(b) and 0 <= b < 1 for b in betas)
+            ):
                 raise ImdbError(
-                    f"{where}.adam_betas: expected two numbers, like [0.9, 0.999]"
-                ) from exc
+                    f"{where}.adam_betas: expected two numbers in [0, 1), like [0.9, 0.999] "
+                    f"(got {betas!r})"
+                )
+            values["adam_betas"] = (float(betas[0]), float(betas[1]))
         for name, value in values.items():
             expected = _scalar_type(known[name])
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            if expected is None or value is None:
+                continue
+            if expected is float and _is_number(value):
                 values[name] = float(value)
-            elif expected is not None and value is not None and not isinstance(value, expected):
+            elif isinstance(value, bool) and expected is not bool:
+                # YAML reads `yes`/`true` as a bool, which Python would also take as 1.
+                raise ImdbError(f"{where}.{name}: expected {expected.__name__}, got {value!r}")
+            elif not isinstance(value, expected):
                 raise ImdbError(f"{where}.{name}: expected {expected.__name__}, got {value!r}")
         config = cls(**values)
         bad = config.problems()
@@ -196,6 +212,11 @@ class TrainConfig:
             name, why = next(iter(bad.items()))
             raise ImdbError(f"{where}.{name} {why}")
         return config
+
+
+def _is_number(value: Any) -> bool:
+    """An int or float that is finite (YAML's `.nan` and `.inf` are floats too)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _scalar_type(f: dataclasses.Field[Any]) -> type | None:
@@ -257,15 +278,23 @@ def load_model_spec(path: Path) -> ModelSpec:
             raise ImdbError(f"{where}: missing or empty key '{key}'")
     if data["name"] != path.stem:
         raise ImdbError(f"{where}: key 'name' is {data['name']!r} but the file is {path.name}")
+    if not ENTRY_NAME.match(data["name"]):
+        raise ImdbError(
+            f"{where}: key 'name' {data['name']!r}: use letters, digits, '.', '_' or '-' "
+            "(it names the model's folder under runs/)"
+        )
     pretrained = data.get("pretrained")
     architecture = data.get("architecture") or {}
-    if pretrained is not None and not isinstance(pretrained, str):
+    if pretrained is not None and not (isinstance(pretrained, str) and pretrained):
         raise ImdbError(f"{where}: key 'pretrained' must be a model id or folder")
+    if pretrained is not None and looks_like_folder(pretrained) and not Path(pretrained).is_dir():
+        raise ImdbError(f"{where}: key 'pretrained': no folder {pretrained}")
     if not isinstance(architecture, dict):
         raise ImdbError(f"{where}: key 'architecture' must be a mapping")
     if pretrained is None and not architecture.get("type"):
         raise ImdbError(f"{where}: key 'architecture.type' is required when 'pretrained' is absent")
     training = TrainConfig.from_dict(data.get("training") or {}, f"{where}: training")
+    check_architecture(architecture, where, training.max_length)
     return ModelSpec(
         key=data["name"],
         path=path,
@@ -294,3 +323,61 @@ def train_command(spec: ModelSpec, config: TrainConfig, workdir: Path | None = N
     """The `imdb [--workdir DIR] train KEY ...` command line that trains `config`."""
     workspace = ["--workdir", str(workdir)] if workdir is not None else []
     return shlex.join(["imdb", *workspace, *train_args(spec, config)])
+
+
+# What `architecture:` keys hold, by the shape of their names (transformers' conventions);
+# other keys go to the config class as they are, which checks them when the model is built.
+_POSITIVE_INT = re.compile(
+    r"^(num_\w+|\w+_size|max_position_embeddings|\w+_every_n_layers|"
+    r"local_attention|head_dim)$"
+)
+_TOKEN_ID = re.compile(r"^\w+_token_id$")
+_PROBABILITY = re.compile(r"^\w*(dropout|_prob)\w*$")
+_POSITIVE_FLOAT = re.compile(r"^(\w+_eps|initializer_range|\w*rope_theta)$")
+
+
+def check_architecture(architecture: dict[str, Any], where: str, max_length: int) -> None:
+    """Value types and shapes of a model's `architecture:`, so that a bad entry is refused
+    when it is read (naming the key), not when the model is built or mid-epoch."""
+    for key, value in architecture.items():
+        at = f"{where}: key 'architecture.{key}'"
+        if key == "type":
+            if not isinstance(value, str):
+                raise ImdbError(f"{at}: expected a model type such as bert (got {value!r})")
+        elif _POSITIVE_INT.match(key):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ImdbError(f"{at}: expected a positive integer (got {value!r})")
+        elif _TOKEN_ID.match(key):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise ImdbError(f"{at}: expected a token id, an integer >= 0 (got {value!r})")
+        elif _PROBABILITY.match(key):
+            if value is not None and not (_is_number(value) and 0 <= value < 1):
+                raise ImdbError(f"{at}: expected a probability in [0, 1) (got {value!r})")
+        elif _POSITIVE_FLOAT.match(key) and not (_is_number(value) and value > 0):
+            raise ImdbError(f"{at}: expected a positive number (got {value!r})")
+    hidden, heads = architecture.get("hidden_size"), architecture.get("num_attention_heads")
+    if isinstance(hidden, int) and isinstance(heads, int) and hidden % heads:
+        raise ImdbError(
+            f"{where}: key 'architecture.hidden_size' {hidden} is not divisible by "
+            f"'architecture.num_attention_heads' {heads}"
+        )
+    positions = architecture.get("max_position_embeddings")
+    if isinstance(positions, int) and positions < max_length:
+        raise ImdbError(
+            f"{where}: key 'architecture.max_position_embeddings' {positions} is less than "
+            f"'training.max_length' {max_length}"
+        )
+
+
+def looks_like_folder(source: str) -> bool:
+    """A model source written as a path, not a Hub id (`name` or `org/name`) nor a package."""
+    if source.startswith(PACKAGE_PREFIX):
+        return False
+    return (
+        source.startswith(("/", ".", "~"))
+        or "\\" in source
+        or source.count("/") > 1
+        or Path(source).is_dir()
+    )

@@ -6,11 +6,16 @@ errors and results in one place.
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -47,22 +52,92 @@ def debug(message: str) -> None:
 
 def warn(message: str) -> None:
     """Something the user should know even with --quiet."""
-    err.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+    err.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
 
 
-def progress(*extra_columns: TextColumn) -> Progress:
-    """A rich progress bar on stderr, disabled by --quiet."""
-    return Progress(
+# Seconds between plain progress lines when stderr is a file or a pipe.
+PLAIN_EVERY = 30.0
+
+
+class PlainProgress(Progress):
+    """Progress for a log file or a pipe: a plain line every PLAIN_EVERY seconds and one
+    when a task ends, where rich would print its bar once, at the end."""
+
+    def __init__(self, *args: Any, unit: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unit = unit
+        self._printed: dict[TaskID, float] = {}
+        self._ended: set[TaskID] = set()
+
+    def add_task(self, *args: Any, **kwargs: Any) -> TaskID:
+        task_id = super().add_task(*args, **kwargs)
+        self._printed[task_id] = time.monotonic()
+        return task_id
+
+    def update(self, task_id: TaskID, **kwargs: Any) -> None:
+        super().update(task_id, **kwargs)
+        self._report(task_id)
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._report(task_id)
+
+    def stop(self) -> None:
+        for task_id in list(self._printed):
+            if task_id not in self._ended:
+                self._line(self._tasks[task_id])
+        super().stop()
+
+    def _report(self, task_id: TaskID) -> None:
+        task = self._tasks[task_id]
+        if task_id in self._ended:
+            return
+        finished = task.total is not None and task.completed >= task.total
+        if finished or time.monotonic() - self._printed[task_id] >= PLAIN_EVERY:
+            self._line(task)
+
+    def _line(self, task: Task) -> None:
+        self._printed[task.id] = time.monotonic()
+        done, total = task.completed, task.total
+        elapsed = task.elapsed or 0.0
+        parts = [f"{task.description}: {done:,.0f}"]
+        if total:
+            parts[0] += f"/{total:,.0f} {self.unit} ({100 * done / total:.0f}%)"
+            if done >= total:
+                self._ended.add(task.id)
+        speed = done / elapsed if elapsed > 0 else 0.0
+        if speed:
+            parts.append(f"{speed:,.1f} {self.unit}/s")
+        parts.append(f"elapsed {_clock(elapsed)}")
+        if total and speed and done < total:
+            parts.append(f"remaining {_clock((total - done) / speed)}")
+        stats = task.fields.get("stats")
+        if stats:
+            parts.append(str(stats))
+        self.console.print(" | ".join(parts), highlight=False, markup=False, soft_wrap=True)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def progress(*extra_columns: TextColumn, unit: str = "reviews") -> Progress:
+    """Progress on stderr, silenced by --quiet: a rich bar on a terminal, plain lines
+    (every PLAIN_EVERY seconds and at the end) in a file or a pipe; `unit` is what the
+    task counts."""
+    columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         *extra_columns,
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=err,
-        disable=verbosity.quiet,
-        transient=False,
     )
+    if err.is_terminal or verbosity.quiet:
+        return Progress(*columns, console=err, disable=verbosity.quiet, transient=False)
+    return PlainProgress(*columns, console=err, disable=True, unit=unit)
 
 
 def stats_column() -> TextColumn:

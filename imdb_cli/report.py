@@ -30,7 +30,7 @@ from typing import Any
 from imdb_cli import breakdown, recipes, registry, stats
 from imdb_cli.errors import ImdbError
 from imdb_cli.ledger import Ledger, TestRecord
-from imdb_cli.runs import Run, latest_run, list_runs, resolve_run
+from imdb_cli.runs import Run, list_runs, models_with_completed_runs, resolve_run
 from imdb_cli.sweep import SweepRecord, latest_selected
 from imdb_cli.workspace import Workspace
 
@@ -310,7 +310,7 @@ def select_runs(
 ) -> tuple[list[Selection], list[NotComparable]]:
     """Resolve what the user typed (model keys, `model/run-id`, run folders) into runs."""
     if not targets:
-        targets = _models_with_completed_runs(workspace)
+        targets = models_with_completed_runs(workspace)
         if not targets:
             raise ImdbError(
                 f"no completed runs in {workspace.runs}; make one with `imdb train MODEL`"
@@ -352,14 +352,6 @@ def _swept(workspace: Workspace, model: str) -> Selection | None:
         return None
     shown = max(runs, key=lambda r: (r.ledger.created_at, r.run_id))
     return Selection(shown, tuple(runs), record)
-
-
-def _models_with_completed_runs(workspace: Workspace) -> list[str]:
-    if not workspace.runs.is_dir():
-        return []
-    keys = sorted(p.name for p in workspace.runs.iterdir() if p.is_dir())
-    known = set(registry.known_model_keys())
-    return [k for k in keys if k in known and latest_run(workspace, k) is not None]
 
 
 def why_not_comparable(run: Run) -> NotComparable | None:
@@ -500,7 +492,7 @@ def _row(
         max_length=_int_or_none(ledger.data.get("max_length", ledger.config.get("max_length"))),
         truncation=ledger.data.get("truncation", ledger.config.get("truncation")),
         data_fingerprint=ledger.data.get("data_fingerprint"),
-        split_seed=_int_or_none(ledger.data.get("seed")),
+        split_seed=_int_or_none(ledger.data.get("split_seed")),
         seed=_int_or_none(ledger.config.get("seed")),
         runs=len(seeds),
         run_ids=[s.run_id for s in seeds],
@@ -579,7 +571,7 @@ def pair_runs(a: str, ledger_a: Ledger, b: str, ledger_b: Ledger) -> PairResult 
         if not test.review_ids or not len(test.review_ids) == len(test.probs) == len(test.labels):
             return Unpaired(a, b, f"cannot be paired ({label} has no per-review test predictions)")
     data_a, data_b = ledger_a.data, ledger_b.data
-    for key, what in (("data_fingerprint", "data fingerprint"), ("seed", "split seed")):
+    for key, what in (("data_fingerprint", "data fingerprint"), ("split_seed", "split seed")):
         va, vb = data_a.get(key), data_b.get(key)
         if va is not None and vb is not None and va != vb:
             return Unpaired(a, b, f"were tested on different test splits ({what} {va} vs {vb})")

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from imdb_cli import registry
+from imdb_cli.config import ENTRY_NAME
 from imdb_cli.errors import ImdbError
 from imdb_cli.ledger import LEDGER_NAME, Ledger, read_ledger
 from imdb_cli.workspace import Workspace
@@ -70,15 +71,13 @@ def is_run_dir(path: Path) -> bool:
 
 
 def list_runs(workspace: Workspace, model_key: str) -> list[Run]:
-    """Every readable run of a model, oldest first (unreadable ledgers are skipped)."""
-    runs = []
-    for path in sorted(workspace.model_runs(model_key).glob("*/")):
-        if not is_run_dir(path):
-            continue
-        try:
-            runs.append(Run(path, read_ledger(path)))
-        except ImdbError:
-            continue
+    """Every run of a model, oldest first. A damaged ledger is an error naming it: skipping
+    it would make a command answer as if the run did not exist."""
+    runs = [
+        Run(path, read_ledger(path))
+        for path in sorted(workspace.model_runs(model_key).glob("*/"))
+        if is_run_dir(path)
+    ]
     return sorted(runs, key=lambda run: (run.ledger.created_at, run.run_id))
 
 
@@ -87,6 +86,23 @@ def latest_run(
 ) -> Run | None:
     matching = [run for run in list_runs(workspace, model_key) if run.ledger.status in statuses]
     return matching[-1] if matching else None
+
+
+def models_with_completed_runs(workspace: Workspace) -> list[str]:
+    """The models (folders under runs/) that have a completed run, by name."""
+    if not workspace.runs.is_dir():
+        return []
+    keys = sorted(
+        p.name for p in workspace.runs.iterdir() if p.is_dir() and ENTRY_NAME.match(p.name)
+    )
+    return [key for key in keys if latest_run(workspace, key) is not None]
+
+
+def is_model_key(workspace: Workspace, name: str) -> bool:
+    """A model of the registry, or one trained from a YAML given by path (it has runs)."""
+    return name in registry.known_model_keys() or (
+        ENTRY_NAME.match(name) is not None and workspace.model_runs(name).is_dir()
+    )
 
 
 def resolve_run(workspace: Workspace, model_or_path: str) -> Run:
@@ -101,7 +117,7 @@ def resolve_run(workspace: Workspace, model_or_path: str) -> Run:
         if is_run_dir(candidate):
             return Run(candidate, read_ledger(candidate))
         raise ImdbError(f"no run '{model_or_path}' in {workspace.runs}")
-    if model_or_path not in registry.known_model_keys():
+    if not is_model_key(workspace, model_or_path):
         known = ", ".join(registry.known_model_keys())
         raise ImdbError(
             f"'{model_or_path}' is neither a run folder nor a known model; known models: {known}"
@@ -110,8 +126,9 @@ def resolve_run(workspace: Workspace, model_or_path: str) -> Run:
     if run is None:
         existing = list_runs(workspace, model_or_path)
         listed = ", ".join(r.describe() for r in existing) or "none"
+        searched = workspace.model_runs(model_or_path)
         raise ImdbError(
-            f"model '{model_or_path}' has no completed run (runs: {listed}); "
-            f"make one with `imdb train {model_or_path}`"
+            f"model '{model_or_path}' has no completed run in {searched} "
+            f"(runs: {listed}); make one with `imdb train {model_or_path}`"
         )
     return run

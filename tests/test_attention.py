@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from analysis_support import MODELS, copy_trained, imdb
+from cli_support import assert_one_red_line
 from matplotlib.image import imread
 from training_support import one_thread
 from typer.testing import Result
@@ -269,11 +270,20 @@ def test_bad_attention_input_is_one_red_line_without_traceback(
     assert result.output.strip().startswith("error:")
 
 
-def test_default_models_name_the_missing_run_and_the_train_command(trained_workspace: Workspace):
+def test_without_models_it_uses_every_model_with_a_completed_run(trained_workspace: Workspace):
     result = imdb(trained_workspace, "attention", "--review", REVIEW)
-    assert result.exit_code != 0
-    assert "model 'bert' has no completed run" in result.output
-    assert "`imdb train bert`" in result.output
+    assert result.exit_code == 0, result.output
+    folder = trained_workspace.analysis / "attention" / "latest" / "review"
+    assert {p.name for p in folder.glob("*.json")} == {
+        "tiny-bert_layer1.json",
+        "tiny-modernbert_layer1.json",
+    }
+
+
+def test_without_models_and_without_runs_it_names_the_workspace(tmp_path: Path):
+    empty = Workspace(tmp_path / "empty")
+    result = imdb(empty, "attention", "--review", REVIEW)
+    assert_one_red_line(result, f"no completed runs in {empty.runs}", "imdb train MODEL")
 
 
 def test_a_review_file_that_is_not_utf8_is_refused(trained_workspace: Workspace, tmp_path: Path):

@@ -15,7 +15,6 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-IMDB = REPO.parent / "shared" / "data" / "imdb"
 
 
 def _load_bench() -> ModuleType:
@@ -95,8 +94,9 @@ def test_ratio_and_mfu_come_from_the_two_sides_measurements() -> None:
     assert ours["mfu"] == pytest.approx(30_000 * 6_000 / 1e6)
 
 
-@pytest.mark.skipif(not IMDB.is_dir(), reason="needs ../shared/data/imdb")
-def test_a_tiny_cpu_run_writes_both_sides_and_their_ratio(tmp_path: Path) -> None:
+def test_a_tiny_cpu_run_writes_both_sides_and_their_ratio(
+    tmp_path: Path, real_imdb_dir: Path
+) -> None:
     output = tmp_path / "bench.json"
     bench.main(
         [
@@ -108,7 +108,7 @@ def test_a_tiny_cpu_run_writes_both_sides_and_their_ratio(tmp_path: Path) -> Non
             "--rounds=1",
             "--limit=60",
             f"--workdir={tmp_path / 'ws'}",
-            f"--data-dir={IMDB}",
+            f"--data-dir={real_imdb_dir}",
             f"--output={output}",
         ]
     )

@@ -150,7 +150,7 @@ def test_full_disk_while_saving_gives_one_red_line(
 
     monkeypatch.setattr(checkpoints, "save_file", no_space)
     assert_one_red_line(
-        run_cli("train", TINY, *FAST, "--run-name", "full"), "disk full while writing"
+        run_cli("train", TINY, *FAST, "--run-name", "full"), "no space left on device while writing"
     )
     ledger = read_ledger(prepared.runs / TINY / "full")
     assert ledger.status == "failed" and not ledger.epochs

@@ -349,7 +349,7 @@ def test_disk_full_while_saving_fails_and_keeps_the_previous_checkpoint(
         real_save(tensors, filename, metadata=metadata)
 
     monkeypatch.setattr(checkpoints, "save_file", full_disk)
-    with pytest.raises(ImdbError, match=r"disk full while writing .*epoch_2_acc"):
+    with pytest.raises(ImdbError, match=r"no space left on device while writing .*epoch_2_acc"):
         train(
             workspace,
             registry.load_spec(TINY),
@@ -357,7 +357,7 @@ def test_disk_full_while_saving_fails_and_keeps_the_previous_checkpoint(
             run_name="full",
         )
     ledger = read_ledger(workspace.runs / TINY / "full")
-    assert ledger.status == "failed" and "disk full" in (ledger.error or "")
+    assert ledger.status == "failed" and "no space left" in (ledger.error or "")
     checkpoints.read_weights(workspace.runs / TINY / "full" / ledger.epochs[0].checkpoint)
 
 

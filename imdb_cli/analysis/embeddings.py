@@ -342,7 +342,7 @@ def compute_tsne(workspace: Workspace, runs: Sequence[Run], options: TsneOptions
         embed(run, name, cache, sample, options, device)
         for run, name, cache in zip(runs, names, caches, strict=True)
     ]
-    with progress() as bar:
+    with progress(unit="models") as bar:
         task = bar.add_task("t-SNE", total=len(views))
         projected = []
         for view in views:
@@ -528,7 +528,21 @@ def reviews_from_errors(workspace: Workspace, count: int) -> tuple[Path, list[Li
     path = latest_boundary_csv(workspace)
     try:
         with path.open(encoding="utf-8", newline="") as handle:
-            rows = list(csv.DictReader(handle))
+            reader = csv.DictReader(handle, strict=True)
+            rows = list(reader)
+        missing = {"review_id", "text", "label", "disagree", "spread"} - set(
+            reader.fieldnames or []
+        )
+        if missing or not rows:
+            raise ImdbError(
+                f"{path}: holds no reviews (truncated?; missing: "
+                f"{', '.join(sorted(missing)) or 'rows'}); rerun `imdb tsne`"
+            )
+        short = next((n for n, row in enumerate(rows, 1) if None in row.values()), None)
+        if short is not None:
+            raise ImdbError(
+                f"{path}: review row {short} is cut short (truncated?); rerun `imdb tsne`"
+            )
         listed = [
             (
                 float(row["spread"]),
@@ -541,7 +555,7 @@ def reviews_from_errors(workspace: Workspace, count: int) -> tuple[Path, list[Li
             )
             for row in rows
         ]
-    except (OSError, UnicodeDecodeError, KeyError, ValueError, csv.Error) as exc:
+    except (OSError, UnicodeDecodeError, KeyError, ValueError, TypeError, csv.Error) as exc:
         raise ImdbError(f"{path}: cannot read ({exc}); rerun `imdb tsne`") from exc
     first = sorted((pair for pair in listed if pair[1].disagree), key=lambda pair: -pair[0])
     rest = [pair for pair in listed if not pair[1].disagree]

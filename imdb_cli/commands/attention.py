@@ -17,13 +17,11 @@ from imdb_cli.analysis.attention import (
     review_from_text,
 )
 from imdb_cli.analysis.embeddings import reviews_from_errors
-from imdb_cli.commands.common import handles_errors, workspace
+from imdb_cli.commands.common import compact_table, handles_errors, workspace
 from imdb_cli.console import info, out
 from imdb_cli.errors import ImdbError
-from imdb_cli.runs import resolve_run
+from imdb_cli.runs import models_with_completed_runs, resolve_run
 from imdb_cli.workspace import Workspace
-
-DEFAULT_MODELS = "bert,modernbert"
 
 
 def _reviews(
@@ -77,12 +75,14 @@ def attention(
         ),
     ] = None,
     models: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--models",
-            help="Comma-separated model keys (latest completed run), model/run-id or run folders.",
+            help="Comma-separated model keys (latest completed run), model/run-id or run "
+            "folders. Default: every model with a completed run in the workspace.",
+            show_default=False,
         ),
-    ] = DEFAULT_MODELS,
+    ] = None,
     layer: Annotated[
         str, typer.Option("--layer", help="last, all, or a layer number (from 0).")
     ] = "last",
@@ -99,25 +99,49 @@ def attention(
     space = workspace()
     selection = LayerSelection.parse(layer, head)
     reviews = _reviews(space, review, review_file, from_errors)
-    names = [name.strip() for name in models.split(",") if name.strip()]
-    if not names:
-        raise ImdbError("--models: give at least one model key, like bert,modernbert")
-    runs = [resolve_run(space, name) for name in dict.fromkeys(names)]
+    runs = [resolve_run(space, name) for name in _model_names(space, models)]
     out_dir, saved = explain(space, runs, reviews, selection, device)
     render(out_dir, saved)
 
 
+def _model_names(space: Workspace, models: str | None) -> list[str]:
+    if models is None:
+        found = models_with_completed_runs(space)
+        if not found:
+            raise ImdbError(
+                f"no completed runs in {space.runs}; make one with `imdb train MODEL`, or name "
+                "runs with --models"
+            )
+        info(f"models with a completed run: {', '.join(found)}")
+        return found
+    names = [name.strip() for name in models.split(",") if name.strip()]
+    if not names:
+        raise ImdbError("--models: give at least one model key, like bert,modernbert")
+    return list(dict.fromkeys(names))
+
+
 def render(out_dir: Path, saved: list[SavedAttention]) -> None:
-    table = Table(
-        title="predictions; attention received by special tokens and the top review tokens",
-        title_justify="left",
-    )
-    columns = ("review", "model", "prediction", "P(positive)", "tokens", "to special", "top tokens")
-    for column in columns:
-        table.add_column(
-            column, justify="right" if column in ("P(positive)", "to special") else "left"
-        )
+    """One table per review (narrow by design, 80 columns: the top tokens wrap)."""
+    by_review: dict[str, list[SavedAttention]] = {}
     for item in saved:
+        by_review.setdefault(item.review.name, []).append(item)
+    for name, items in by_review.items():
+        out.print(_review_table(name, items))
+    out.print(f"files in {out_dir}:")
+    for item in saved:
+        for path in item.files:
+            out.print(f"  {path.relative_to(out_dir)}", highlight=False)
+
+
+def _review_table(name: str, items: list[SavedAttention]) -> Table:
+    table = compact_table(f"{name}: predictions, attention to special tokens, top tokens")
+    table.add_column("model", no_wrap=True)
+    table.add_column("prediction", no_wrap=True)
+    table.add_column("P(pos)", justify="right", no_wrap=True)
+    table.add_column("tokens", no_wrap=True)
+    table.add_column("special", justify="right", no_wrap=True)
+    table.add_column("top tokens", ratio=1, min_width=16)
+    for item in items:
         result = item.result
         label = "positive" if result.prob_positive >= 0.5 else "negative"
         if item.review.label is not None:
@@ -130,7 +154,6 @@ def render(out_dir: Path, saved: list[SavedAttention]) -> None:
         distinct = dict.fromkeys(t["token"] for t in result.top_tokens(20, with_special=False))
         top = ", ".join(list(distinct)[:5]) if not result.near_uniform else "none (near-uniform)"
         table.add_row(
-            item.review.name,
             item.label,
             label,
             f"{result.prob_positive:.3f}",
@@ -138,8 +161,4 @@ def render(out_dir: Path, saved: list[SavedAttention]) -> None:
             f"{result.special_mass:.1%}",  # the mass the "top tokens" column leaves out
             top,
         )
-    out.print(table)
-    out.print(f"files in {out_dir}:")
-    for item in saved:
-        for path in item.files:
-            out.print(f"  {path.relative_to(out_dir)}", highlight=False)
+    return table

@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
+from rich import box
+from rich.table import Table
 
 from imdb_cli.console import err, verbosity
 from imdb_cli.errors import ImdbError
+from imdb_cli.files import os_error_message
 from imdb_cli.workspace import Workspace, default_workdir
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,7 +48,22 @@ def handles_errors(command: F) -> F:
             if verbosity.verbose:
                 err.print(traceback.format_exc(), highlight=False)
             raise fail(exc.message, exc.exit_code) from None
+        except OSError as exc:  # the environment (disk, permissions), never a user's typo
+            if verbosity.verbose:
+                err.print(traceback.format_exc(), highlight=False)
+            raise fail(os_error_message(exc)) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def compact_table(title: str) -> Table:
+    """A table drawn to fit 80 columns: no side borders, one space between columns."""
+    return Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+    )

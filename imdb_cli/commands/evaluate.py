@@ -18,7 +18,8 @@ def evaluate(
     run: Annotated[
         str,
         typer.Argument(
-            help="A model key (its latest completed run), MODEL/RUN-ID, or a run folder."
+            metavar="MODEL|RUN",
+            help="A model key (its latest completed run), MODEL/RUN-ID, or a run folder.",
         ),
     ],
     checkpoint: Annotated[

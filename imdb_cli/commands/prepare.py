@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from imdb_cli import registry
-from imdb_cli.commands.common import handles_errors, workspace
+from imdb_cli.commands.common import compact_table, handles_errors, workspace
 from imdb_cli.console import out
 from imdb_cli.data.prepare import PrepareResult
 from imdb_cli.data.prepare import prepare as prepare_data
@@ -109,13 +109,14 @@ def _counts(n: int, negative: int, positive: int) -> tuple[str, str, str, str]:
 
 def _caches_table(result: PrepareResult) -> Table:
     first = next(iter(result.caches.values()))
-    table = Table(
-        title=f"token caches: max length {first.max_length}, {first.truncation} truncation"
+    table = compact_table(
+        f"token caches in {result.split_dir.parent}: max length {first.max_length}, "
+        f"{first.truncation} truncation"
     )
-    table.add_column("models")
-    table.add_column(f"cache (in {result.split_dir.parent})", overflow="fold")
-    table.add_column("status")
-    table.add_column("at max length", justify="right")
+    table.add_column("models", no_wrap=True)
+    table.add_column("cache", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    table.add_column("at max length", justify="right", no_wrap=True)
     for path, model_keys in result.models_by_cache().items():
         cache = result.caches[model_keys[0]]
         full = cache.manifest.get("full_length_fraction", {})
@@ -124,5 +125,5 @@ def _caches_table(result: PrepareResult) -> Table:
         at_max = sum(float(full.get(s, 0.0)) * n for s, n in sizes.items())
         filled = f"{100 * at_max / total:.0f}%" if full and total else "-"
         status = "reused" if cache.reused else "new"
-        table.add_row(", ".join(model_keys), path.name, status, filled)
+        table.add_row("\n".join(model_keys), path.name, status, filled)
     return table

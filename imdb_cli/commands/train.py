@@ -20,7 +20,14 @@ from imdb_cli.training.loop import train as train_model
 @handles_errors
 @training_options()
 def train(
-    model: Annotated[str, typer.Argument(help="Model key (see `imdb models`).")],
+    model: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODEL",
+            help="Model key (see `imdb models`), or the path of a model YAML file.",
+            show_default=False,
+        ),
+    ],
     *,
     overrides: TrainOverrides,
     run_name: Annotated[

@@ -15,7 +15,8 @@ from imdb_cli.analysis.embeddings import (
     compute_tsne,
     excerpt,
 )
-from imdb_cli.commands.common import handles_errors, workspace
+from imdb_cli.checkpoints import epoch_of
+from imdb_cli.commands.common import compact_table, handles_errors, workspace
 from imdb_cli.console import out
 from imdb_cli.runs import resolve_run
 
@@ -27,6 +28,7 @@ def tsne(
     models: Annotated[
         list[str],
         typer.Argument(
+            metavar="MODEL|RUN",
             help="Model keys (each uses its latest completed run), model/run-id, or run folders.",
             show_default=False,
         ),
@@ -70,12 +72,14 @@ def _probs(row: ReviewRow, names: list[str]) -> list[str]:
 
 
 def _review_table(title: str, rows: list[ReviewRow], names: list[str]) -> Table:
-    table = Table(title=title, title_justify="left")
+    """Review, label, each model's P(positive) and an excerpt that wraps, so that the
+    table fits 80 columns with two models (a wider terminal shows more per line)."""
+    table = compact_table(title)
     table.add_column("review", no_wrap=True)
     table.add_column("label", no_wrap=True)
     for name in names:
-        table.add_column(f"P(pos) {name}", justify="right", no_wrap=True)
-    table.add_column("excerpt", overflow="ellipsis", no_wrap=True, min_width=20)
+        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
+    table.add_column("excerpt", ratio=1, min_width=24, overflow="fold")
     for row in rows[:SHOWN]:
         label = "pos" if row.label else "neg"
         table.add_row(f"#{row.review_id}", label, *_probs(row, names), excerpt(row.text, 80))
@@ -85,22 +89,22 @@ def _review_table(title: str, rows: list[ReviewRow], names: list[str]) -> Table:
 def render(result: TsneResult) -> None:
     names = [view.name for view in result.views]
     sample = result.sample
-    summary = Table(
-        title=f"{len(sample.review_ids)} {sample.split} reviews (seed {result.options.seed})",
-        title_justify="left",
+    summary = compact_table(
+        f"{len(sample.review_ids)} {sample.split} reviews (seed {result.options.seed})"
     )
-    for column in ("model", "run", "accuracy", "errors", "checkpoint"):
-        summary.add_column(column, justify="right" if column in ("accuracy", "errors") else "left")
+    for column in ("model", "run", "epoch", "accuracy", "errors"):
+        summary.add_column(column, justify="left" if column in ("model", "run") else "right")
     for view in result.views:
         errors = int((view.predictions != sample.labels).sum())
         summary.add_row(
             view.name,
             view.run.run_id,
+            str(epoch_of(view.checkpoint) or view.checkpoint.name),
             f"{result.accuracy(view):.1%}",
             str(errors),
-            view.checkpoint.name,
         )
     out.print(summary)
+    out.print("Under each model: its P(positive); ✗ marks a wrong prediction.", highlight=False)
     out.print(_review_table("boundary samples (smallest |p - 0.5|)", result.boundary, names))
     for name, rows in result.confident_errors.items():
         if rows:
@@ -117,8 +121,5 @@ def render(result: TsneResult) -> None:
     for path in result.files:
         out.print(f"  {path.name}")
     keys = ",".join(dict.fromkeys(view.run.model for view in result.views))
-    out.print(
-        f"next: imdb attention --from-errors 3 --models {keys}  "
-        f"(reads {BOUNDARY_CSV} of the latest t-SNE)",
-        highlight=False,
-    )
+    out.print(f"next: imdb attention --from-errors 3 --models {keys}", highlight=False)
+    out.print(f"      (reads {BOUNDARY_CSV} of the latest t-SNE)", highlight=False)
