@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imdb_cli.errors import ImdbError
+from imdb_cli.errors import ImdbError, first_line
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
@@ -54,8 +54,7 @@ def _loaded(what: str, folder: Path, load: Any) -> Any:
     try:
         return load()
     except (OSError, ValueError, KeyError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ImdbError(f"{folder}: cannot load its {what} ({first})") from exc
+        raise ImdbError(f"{folder}: cannot load its {what} ({first_line(exc)})") from exc
 
 
 def load_config(folder: Path) -> PretrainedConfig:

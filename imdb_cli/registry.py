@@ -185,7 +185,7 @@ def build_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
         raise ImdbError(f"model '{spec.key}': tokenizer '{spec.tokenizer}' has no fast version")
     vocabulary = getattr(architecture_config(spec), "vocab_size", None)
     if isinstance(vocabulary, int) and vocabulary < len(tokenizer):
-        key = "architecture.vocab_size" if spec.is_random_init else "pretrained"
+        key = "architecture.vocab_size" if spec.pretrained is None else "pretrained"
         raise ImdbError(
             f"{spec.path}: key '{key}': the model has {vocabulary} token embeddings but its "
             f"tokenizer '{spec.tokenizer}' has {len(tokenizer)} tokens"
@@ -218,8 +218,7 @@ def architecture_config(spec: ModelSpec) -> PretrainedConfig:
         try:
             config = AutoConfig.for_model(model_type, **overrides)
         except (ValueError, TypeError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ImdbError(f"{spec.path}: key 'architecture': {first}") from exc
+            raise ImdbError(f"{spec.path}: key 'architecture': {first_line(exc)}") from exc
     hidden, heads = (
         getattr(config, "hidden_size", None),
         getattr(config, "num_attention_heads", None),

@@ -91,4 +91,4 @@ def flip_byte(path: Path, offset: int = -100) -> None:
 
 
 def leftover_temps(folder: Path) -> list[Path]:
-    return sorted(folder.rglob(".*.tmp"))
+    return sorted(folder.rglob(".tmp-*"))

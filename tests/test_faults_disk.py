@@ -10,12 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from analysis_support import (  # noqa: F401  (fixtures shared with the other analysis tests)
-    imdb,
-    single_thread,
-    trained_root,
-    workspace,
-)
+from analysis_support import imdb
 from cli_support import assert_one_red_line
 from fault_support import enospc, free_up, full_disk, leftover_temps, read_only
 
@@ -23,6 +18,8 @@ from imdb_cli import checkpoints
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_atomic, write_json_atomic
 from imdb_cli.workspace import Workspace
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
 
 # --------------------------------------------------------------------------- each writer
 
@@ -104,41 +101,47 @@ def test_an_error_that_is_not_the_disks_is_not_disguised_as_one(tmp_path: Path) 
 # --------------------------------------------------------------------------- commands
 
 
-def test_compare_output_into_a_read_only_folder(workspace: Workspace, tmp_path: Path) -> None:
+def test_compare_output_into_a_read_only_folder(
+    trained_workspace: Workspace, tmp_path: Path
+) -> None:
     folder = tmp_path / "reports"
     folder.mkdir()
     with read_only(folder):
-        result = imdb(workspace, "compare", "tiny-bert", "--output", str(folder / "r.md"))
+        result = imdb(trained_workspace, "compare", "tiny-bert", "--output", str(folder / "r.md"))
     assert_one_red_line(result, str(folder / "r.md"), "read-only")
 
 
-def test_compare_output_onto_a_full_disk(workspace: Workspace, tmp_path: Path) -> None:
+def test_compare_output_onto_a_full_disk(trained_workspace: Workspace, tmp_path: Path) -> None:
     with full_disk(tmp_path / "disk", size="1m") as disk:
-        result = imdb(workspace, "compare", "--format", "json", "--output", str(disk / "r.json"))
+        result = imdb(
+            trained_workspace, "compare", "--format", "json", "--output", str(disk / "r.json")
+        )
         assert_one_red_line(result, str(disk / "r.json"), "no space left on device")
         assert leftover_temps(disk) == []
         free_up(disk)
-        result = imdb(workspace, "compare", "--format", "json", "--output", str(disk / "r.json"))
+        result = imdb(
+            trained_workspace, "compare", "--format", "json", "--output", str(disk / "r.json")
+        )
         assert result.exit_code == 0, result.output
         assert json.loads((disk / "r.json").read_text())
 
 
 @pytest.mark.parametrize("command", ["attention", "tsne"])
-def test_analysis_into_a_read_only_workspace(workspace: Workspace, command: str) -> None:
+def test_analysis_into_a_read_only_workspace(trained_workspace: Workspace, command: str) -> None:
     args = {
         "attention": ["attention", "--review", "A fine film.", "--models", "tiny-bert"],
         "tsne": ["tsne", "tiny-bert", "--n-samples", "20", "--perplexity", "5"],
     }[command]
-    workspace.analysis.mkdir(exist_ok=True)
-    with read_only(workspace.analysis):
-        result = imdb(workspace, *args)
-    assert_one_red_line(result, str(workspace.analysis))
+    trained_workspace.analysis.mkdir(exist_ok=True)
+    with read_only(trained_workspace.analysis):
+        result = imdb(trained_workspace, *args)
+    assert_one_red_line(result, str(trained_workspace.analysis))
     assert "read-only" in result.output.lower()
-    assert leftover_temps(workspace.root) == []
+    assert leftover_temps(trained_workspace.root) == []
 
 
 def test_an_unexpected_os_error_in_a_command_is_one_line(
-    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+    trained_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The CLI's last resort: an OSError nobody expected still names its file."""
 
@@ -146,5 +149,5 @@ def test_an_unexpected_os_error_in_a_command_is_one_line(
         raise OSError(errno.EIO, "Input/output error", "/dev/imaginary")
 
     monkeypatch.setattr("imdb_cli.report.compare", broken)
-    result = imdb(workspace, "compare")
+    result = imdb(trained_workspace, "compare")
     assert_one_red_line(result, "/dev/imaginary", "Input/output error")

@@ -10,12 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from analysis_support import (  # noqa: F401  (fixtures shared with the other analysis tests)
-    imdb,
-    single_thread,
-    trained_root,
-    workspace,
-)
+from analysis_support import imdb
 from cli_support import assert_one_red_line
 from fault_support import flip_byte
 from handmade_ledgers import write_run
@@ -25,6 +20,8 @@ from imdb_cli.analysis.embeddings import BOUNDARY_CSV
 from imdb_cli.ledger import read_ledger
 from imdb_cli.runs import latest_run
 from imdb_cli.workspace import Workspace
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
 
 Damage = Callable[[dict[str, Any]], None]
 
@@ -108,12 +105,12 @@ def _record_checksums(run_dir: Path) -> None:
 
 
 def test_a_checkpoint_damaged_at_the_same_size_is_caught_by_its_checksum(
-    workspace: Workspace,
+    trained_workspace: Workspace,
 ) -> None:
-    run_dir = _run(workspace)
+    run_dir = _run(trained_workspace)
     _record_checksums(run_dir)
     weights = run_dir / read_ledger(run_dir).epochs[0].checkpoint
-    assert imdb(workspace, "evaluate", str(run_dir)).exit_code == 0
+    assert imdb(trained_workspace, "evaluate", str(run_dir)).exit_code == 0
     size = weights.stat().st_size
     flip_byte(weights)
     assert weights.stat().st_size == size
@@ -121,25 +118,25 @@ def test_a_checkpoint_damaged_at_the_same_size_is_caught_by_its_checksum(
         ["evaluate", str(run_dir)],
         ["attention", "--review", "Fine.", "--models", str(run_dir)],
     ):
-        result = imdb(workspace, *args)
+        result = imdb(trained_workspace, *args)
         assert_one_red_line(result, str(weights), "damaged", "sha256")
 
 
-def test_a_ledger_without_checksums_still_loads(workspace: Workspace) -> None:
-    run_dir = _run(workspace)
+def test_a_ledger_without_checksums_still_loads(trained_workspace: Workspace) -> None:
+    run_dir = _run(trained_workspace)
     document = json.loads((run_dir / "ledger.json").read_text())
     for epoch in document["epochs"]:
         epoch.pop("weights_sha256", None)
     (run_dir / "ledger.json").write_text(json.dumps(document))
-    result = imdb(workspace, "evaluate", str(run_dir))
+    result = imdb(trained_workspace, "evaluate", str(run_dir))
     assert result.exit_code == 0, result.output
 
 
-def test_a_truncated_checkpoint_is_named(workspace: Workspace) -> None:
-    run_dir = _run(workspace)
+def test_a_truncated_checkpoint_is_named(trained_workspace: Workspace) -> None:
+    run_dir = _run(trained_workspace)
     weights = run_dir / read_ledger(run_dir).epochs[0].checkpoint
     weights.write_bytes(weights.read_bytes()[:1000])
-    result = imdb(workspace, "evaluate", str(run_dir))
+    result = imdb(trained_workspace, "evaluate", str(run_dir))
     assert_one_red_line(result, str(weights))
 
 

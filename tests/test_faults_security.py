@@ -8,12 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from analysis_support import (  # noqa: F401  (fixtures shared with the other analysis tests)
-    imdb,
-    single_thread,
-    trained_root,
-    workspace,
-)
+from analysis_support import imdb
 from cli_support import assert_one_red_line
 from transformers import BertConfig, BertModel
 
@@ -23,6 +18,7 @@ from imdb_cli.ledger import read_ledger
 from imdb_cli.runs import ENCODER_DIR, latest_run
 from imdb_cli.workspace import Workspace
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
 REVIEW = "The plot was thin but the acting was superb."
 
 
@@ -43,26 +39,26 @@ def _run_dir(space: Workspace, model: str = "tiny-bert") -> Path:
 @pytest.mark.parametrize("json_name", ["config.json", "tokenizer_config.json"])
 @pytest.mark.parametrize("command", ["evaluate", "attention"])
 def test_a_run_folder_that_asks_to_run_code_is_refused_and_nothing_runs(
-    workspace: Workspace, tmp_path: Path, json_name: str, command: str
+    trained_workspace: Workspace, tmp_path: Path, json_name: str, command: str
 ) -> None:
-    run_dir = _run_dir(workspace)
+    run_dir = _run_dir(trained_workspace)
     marker = tmp_path / "ran"
     _booby_trap(run_dir / ENCODER_DIR, marker, json_name)
     args = ["evaluate", str(run_dir)]
     if command == "attention":
         args = ["attention", "--review", REVIEW, "--models", str(run_dir)]
-    result = imdb(workspace, *args)
+    result = imdb(trained_workspace, *args)
     assert_one_red_line(result, str(run_dir / ENCODER_DIR), "refused", json_name)
     assert not marker.exists()
     assert read_ledger(run_dir).status == "completed"  # the run itself is untouched
 
 
 def test_python_files_in_a_run_folder_are_refused_even_without_auto_map(
-    workspace: Workspace, tmp_path: Path
+    trained_workspace: Workspace, tmp_path: Path
 ) -> None:
-    run_dir = _run_dir(workspace)
+    run_dir = _run_dir(trained_workspace)
     (run_dir / ENCODER_DIR / "modeling_evil.py").write_text("raise SystemExit('ran')\n")
-    result = imdb(workspace, "evaluate", str(run_dir))
+    result = imdb(trained_workspace, "evaluate", str(run_dir))
     assert_one_red_line(result, str(run_dir / ENCODER_DIR), "modeling_evil.py")
 
 
@@ -79,19 +75,21 @@ def test_the_guarded_loader_refuses_code_and_loads_a_plain_folder(tmp_path: Path
     assert not (tmp_path / "ran").exists()
 
 
-def test_a_checkpoint_path_in_a_ledger_must_stay_inside_its_run(workspace: Workspace) -> None:
-    run_dir = _run_dir(workspace)
-    outside = workspace.root / "elsewhere.safetensors"
+def test_a_checkpoint_path_in_a_ledger_must_stay_inside_its_run(
+    trained_workspace: Workspace,
+) -> None:
+    run_dir = _run_dir(trained_workspace)
+    outside = trained_workspace.root / "elsewhere.safetensors"
     document = json.loads((run_dir / "ledger.json").read_text())
     original = document["epochs"][0]["checkpoint"]
     (run_dir / original).rename(outside)
     document["epochs"][0]["checkpoint"] = "../../../elsewhere.safetensors"
     (run_dir / "ledger.json").write_text(json.dumps(document))
-    result = imdb(workspace, "evaluate", str(run_dir))
+    result = imdb(trained_workspace, "evaluate", str(run_dir))
     assert_one_red_line(result, str(run_dir / "ledger.json"), "outside the run folder")
     document["epochs"][0]["checkpoint"] = str(outside)  # absolute: also outside
     (run_dir / "ledger.json").write_text(json.dumps(document))
-    result = imdb(workspace, "evaluate", str(run_dir))
+    result = imdb(trained_workspace, "evaluate", str(run_dir))
     assert_one_red_line(result, "outside the run folder")
 
 

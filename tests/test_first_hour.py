@@ -7,18 +7,15 @@ import re
 import time
 
 import pytest
-from analysis_support import (  # noqa: F401  (fixtures shared with the other analysis tests)
-    imdb,
-    single_thread,
-    trained_root,
-    workspace,
-)
+from analysis_support import imdb
 from rich.console import Console
 from typer.testing import CliRunner
 
 from imdb_cli import console
 from imdb_cli.cli import COMMANDS, app
 from imdb_cli.workspace import Workspace
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
 
 
 @pytest.fixture
@@ -90,11 +87,18 @@ def test_models_table_fits_80_columns_without_folding_a_source(monkeypatch) -> N
 
 
 def test_tsne_tables_fit_80_columns_and_keep_the_review_text(
-    workspace: Workspace, monkeypatch
+    trained_workspace: Workspace, monkeypatch
 ) -> None:
     buffer = _at_80(monkeypatch)
     result = imdb(
-        workspace, "tsne", "tiny-bert", "tiny-modernbert", "--n-samples", "20", "--perplexity", "5"
+        trained_workspace,
+        "tsne",
+        "tiny-bert",
+        "tiny-modernbert",
+        "--n-samples",
+        "20",
+        "--perplexity",
+        "5",
     )
     assert result.exit_code == 0, result.output
     text = buffer.getvalue()
@@ -103,9 +107,9 @@ def test_tsne_tables_fit_80_columns_and_keep_the_review_text(
     assert "tiny-modernbert" in text and "…" not in text.split("\n")[2]
 
 
-def test_attention_table_fits_80_columns(workspace: Workspace, monkeypatch) -> None:
+def test_attention_table_fits_80_columns(trained_workspace: Workspace, monkeypatch) -> None:
     buffer = _at_80(monkeypatch)
-    result = imdb(workspace, "attention", "--review", "A fine, warm and funny film.")
+    result = imdb(trained_workspace, "attention", "--review", "A fine, warm and funny film.")
     assert result.exit_code == 0, result.output
     text = buffer.getvalue()
     assert _widest(text) <= 80, text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,10 +16,9 @@ from imdb_cli.analysis.embeddings import (
     compute_tsne,
     excerpt,
 )
-from imdb_cli.checkpoints import epoch_of
 from imdb_cli.commands.common import compact_table, handles_errors, workspace
 from imdb_cli.console import out
-from imdb_cli.runs import resolve_run
+from imdb_cli.runs import Run, resolve_run
 
 SHOWN = 5  # rows of each list printed; the files have them all
 
@@ -63,6 +63,14 @@ def tsne(
     render(result)
 
 
+def _epoch(run: Run, checkpoint: Path) -> str:
+    """The epoch whose weights `checkpoint` holds, from the run's ledger."""
+    for record in run.ledger.epochs:
+        if (run.path / record.checkpoint).resolve() == checkpoint.resolve():
+            return str(record.epoch)
+    return checkpoint.name
+
+
 def _probs(row: ReviewRow, names: list[str]) -> list[str]:
     cells = []
     for name in names:
@@ -99,7 +107,7 @@ def render(result: TsneResult) -> None:
         summary.add_row(
             view.name,
             view.run.run_id,
-            str(epoch_of(view.checkpoint) or view.checkpoint.name),
+            _epoch(view.run, view.checkpoint),
             f"{result.accuracy(view):.1%}",
             str(errors),
         )
