@@ -135,7 +135,7 @@ def is_local(source: str) -> bool:
 
 
 @functools.cache
-def _go_offline_if_hub_unreachable() -> None:
+def go_offline_if_hub_unreachable() -> None:
     """Without a network, huggingface_hub retries for over a minute before failing.
 
     One quick connection attempt decides: if the Hub cannot be reached, switch to offline
@@ -154,7 +154,7 @@ def _go_offline_if_hub_unreachable() -> None:
 
 def _prepare_source(source: str) -> str:
     if not is_local(source):
-        _go_offline_if_hub_unreachable()
+        go_offline_if_hub_unreachable()
     return resolve_source(source)
 
 

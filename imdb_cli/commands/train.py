@@ -83,6 +83,7 @@ def train(
         verbosity.quiet = True
     spec = registry.load_spec(model)
     config = spec.training.with_overrides(**overrides)
+    given = frozenset(overrides)  # the options given (the YAML decides the others)
     wants_prepare = prepare or data_dir is not None
     source = DataSource.from_options(data_dir, None) if wants_prepare else None
     run = train_model(
@@ -94,6 +95,7 @@ def train(
         use_wandb=wandb,
         prepare_source=source,
         data_fingerprint=data_set,
+        options=given,
     )
     if world_from_env().main:  # under torchrun, one summary, from the writer
         out.print(summary_line(run.ledger), highlight=False, soft_wrap=True)

@@ -3,8 +3,9 @@ names, the one a run recorded in its ledger, or one prepared on request (`--prep
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from imdb_cli.config import ModelSpec
 from imdb_cli.console import info, warn
@@ -16,6 +17,7 @@ from imdb_cli.data.store import (
     FORMAT_VERSION,
     check_tokenized_entry,
     parse_tokenized_dir_name,
+    read_manifest,
     split_dir_name,
 )
 from imdb_cli.data.tokenized import TokenizedCache, open_cache
@@ -102,12 +104,37 @@ def cache_of_run(workspace: Workspace, ledger: Ledger) -> TokenizedCache:
         cache = open_cache(candidate)
         if cache is not None and cache.data_fingerprint == fingerprint:
             return cache
-    max_length = ledger.data.get("max_length", "?")
     raise ImdbError(
         f"run {ledger.model}/{ledger.run_id}: its data cache {path} is gone; recreate it with "
-        f"`imdb prepare --models {ledger.model} --max-length {max_length}` "
-        "(same data source and options)"
+        f"`{prepare_command(ledger)}`"
     )
+
+
+def prepare_command(ledger: Ledger) -> str:
+    """The `imdb prepare` that makes the cache a run was trained on (same reviews, split,
+    tokens), from its ledger. Older ledgers name the sample size only in the fingerprint."""
+    data = ledger.data
+    fingerprint = str(data.get("data_fingerprint", ""))
+    limit = data.get("limit")
+    if limit is None and (found := re.search(r"-limit(\d+)", fingerprint)):
+        limit = int(found.group(1))
+    keep = data.get("keep_duplicates") or fingerprint.endswith("-keepdups")
+    parts = [f"imdb prepare --models {ledger.model}"]
+    parts.append(f"--max-length {data.get('max_length', 128)}")
+    parts.append(f"--truncation {data.get('truncation', 'head')}")
+    parts.append(f"--seed {data.get('split_seed', 42)}")
+    if limit is not None:
+        parts.append(f"--limit {limit}")
+    if keep:
+        parts.append("--keep-duplicates")
+    source = str(data.get("source") or "")
+    kind, _, where = source.partition(" ")
+    if kind in ("parquet", "aclImdb"):
+        folder = Path(where)
+        parts.append(f"--data-dir {folder.parent if folder.name == 'aclImdb' else folder}")
+    elif kind == "hub" and where:
+        parts.append(f"--dataset {where}")
+    return " ".join(parts)
 
 
 def cache_for_run(
@@ -172,6 +199,36 @@ def _find_or_prepare(
             raise
         if prepare_source is None:
             raise ImdbError(f"{exc.message} (or add --prepare to `imdb train`)") from exc
-    info(f"no tokenized data for {spec.key} yet: preparing it from {prepare_source.describe()}")
-    result = prepare(workspace, [spec], prepare_source, SplitOptions(), max_length, truncation)
+    options = _options_of_newest_data_set(workspace)
+    same = " with the split options of the newest prepared data set" if options else ""
+    info(
+        f"no tokenized data for {spec.key} yet: preparing it from {prepare_source.describe()}{same}"
+    )
+    result = prepare(
+        workspace, [spec], prepare_source, options or SplitOptions(), max_length, truncation
+    )
     return result.caches[spec.key]
+
+
+def _options_of_newest_data_set(workspace: Workspace) -> SplitOptions | None:
+    """The split options (seed, --limit, --keep-duplicates) of the newest data set prepared
+    in the workspace: `train --prepare` for another model tokenizes the same reviews,
+    rather than quietly preparing (and training on) a different data set."""
+    newest: dict[str, Any] | None = None
+    if workspace.cache.is_dir():
+        for entry in workspace.cache.glob("*/split-seed*"):
+            manifest = read_manifest(entry)
+            if manifest is None or manifest.get("kind") != "split":
+                continue
+            if newest is None or str(manifest.get("created_at", "")) > str(
+                newest.get("created_at", "")
+            ):
+                newest = manifest
+    if newest is None:
+        return None
+    limit = newest.get("limit")
+    return SplitOptions(
+        seed=int(newest.get("seed", 42)),
+        limit=int(limit) if limit is not None else None,
+        keep_duplicates=bool(newest.get("keep_duplicates", False)),
+    )

@@ -251,6 +251,7 @@ def _ensure_tokenized(
             "models": [s.key for s in users],
             "duplicates_dropped": split.manifest["duplicates_dropped"],
             "pad_token_id": encoder.pad_id,
+            "vocab_size": len(tokenizer),  # every token id is below it (checked when read)
             "special_prefix": encoder.prefix,
             "special_suffix": encoder.suffix,
             "tokenize_seconds": round(seconds, 2),

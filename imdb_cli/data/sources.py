@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from imdb_cli import registry
 from imdb_cli.errors import ImdbError, first_line
 
 if TYPE_CHECKING:
@@ -268,7 +269,13 @@ def _load_aclimdb(folder: Path) -> RawData:
 
 
 def _load_hub(dataset: str) -> RawData:
+    # Without a network the Hub client retries for half a minute; one quick connection
+    # attempt decides first (offline, a data set already in the local HF cache still loads).
+    registry.go_offline_if_hub_unreachable()
     import datasets  # seconds to import (pandas and more): only when the Hub is read
+
+    if os.environ.get("HF_HUB_OFFLINE") == "1":  # datasets read the variable at its import
+        datasets.config.HF_HUB_OFFLINE = True
 
     try:
         loaded = datasets.load_dataset(dataset)

@@ -107,13 +107,53 @@ def load_split(cache: TokenizedCache, split: str, *, mmap: bool = True) -> Token
             raise ImdbError(
                 f"{path}: cannot read ({first_line(exc)}); rerun `imdb prepare`"
             ) from exc
-    return TokenizedSplit(
+    loaded = TokenizedSplit(
         review_ids=arrays["review_ids"],
         input_ids=arrays["input_ids"],
         lengths=arrays["lengths"],
         labels=arrays["labels"],
         pad_token_id=cache.pad_token_id,
     )
+    problem = _damage(loaded, cache)
+    if problem is not None:
+        raise ImdbError(
+            f"{cache.path}: the {split} split is damaged ({problem}); delete this folder and "
+            "rerun `imdb prepare`"
+        )
+    return loaded
+
+
+def _damage(split: TokenizedSplit, cache: TokenizedCache) -> str | None:
+    """What is wrong with a split's arrays, or None. Same-size damage (a flipped byte) passes
+    a length check, so the values are checked too: ids within the vocabulary, lengths
+    within the max length (the model would fail deep inside, or silently read padding)."""
+    n = len(split.review_ids)
+    if split.input_ids.ndim != 2 or split.input_ids.shape != (n, cache.max_length):
+        return f"token ids of shape {split.input_ids.shape}, expected ({n}, {cache.max_length})"
+    if split.lengths.shape != (n,) or split.labels.shape != (n,):
+        return "its arrays hold different numbers of reviews"
+    if n == 0:
+        return None
+    if int(split.lengths.min()) < 1 or int(split.lengths.max()) > cache.max_length:
+        return f"review lengths outside 1..{cache.max_length}"
+    vocab = cache.manifest.get("vocab_size")
+    low, high = int(split.input_ids.min()), int(split.input_ids.max())
+    if low < 0 or (isinstance(vocab, int) and high >= vocab):
+        limit = f" of {vocab} tokens" if isinstance(vocab, int) else ""
+        return f"token ids outside the vocabulary{limit} (from {low} to {high})"
+    if int(split.labels.min()) < 0:
+        return "negative labels"
+    return None
+
+
+def check_vocabulary(split: TokenizedSplit, vocab_size: int, where: Path) -> None:
+    """Every token id has an embedding row (for caches written before `vocab_size` was
+    recorded in their manifest)."""
+    if len(split) and int(split.input_ids.max()) >= vocab_size:
+        raise ImdbError(
+            f"{where}: token ids up to {int(split.input_ids.max())} but the model has "
+            f"{vocab_size} token embeddings (damaged cache?); delete it and rerun `imdb prepare`"
+        )
 
 
 def load_texts(cache: TokenizedCache, split: str) -> tuple[np.ndarray, list[str], np.ndarray]:

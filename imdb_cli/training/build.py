@@ -11,7 +11,12 @@ from imdb_cli import registry
 from imdb_cli.config import ModelSpec, TrainConfig
 from imdb_cli.console import debug
 from imdb_cli.data.split import SPLITS
-from imdb_cli.data.tokenized import TokenizedCache, TokenizedSplit, load_split
+from imdb_cli.data.tokenized import (
+    TokenizedCache,
+    TokenizedSplit,
+    check_vocabulary,
+    load_split,
+)
 from imdb_cli.device import choose_device, choose_precision, compile_problem, use_tf32
 from imdb_cli.errors import ImdbError
 from imdb_cli.model import EncoderForClassification, choose_attention
@@ -39,11 +44,22 @@ def choose_hardware(spec: ModelSpec, config: TrainConfig) -> Hardware:
     return Hardware(device, precision, attention)
 
 
-def build_model(spec: ModelSpec, hardware: Hardware, seed: int) -> EncoderForClassification:
+def build_model(
+    spec: ModelSpec,
+    hardware: Hardware,
+    seed: int,
+    splits: dict[str, TokenizedSplit] | None = None,
+    cache: TokenizedCache | None = None,
+) -> EncoderForClassification:
     """The classifier on its device, seeded first: the head's init (and a random-init
-    encoder's) is a function of the seed."""
+    encoder's) is a function of the seed. `splits` (from `cache`) are checked against its
+    vocabulary before any training step."""
     seed_everything(seed)
     encoder = registry.build_encoder(spec, attn_implementation=hardware.attention)
+    vocab = getattr(encoder.config, "vocab_size", None)
+    if splits is not None and cache is not None and isinstance(vocab, int):
+        for split in splits.values():
+            check_vocabulary(split, vocab, cache.path)
     model = EncoderForClassification(encoder).to(hardware.device)
     frozen = model.freeze_unreached(hardware.device, hardware.precision)
     if frozen:

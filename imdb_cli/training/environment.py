@@ -40,6 +40,6 @@ def environment(hardware: Hardware, world_size: int) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "load_average_start": load_average(),
         "hostname": socket.gethostname(),
-        "pid": os.getpid(),  # with the hostname: whether a `running` run is still alive
+        "pid": os.getpid(),  # who trained it (the run lock, not this, says who trains it now)
         "command": " ".join(sys.argv),
     }

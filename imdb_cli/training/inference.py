@@ -8,6 +8,7 @@ are trimmed to less padding.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -91,9 +92,17 @@ def predict(
                     stats=f"loss {loss_sum.item() / done:.4f}  acc {correct.item() / done:.4f}  "
                     f"{done / seconds:.1f} samples/s",
                 )
+            else:
+                bar.update(task, completed=done)  # the count is on the host: no device sync
     samples = len(split)
+    loss = loss_sum.item() / samples if samples else float("nan")
+    if samples and not math.isfinite(loss):
+        raise ImdbError(
+            f"{description}: the loss is {loss} over {samples} reviews (the weights or the "
+            "inputs hold non-finite values); no result recorded"
+        )
     return Predictions(
-        loss=loss_sum.item() / samples if samples else float("nan"),
+        loss=loss,
         acc=correct.item() / samples if samples else float("nan"),
         samples=samples,
         review_ids=np.asarray(split.review_ids, dtype=np.int64).copy(),

@@ -38,6 +38,7 @@ from imdb_cli import registry
 from imdb_cli.checkpoints import (
     CHECKPOINT_DIR,
     checkpoint_name,
+    in_run,
     load_train_state,
     load_weights,
     save_train_state,
@@ -51,7 +52,14 @@ from imdb_cli.data.sources import DataSource
 from imdb_cli.data.tokenized import TokenizedCache, TokenizedSplit
 from imdb_cli.device import autocast, grad_scaler, is_compile_error
 from imdb_cli.errors import ImdbError, first_line
-from imdb_cli.ledger import LEDGER_NAME, EpochRecord, Ledger, TestRecord, write_ledger
+from imdb_cli.ledger import (
+    LEDGER_NAME,
+    EpochRecord,
+    Ledger,
+    TestRecord,
+    read_ledger,
+    write_ledger,
+)
 from imdb_cli.model import EncoderForClassification
 from imdb_cli.runs import Run, check_run_name, now_iso
 from imdb_cli.tracking import NoTracker, Tracker, start_tracking
@@ -75,6 +83,7 @@ from imdb_cli.training.optimizer import lr_at, make_optimizer, steps_per_epoch
 from imdb_cli.training.resume import reopen, resumed_config, run_to_resume
 from imdb_cli.training.rng import restore_rng_state, rng_state
 from imdb_cli.training.run_folder import LOG_NAME, RunLog, create_run
+from imdb_cli.training.run_lock import holding_run, tidy_model_runs
 from imdb_cli.workspace import Workspace
 
 
@@ -89,6 +98,7 @@ def train(
     prepare_source: DataSource | None = None,
     cache: TokenizedCache | None = None,
     data_fingerprint: str | None = None,
+    options: frozenset[str] | None = None,
 ) -> Run:
     """Fine-tune `spec` (a new run, or `resume` = "auto" / a run folder) and test its best epoch.
 
@@ -96,19 +106,26 @@ def train(
     prepared); by default it is the newest cache for the model's tokenizer and length, of
     the data set `data_fingerprint` when given (`imdb train --data`), prepared from
     `prepare_source` when missing and given (`imdb train --prepare`).
-    Under torchrun every process calls this; they train one model data-parallel.
+    `options`: the settings given on the command line; resuming refuses one that differs
+    from the run's (resume.resumed_config). Under torchrun every process calls this; they
+    train one model data-parallel, and rank 0 holds the run's lock (run_lock.py).
 
     Returns the run with its completed ledger. Interrupts mark the ledger `interrupted`,
     any other error `failed` (with the message), and re-raise.
     """
     world = world_from_env()
-    with process_group(world, config):
+    with process_group(world, config), contextlib.ExitStack() as held:
         if run_name is not None:
             check_run_name(run_name)
+        if world.main:
+            tidy_model_runs(workspace, spec.key)
         previous = run_to_resume(workspace, spec, resume)
         barrier(world)  # every rank has chosen the run before rank 0 creates or changes one
         if previous is not None:
-            config = resumed_config(spec, config, previous, run_name)
+            # Held until training ends: a second trainer of this run stops with a red line.
+            held.enter_context(holding_run(previous.path, world, previous.describe()))
+            previous = Run(previous.path, read_ledger(previous.path))  # as its last holder left it
+            config = resumed_config(spec, config, previous, run_name, options)
         hardware = choose_hardware(spec, config)
         tokenizer = registry.build_tokenizer(spec)
         with rank0_first(world):  # with --prepare, rank 0 prepares the cache the others read
@@ -125,7 +142,7 @@ def train(
             )
         splits = load_splits(cache, config)
         check_world(world, config, len(splits["train"]))
-        model = build_model(spec, hardware, config.seed)
+        model = build_model(spec, hardware, config.seed, splits, cache)
         record = environment(hardware, world.world_size)
         if previous is None:
             run_dir, ledger = create_run(
@@ -140,6 +157,7 @@ def train(
                 run_name=run_name,
                 world=world,
             )
+            held.enter_context(holding_run(run_dir, world, f"{spec.key}/{ledger.run_id}"))
             first_epoch = 1
         else:
             run_dir, ledger, first_epoch = previous.path, previous.ledger, reopen(previous, record)
@@ -205,8 +223,8 @@ class Trainer:
     def run(self, first_epoch: int, *, resumed: Run | None, use_wandb: bool) -> None:
         """Epochs `first_epoch`.. then the test of the best; the ledger records how it ended."""
         ledger, config = self.ledger, self.config
-        self.save_ledger()  # the run exists (status running) before anything else can fail
         with self.recording_failures():
+            self.save_ledger()  # the run exists (status running) before anything else can fail
             self.tracker = start_tracking(
                 use_wandb and self.main,
                 name=ledger.run_id if resumed is None else f"{ledger.run_id}-resumed",
@@ -233,7 +251,7 @@ class Trainer:
 
     def restore(self, run: Run, epoch: int) -> None:
         record = run.ledger.epoch(epoch)
-        load_weights(self.model, run.path / record.checkpoint)
+        load_weights(self.model, in_run(run.path, record.checkpoint), record.weights_sha256)
         state = load_train_state(state_path(run.path, epoch))
         try:
             self.optimizer.load_state_dict(state["optimizer"])
@@ -291,6 +309,7 @@ class Trainer:
         meter = TrainMeter(epoch, len(epoch_batches), self.step, config.grad_accum)
         lr = lr_at(self.step, config=config, total_steps=self.total_steps)
         description = f"epoch {epoch}/{config.epochs} train"
+        done = 0  # reviews this rank trained on, counted on the host (no device sync)
         with progress(stats_column()) as bar:
             task = bar.add_task(description, total=sum(len(i) for i in epoch_batches), stats="")
             for first in range(0, len(epoch_batches), config.grad_accum):
@@ -305,6 +324,8 @@ class Trainer:
                         losses = F.cross_entropy(logits, batch.labels, reduction="none")
                         self.scaler.scale(losses.sum() / group_samples).backward()
                     meter.add(losses.detach().sum(), logits.detach(), batch.labels, len(idx))
+                    done += len(idx)
+                    bar.update(task, completed=done)
                 lr = lr_at(self.step, config=config, total_steps=self.total_steps)
                 for param_group in self.optimizer.param_groups:
                     param_group["lr"] = lr
@@ -392,7 +413,7 @@ class Trainer:
         if self.main:
             # Weights, then state, then the ledger: an epoch exists once the ledger lists it,
             # and by then both of its files are complete.
-            save_weights(self.model, self.run_dir / relative)
+            record.weights_sha256 = save_weights(self.model, self.run_dir / relative)
             save_train_state(state_path(self.run_dir, epoch), self._train_state(epoch))
         ledger.epochs.append(record)
         if ledger.best_val_acc is None or val.acc > ledger.best_val_acc:
@@ -433,8 +454,9 @@ class Trainer:
             raise ImdbError(f"run {ledger.model}/{ledger.run_id} has no epoch to test")
         if not self.main:
             return  # rank 0 tests; the others are done
-        relative = ledger.epoch(ledger.best_epoch).checkpoint
-        load_weights(self.model, self.run_dir / relative)
+        best = ledger.epoch(ledger.best_epoch)
+        relative = best.checkpoint
+        load_weights(self.model, in_run(self.run_dir, relative), best.weights_sha256)
         test = predict(
             self.model,
             self.splits["test"],

@@ -3,16 +3,14 @@ with, and its ledger cut back to the last epoch whose checkpoint is complete."""
 
 from __future__ import annotations
 
-import socket
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from imdb_cli.checkpoints import state_path
+from imdb_cli.checkpoints import in_run, state_path
 from imdb_cli.config import ModelSpec, TrainConfig, flag_name
 from imdb_cli.console import info, warn
 from imdb_cli.errors import ImdbError
-from imdb_cli.files import pid_alive
 from imdb_cli.ledger import LEDGER_NAME, read_ledger
 from imdb_cli.runs import Run, is_run_dir, list_runs
 from imdb_cli.workspace import Workspace
@@ -21,14 +19,16 @@ RESUMABLE = ("running", "failed", "interrupted")
 
 
 def run_to_resume(workspace: Workspace, spec: ModelSpec, resume: str | Path | None) -> Run | None:
-    """`auto`: the newest unfinished run of the model (None: start fresh); else that run."""
+    """`auto`: the newest unfinished run of the model (None: start fresh); else that run.
+
+    A run that another process is training is not skipped: taking its lock (run_lock.py)
+    stops this process with a line naming the other, rather than training a new run.
+    """
     if resume is None:
         return None
     if str(resume) == "auto":
         unfinished = [
-            run
-            for run in list_runs(workspace, spec.key)
-            if run.ledger.status in RESUMABLE and not _still_running(run)
+            run for run in list_runs(workspace, spec.key) if run.ledger.status in RESUMABLE
         ]
         if not unfinished:
             info(f"--resume auto: no unfinished run of {spec.key}; starting a new run")
@@ -51,46 +51,46 @@ def run_to_resume(workspace: Workspace, spec: ModelSpec, resume: str | Path | No
             f"--resume {resume}: run {run.describe()} is already complete; "
             "train again without --resume"
         )
-    if _still_running(run):
-        raise ImdbError(
-            f"--resume {resume}: run {run.describe()} is still being trained by process "
-            f"{run.ledger.environment['pid']}; wait for it or stop it first"
-        )
     return run
 
 
-def _still_running(run: Run) -> bool:
-    """A `running` run whose process is alive on this machine: another `imdb train` is
-    writing it, so `--resume auto` must not take it over. (A run on another host, or one
-    whose process died without a word, counts as stopped.)"""
-    environment = run.ledger.environment
-    pid = environment.get("pid")
-    return (
-        run.ledger.status == "running"
-        and environment.get("hostname") == socket.gethostname()
-        and isinstance(pid, int)
-        and pid_alive(pid)
-    )
-
-
 def resumed_config(
-    spec: ModelSpec, given: TrainConfig, run: Run, run_name: str | None = None
+    spec: ModelSpec,
+    given: TrainConfig,
+    run: Run,
+    run_name: str | None = None,
+    options: frozenset[str] | None = None,
 ) -> TrainConfig:
-    """The run's own config; options given now that contradict it are reported and ignored.
-
-    An option counts as given when it differs from the model's YAML. The device is where
-    the run continues, not part of its recipe, so it follows the options.
+    """The run's own config. `options`: the settings the user gave on the command line; one
+    that differs from the run's is refused, naming it (resuming cannot change a recipe
+    half-way). Without `options` (a library call), settings that differ from both the YAML
+    and the run are reported and ignored. The device is where the run continues, not part
+    of its recipe, so it follows the options.
     """
     saved = TrainConfig.from_dict(run.ledger.config, f"{run.path / LEDGER_NAME}: config")
-    ignored = [
-        f"{flag_name(f.name)} {getattr(given, f.name)} (run has {getattr(saved, f.name)})"
+    differing = [
+        f.name
         for f in fields(TrainConfig)
         if f.name != "device"
-        and getattr(given, f.name) != getattr(spec.training, f.name)
         and getattr(given, f.name) != getattr(saved, f.name)
+        and (
+            f.name in options
+            if options is not None
+            else getattr(given, f.name) != getattr(spec.training, f.name)
+        )
     ]
-    if ignored:
-        warn(f"resuming {run.describe()} with its saved settings; ignoring {'; '.join(ignored)}")
+    described = [
+        f"{flag_name(name)} {getattr(given, name)} (run has {getattr(saved, name)})"
+        for name in differing
+    ]
+    if differing and options is not None:
+        raise ImdbError(
+            f"--resume: run {run.describe()} was trained with other settings: "
+            f"{'; '.join(described)}; resume without {flag_name(differing[0])} (or start "
+            "a new run)"
+        )
+    if described:
+        warn(f"resuming {run.describe()} with its saved settings; ignoring {'; '.join(described)}")
     if run_name is not None and run_name != run.run_id:
         warn(f"--run-name {run_name} ignored: resuming run {run.run_id}")
     return replace(saved, device=given.device)
@@ -99,7 +99,7 @@ def resumed_config(
 def last_complete_epoch(run: Run) -> int:
     """The newest epoch whose weights and training state are both on disk."""
     for record in reversed(run.ledger.epochs):
-        weights = run.path / record.checkpoint
+        weights = in_run(run.path, record.checkpoint)
         if weights.is_file() and state_path(run.path, record.epoch).is_file():
             return record.epoch
         warn(f"epoch {record.epoch} of {run.describe()} has no complete checkpoint; redoing it")

@@ -75,6 +75,10 @@ def data_record(
         "sizes": {**sizes, "train_used": train_reviews},
         "limit_train": limit_train,
         "test_review_ids_sha256": cache.manifest.get("test_review_ids_sha256"),
+        # What `imdb prepare` needs to make the same cache again, should it be deleted.
+        "limit": cache.manifest.get("limit"),
+        "keep_duplicates": cache.manifest.get("keep_duplicates"),
+        "source": cache.manifest.get("source"),
     }
 
 

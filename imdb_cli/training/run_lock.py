@@ -1,0 +1,104 @@
+"""One trainer per run: an exclusive OS lock on `runs/<model>/<run-id>/train.lock`.
+
+The lock (fcntl.flock) is held for as long as a process trains the run, and the OS
+releases it when the process ends, however it ends: a SIGKILL leaves no stale lock, and a
+reused pid cannot fool it. The file records the holder's pid and host, so that a second
+`imdb train` can say who trains the run. Under torchrun rank 0 alone takes it.
+Also here: tidying a model's runs before training (temp files of killed writes, run
+folders a kill left without a ledger), which the lock tells apart from live ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from imdb_cli.checkpoints import CHECKPOINT_DIR
+from imdb_cli.console import info
+from imdb_cli.errors import ImdbError
+from imdb_cli.files import clean_stale_temps
+from imdb_cli.ledger import LEDGER_NAME
+from imdb_cli.training.distributed import Distributed, from_rank0
+from imdb_cli.workspace import Workspace
+
+LOCK_NAME = "train.lock"
+# A folder younger than this may be a run another process is creating right now.
+_YOUNG_SECONDS = 60.0
+
+
+def _try_lock(run_dir: Path) -> IO[str] | str:
+    """The open, locked lock file; or, when another process holds it, who that is."""
+    try:
+        handle = (run_dir / LOCK_NAME).open("a+", encoding="utf-8")
+    except OSError as exc:
+        raise ImdbError(f"cannot lock {run_dir / LOCK_NAME}: {exc.strerror or exc}") from exc
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        return holder
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+    handle.flush()
+    return handle
+
+
+@contextlib.contextmanager
+def holding_run(run_dir: Path, world: Distributed, describe: str) -> Iterator[None]:
+    """Train `run_dir` only while holding its lock; one red line if someone else holds it."""
+    handle: IO[str] | str | None = _try_lock(run_dir) if world.main else None
+    refused = from_rank0(world, handle if isinstance(handle, str) else None)
+    if refused is not None:
+        raise ImdbError(
+            f"run {describe} is being trained by {refused} (it holds {run_dir / LOCK_NAME}); "
+            "wait for it to end or stop it, then resume"
+        )
+    try:
+        yield
+    finally:
+        if handle is not None and not isinstance(handle, str):
+            handle.close()  # closing releases the lock
+
+
+def is_locked(run_dir: Path) -> bool:
+    """Whether a live process holds the run's lock (trains it now)."""
+    if not (run_dir / LOCK_NAME).is_file():
+        return False
+    handle = _try_lock(run_dir)
+    if isinstance(handle, str):
+        return True
+    handle.close()
+    return False
+
+
+def tidy_model_runs(workspace: Workspace, model_key: str) -> None:
+    """Remove what killed processes left among a model's runs: temp files of interrupted
+    writes, and run folders with no ledger (a kill before their first record)."""
+    parent = workspace.model_runs(model_key)
+    if not parent.is_dir():
+        return
+    with contextlib.suppress(OSError):  # tidying never stops a training (a read-only disk)
+        _tidy(parent)
+
+
+def _tidy(parent: Path) -> None:
+    for run_dir in sorted(p for p in parent.iterdir() if p.is_dir()):
+        clean_stale_temps(run_dir)
+        clean_stale_temps(run_dir / CHECKPOINT_DIR)
+        if (run_dir / LEDGER_NAME).exists():
+            continue
+        age = time.time() - run_dir.stat().st_mtime
+        if age < _YOUNG_SECONDS or is_locked(run_dir):
+            continue
+        shutil.rmtree(run_dir, ignore_errors=True)
+        info(f"removed {run_dir}: a run folder with no ledger (its process was killed)")
