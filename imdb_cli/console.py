@@ -67,7 +67,6 @@ class PlainProgress(Progress):
         super().__init__(*args, **kwargs)
         self.unit = unit
         self._printed: dict[TaskID, float] = {}
-        self._ended: set[TaskID] = set()
 
     def add_task(self, *args: Any, **kwargs: Any) -> TaskID:
         task_id = super().add_task(*args, **kwargs)
@@ -84,16 +83,14 @@ class PlainProgress(Progress):
 
     def stop(self) -> None:
         for task_id in list(self._printed):
-            if task_id not in self._ended:
-                self._line(self._tasks[task_id])
+            self._line(self._tasks[task_id])
         super().stop()
 
     def _report(self, task_id: TaskID) -> None:
         task = self._tasks[task_id]
-        if task_id in self._ended:
-            return
         finished = task.total is not None and task.completed >= task.total
-        if finished or time.monotonic() - self._printed[task_id] >= PLAIN_EVERY:
+        # A finished task's line waits for stop(): its last figures may still arrive.
+        if not finished and time.monotonic() - self._printed[task_id] >= PLAIN_EVERY:
             self._line(task)
 
     def _line(self, task: Task) -> None:
@@ -103,8 +100,6 @@ class PlainProgress(Progress):
         parts = [f"{task.description}: {done:,.0f}"]
         if total:
             parts[0] += f"/{total:,.0f} {self.unit} ({100 * done / total:.0f}%)"
-            if done >= total:
-                self._ended.add(task.id)
         speed = done / elapsed if elapsed > 0 else 0.0
         if speed:
             parts.append(f"{speed:,.1f} {self.unit}/s")
