@@ -65,14 +65,15 @@ def read_weights(path: Path, sha256: str | None = None) -> dict[str, torch.Tenso
     if not path.is_file():
         raise ImdbError(f"checkpoint {path} does not exist")
     try:
-        if sha256 is not None and file_sha256(path) != sha256:
-            raise ImdbError(
-                f"checkpoint {path} is damaged: its sha256 differs from the one its ledger "
-                "recorded when it was written"
-            )
-        return load_file(str(path))
+        tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ImdbError(f"checkpoint {path} is corrupt or truncated ({exc})") from exc
+    if sha256 is not None and file_sha256(path) != sha256:  # damage a reader cannot see
+        raise ImdbError(
+            f"checkpoint {path} is damaged: its sha256 differs from the one its ledger "
+            "recorded when it was written"
+        )
+    return tensors
 
 
 def load_weights(model: torch.nn.Module, path: Path, sha256: str | None = None) -> None:
