@@ -1,6 +1,6 @@
 """Sessions: tests, lint, typecheck, demo, bench.
 
-nox -s demo     the whole study on CPU, small models, a slice of IMDB (about 10 minutes)
+nox -s demo     the whole pipeline on CPU, small models, a slice of IMDB (README: how long)
 nox -s tests    the offline test suite (slow and CUDA tests are skipped; -- -m slow runs them)
 """
 
