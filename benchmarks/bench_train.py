@@ -53,6 +53,7 @@ import hf_trainer_baseline as hf  # noqa: E402
 from imdb_cli import registry  # noqa: E402
 from imdb_cli.config import ModelSpec, TrainConfig  # noqa: E402
 from imdb_cli.console import set_verbosity  # noqa: E402
+from imdb_cli.data.entry import load_dataset_entry  # noqa: E402
 from imdb_cli.data.prepare import prepare  # noqa: E402
 from imdb_cli.data.sources import DataSource  # noqa: E402
 from imdb_cli.data.split import MIN_LIMIT, SPLITS, SplitOptions  # noqa: E402
@@ -460,8 +461,9 @@ def prepare_cache(
     max_length: int,
 ) -> dict[str, Any]:
     """Tokenize (or reuse) the benchmark's reviews; model key -> its TokenizedCache."""
-    source = DataSource.from_options(data_dir, None)
-    options = SplitOptions(limit=limit)
+    entry = load_dataset_entry(None)  # IMDB
+    source = DataSource.of(entry, data_dir)
+    options = SplitOptions.of(entry.split, limit=limit)
     result = prepare(workspace, specs, source, options, max_length)
     return dict(result.caches)
 

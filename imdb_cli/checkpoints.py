@@ -165,7 +165,7 @@ def load_classifier(
     config = guarded_loading.load_config(encoder_dir)
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
     encoder = AutoModel.from_config(config, **kwargs)
-    model = EncoderForClassification(encoder)
+    model = EncoderForClassification(encoder, len(run.ledger.label_names))
     path = checkpoint_path(run, checkpoint)
     load_weights(model, path, recorded_sha256(run.path, run.ledger, path))
     model.eval()

@@ -256,23 +256,34 @@ class ModelSpec:
     training: TrainConfig = field(default_factory=TrainConfig)
 
 
-def load_model_spec(path: Path) -> ModelSpec:
-    """Read and check one model YAML; errors name the file and key."""
-    where = str(path)
+def read_yaml_entry(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """An entry's YAML (a model's or a data set's) as a mapping of known `keys`; a file that
+    cannot be read, is malformed, is no mapping or has unknown keys is an error naming it."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ImdbError(f"{where}: malformed YAML{at}") from exc
+        raise ImdbError(f"{path}: malformed YAML{at}") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise ImdbError(f"{where}: cannot read ({exc})") from exc
+        raise ImdbError(f"{path}: cannot read ({exc})") from exc
     if not isinstance(data, dict):
-        raise ImdbError(f"{where}: expected a mapping with keys name, tokenizer, ...")
-    allowed = {"name", "description", "pretrained", "architecture", "tokenizer", "training"}
-    unknown = sorted(set(data) - allowed)
+        raise ImdbError(f"{path}: expected a mapping with keys {', '.join(keys)}")
+    unknown = sorted(str(k) for k in set(data) - set(keys))
     if unknown:
-        raise ImdbError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        raise ImdbError(
+            f"{path}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(keys)}"
+        )
+    return data
+
+
+MODEL_KEYS = ("name", "description", "pretrained", "architecture", "tokenizer", "training")
+
+
+def load_model_spec(path: Path) -> ModelSpec:
+    """Read and check one model YAML; errors name the file and key."""
+    where = str(path)
+    data = read_yaml_entry(path, MODEL_KEYS)
     for key in ("name", "tokenizer"):
         if not isinstance(data.get(key), str) or not data[key]:
             raise ImdbError(f"{where}: missing or empty key '{key}'")
@@ -319,10 +330,13 @@ def train_args(spec: ModelSpec, config: TrainConfig) -> list[str]:
     return args
 
 
-def train_command(spec: ModelSpec, config: TrainConfig, workdir: Path | None = None) -> str:
-    """The `imdb [--workdir DIR] train KEY ...` command line that trains `config`."""
+def train_command(
+    spec: ModelSpec, config: TrainConfig, workdir: Path | None = None, *extra: str
+) -> str:
+    """The `imdb [--workdir DIR] train KEY ... EXTRA` command line that trains `config`
+    (`extra`: options that are not training settings, like --dataset)."""
     workspace = ["--workdir", str(workdir)] if workdir is not None else []
-    return shlex.join(["imdb", *workspace, *train_args(spec, config)])
+    return shlex.join(["imdb", *workspace, *train_args(spec, config), *extra])
 
 
 # What `architecture:` keys hold, by the shape of their names (transformers' conventions);

@@ -15,14 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from imdb_cli.data.entry import DEFAULT_DATASET, LEGACY_LABELS
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_json_atomic
 
 SCHEMA_VERSION = 1
 LEDGER_NAME = "ledger.json"
 STATUSES = ("running", "completed", "failed", "interrupted")
-# Ledgers that name no labels were written when IMDB was the only data set.
-IMDB_LABELS = ("negative", "positive")
 
 
 @dataclass
@@ -78,7 +77,8 @@ class Ledger:
     run_id: str
     status: str
     config: dict[str, Any]
-    data: dict[str, Any]  # cache path, data fingerprint, split seed, max length, sizes, ...
+    # Data set name, label names, cache path, data fingerprint, split seed, max length, sizes...
+    data: dict[str, Any]
     environment: dict[str, Any]
     parameters: int
     created_at: str
@@ -123,10 +123,16 @@ class Ledger:
         return ledger
 
     @property
+    def dataset(self) -> str:
+        """The name of the data set the run was trained on (ledgers that name none were
+        written when IMDB was the only one)."""
+        return str(self.data.get("dataset", DEFAULT_DATASET))
+
+    @property
     def label_names(self) -> list[str]:
         """The run's class names, by class id."""
         names = self.data.get("labels")
-        return [str(n) for n in names] if isinstance(names, list) and names else list(IMDB_LABELS)
+        return [str(n) for n in names] if isinstance(names, list) and names else list(LEGACY_LABELS)
 
     def epoch(self, number: int) -> EpochRecord:
         for record in self.epochs:

@@ -22,6 +22,7 @@ from typing import Any
 from imdb_cli import __version__, registry, report, report_formats, study_report
 from imdb_cli.config import ModelSpec, TrainConfig, option_args, train_command
 from imdb_cli.console import info, warn
+from imdb_cli.data.entry import DEFAULT_DATASET, DatasetEntry, configs_dir, load_dataset_entry
 from imdb_cli.data.prepare import prepare
 from imdb_cli.data.sources import DataSource
 from imdb_cli.data.split import SplitOptions
@@ -46,9 +47,9 @@ class StudyOptions:
 
     models: tuple[str, ...]
     data_dir: Path | None = None
-    dataset: str | None = None
+    dataset: str | None = None  # a dataset entry's name or YAML path; None: IMDB
     limit: int | None = None
-    split_seed: int = 42
+    split_seed: int | None = None  # None: the data set's own
     seeds: tuple[int, ...] | None = None  # training seeds
     # Learning rates to sweep per model (selected on validation); None: each YAML's rate.
     rates: tuple[float, ...] | None = None
@@ -123,8 +124,9 @@ def run_study(workspace: Workspace, options: StudyOptions) -> StudyResult:
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     plan = make_plan(options)
-    source = DataSource.from_options(options.data_dir, options.dataset)
-    split_options = SplitOptions(seed=options.split_seed, limit=options.limit)
+    entry = load_dataset_entry(options.dataset)
+    source = DataSource.of(entry, options.data_dir)
+    split_options = SplitOptions.of(entry.split, seed=options.split_seed, limit=options.limit)
     study = study_report.StudyReport(
         workdir=workspace.root,
         command=reproduce_command(workspace, options, source),
@@ -140,7 +142,7 @@ def run_study(workspace: Workspace, options: StudyOptions) -> StudyResult:
     if options.rates:
         runs, swept = _sweep_all(workspace, plan, caches, options, study)
     else:
-        runs, swept = _train_all(workspace, plan, caches, study), {}
+        runs, swept = _train_all(workspace, plan, caches, entry, study), {}
     if runs:
         study.comparison = report.compare_runs(
             runs, workspace=workspace, lengths=True, sweeps=swept
@@ -187,11 +189,15 @@ def _prepare(
             shapes.setdefault(shape, []).append(spec)
     caches: dict[tuple[str, int, str], TokenizedCache] = {}
     for (length, truncation), specs in shapes.items():
-        study.steps.append(prepare_command(workspace, specs, length, truncation, source, options))
+        study.steps.append(
+            prepare_command(workspace, specs, length, truncation, source, split_options, options)
+        )
         result = prepare(workspace, specs, source, split_options, length, truncation)
         for key, cache in result.caches.items():
             caches[(key, length, truncation)] = cache
         study.data = {
+            "dataset": result.dataset.name,
+            "labels": list(result.dataset.labels),
             "source": result.source,
             "data_fingerprint": result.data_fingerprint,
             "split_seed": split_options.seed,
@@ -207,6 +213,7 @@ def _train_all(
     workspace: Workspace,
     plan: Plan,
     caches: dict[tuple[str, int, str], TokenizedCache],
+    entry: DatasetEntry,
     study: study_report.StudyReport,
 ) -> list[Run]:
     from imdb_cli.training.loop import train  # torch: seconds that `--help` need not wait
@@ -215,10 +222,10 @@ def _train_all(
     for spec in plan.specs:
         for config in plan.configs[spec.key]:
             cache = caches[(spec.key, config.max_length, config.truncation)]
-            study.steps.append(train_command(spec, config, workspace.root))
+            study.steps.append(train_command(spec, config, workspace.root, *options_dataset(entry)))
             info(f"training {spec.key} (seed {config.seed}, {config.epochs} epoch(s))")
             try:
-                run = train(workspace, spec, config, cache=cache)
+                run = train(workspace, spec, config, cache=cache, dataset=entry)
             except ImdbError as exc:
                 message = f"training {spec.key} (seed {config.seed}) failed: {exc.message}"
                 warn(message)
@@ -418,24 +425,33 @@ def _run_ref(workspace: Workspace, path: Path) -> str:
         return str(path)
 
 
+def options_dataset(entry: DatasetEntry) -> list[str]:
+    """`--dataset NAME|PATH` for a data set other than the default."""
+    if entry.name == DEFAULT_DATASET:
+        return []
+    in_configs = entry.path.resolve().parent == configs_dir().resolve()
+    return ["--dataset", entry.name if in_configs else str(entry.path)]
+
+
 def _source_args(options: StudyOptions, source: DataSource | None = None) -> list[str]:
+    args = ["--dataset", options.dataset] if options.dataset is not None else []
     if options.data_dir is not None:
-        return ["--data-dir", str(options.data_dir)]
-    if options.dataset is not None:
-        return ["--dataset", options.dataset]
-    if source is not None and source.data_dir is not None:
-        return ["--data-dir", str(source.data_dir)]  # from IMDB_DATA_DIR: made explicit
-    return []
+        return [*args, "--data-dir", str(options.data_dir)]
+    if source is not None and source.local_copy is not None:
+        # From the data set's variable ($IMDB_DATA_DIR): made explicit.
+        return [*args, "--data-dir", str(source.local_copy)]
+    return args
 
 
 def reproduce_command(
     workspace: Workspace, options: StudyOptions, source: DataSource | None = None
 ) -> str:
-    """The command as run, with the data folder that came from $IMDB_DATA_DIR shown."""
+    """The command as run, with a local copy that came from a variable ($IMDB_DATA_DIR)
+    shown."""
     args = ["reproduce", "--models", ",".join(options.models), *_source_args(options)]
     if options.limit is not None:
         args += ["--limit", str(options.limit)]
-    if options.split_seed != 42:
+    if options.split_seed is not None:
         args += ["--split-seed", str(options.split_seed)]
     if options.seeds is not None:
         args += ["--seeds", ",".join(map(str, options.seeds))]
@@ -450,9 +466,8 @@ def reproduce_command(
     if not options.analysis:
         args.append("--no-analysis")
     command = _imdb(workspace, *args)
-    from_env = options.data_dir is None and options.dataset is None
-    if from_env and source is not None and source.data_dir is not None:
-        command = f"IMDB_DATA_DIR={shlex.quote(str(source.data_dir))} {command}"
+    if options.data_dir is None and source is not None and source.local_copy is not None:
+        command = f"{source.origin}={shlex.quote(str(source.local_copy))} {command}"
     return command
 
 
@@ -462,11 +477,12 @@ def prepare_command(
     max_length: int,
     truncation: str,
     source: DataSource,
+    split_options: SplitOptions,
     options: StudyOptions,
 ) -> str:
     args = ["prepare", "--models", ",".join(s.key for s in specs)]
     args += _source_args(options, source)
-    args += ["--max-length", str(max_length), "--seed", str(options.split_seed)]
+    args += ["--max-length", str(max_length), "--seed", str(split_options.seed)]
     if truncation != "head":
         args += ["--truncation", truncation]
     if options.limit is not None:

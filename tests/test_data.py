@@ -6,14 +6,16 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from data_support import synthetic_reviews, write_aclimdb, write_parquet_imdb
+from data_support import imdb_source, synthetic_reviews, write_aclimdb, write_parquet_imdb
 
 from imdb_cli import registry
 from imdb_cli.data.encoding import Encoder, _cut_at_space, tokenizer_key
+from imdb_cli.data.entry import load_dataset_entry
 from imdb_cli.data.locate import find_tokenized_cache
 from imdb_cli.data.memo import MEMO_FILE
 from imdb_cli.data.prepare import PrepareResult, prepare
@@ -34,7 +36,7 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def real_raw(real_imdb_dir: Path) -> RawData:
-    return load_raw(DataSource(data_dir=real_imdb_dir))
+    return load_raw(imdb_source(real_imdb_dir))
 
 
 @pytest.fixture
@@ -208,10 +210,10 @@ def test_aclimdb_and_parquet_layouts_give_the_same_fingerprint(tmp_path: Path) -
     acl = write_aclimdb(tmp_path / "acl", train, test)
     options = SplitOptions()
     loaded = {
-        "parquet": load_raw(DataSource(data_dir=parquet)),
-        "plain_text folder": load_raw(DataSource(data_dir=parquet / "plain_text")),
-        "aclImdb parent": load_raw(DataSource(data_dir=acl)),
-        "aclImdb itself": load_raw(DataSource(data_dir=acl / "aclImdb")),
+        "parquet": load_raw(imdb_source(parquet)),
+        "plain_text folder": load_raw(imdb_source(parquet / "plain_text")),
+        "aclImdb parent": load_raw(imdb_source(acl)),
+        "aclImdb itself": load_raw(imdb_source(acl / "aclImdb")),
     }
     fingerprints = {name: raw.fingerprint(options) for name, raw in loaded.items()}
     assert len(set(fingerprints.values())) == 1, fingerprints
@@ -221,7 +223,7 @@ def test_aclimdb_and_parquet_layouts_give_the_same_fingerprint(tmp_path: Path) -
         fingerprints["parquet"] + "-limit20-keepdups"
     )
     changed = write_parquet_imdb(tmp_path / "changed", train[:-1], test)
-    assert load_raw(DataSource(data_dir=changed)).fingerprint(options) != (fingerprints["parquet"])
+    assert load_raw(imdb_source(changed)).fingerprint(options) != (fingerprints["parquet"])
 
 
 def test_content_hash_is_the_same_from_arrow_chunks_and_lists() -> None:
@@ -259,20 +261,24 @@ def test_hub_source_gives_the_same_fingerprint_as_local_parquet(
         )
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    hub = load_raw(DataSource.from_options(None, "stanfordnlp/imdb"))
-    local = load_raw(DataSource(data_dir=write_parquet_imdb(tmp_path, train, test)))
+    monkeypatch.delenv("IMDB_DATA_DIR", raising=False)
+    hub = load_raw(DataSource.of(load_dataset_entry(None)))
+    local = load_raw(imdb_source(write_parquet_imdb(tmp_path, train, test)))
     assert asked == ["stanfordnlp/imdb"]
     assert hub.content_hash() == local.content_hash()
 
 
 def test_source_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    imdb = load_dataset_entry(None)
     monkeypatch.delenv("IMDB_DATA_DIR", raising=False)
-    assert DataSource.from_options(None, None) == DataSource()
+    assert DataSource.of(imdb) == DataSource(imdb)
+    assert DataSource.of(imdb).describe() == "hub:stanfordnlp/imdb"
     monkeypatch.setenv("IMDB_DATA_DIR", str(tmp_path))
-    assert DataSource.from_options(None, None) == DataSource(data_dir=tmp_path)
-    assert DataSource.from_options(None, "x/y") == DataSource(dataset="x/y")
-    with pytest.raises(ImdbError, match="--data-dir and --dataset"):
-        DataSource.from_options(tmp_path, "x/y")
+    from_env = DataSource.of(imdb)
+    assert from_env == DataSource(imdb, tmp_path) and from_env.origin == "IMDB_DATA_DIR"
+    assert DataSource.of(imdb, tmp_path / "x").local_copy == tmp_path / "x"  # --data-dir wins
+    other = replace(imdb, name="other", local_copy_env=None)
+    assert DataSource.of(other).local_copy is None  # IMDB_DATA_DIR is IMDB's variable
 
 
 # --------------------------------------------------------------------------- the cache
@@ -284,9 +290,7 @@ def _prepare(ws: Workspace, folder: Path, specs, **kwargs) -> PrepareResult:
         limit=kwargs.pop("limit", None),
         keep_duplicates=kwargs.pop("keep_duplicates", False),
     )
-    return prepare(
-        ws, specs, DataSource(data_dir=folder), options, kwargs.pop("max_length", 32), **kwargs
-    )
+    return prepare(ws, specs, imdb_source(folder), options, kwargs.pop("max_length", 32), **kwargs)
 
 
 def _tokenized_dirs(ws: Workspace) -> set[str]:

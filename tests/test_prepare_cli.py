@@ -15,12 +15,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from cli_support import assert_one_red_line
-from data_support import REPO, synthetic_reviews, write_aclimdb, write_parquet_imdb
+from data_support import (
+    REPO,
+    imdb_source,
+    synthetic_reviews,
+    write_aclimdb,
+    write_parquet_imdb,
+)
 
 from imdb_cli import registry
 from imdb_cli.data.locate import find_tokenized_cache
 from imdb_cli.data.prepare import prepare
-from imdb_cli.data.sources import DataSource
 from imdb_cli.data.split import SPLITS, SplitOptions
 from imdb_cli.data.tokenized import TokenizedCache, load_split, load_texts
 from imdb_cli.workspace import Workspace
@@ -50,12 +55,12 @@ def test_prepare_prints_the_split_table_and_reuses_on_rerun(
     first = run_cli(*args)
     assert first.exit_code == 0, first.output
     for needle in (
-        "IMDB splits (new)",
+        "imdb splits (new)",
         "train",
         "160",
         "val",
         "test",
-        "% positive",
+        "(50.0%)",
         "tiny-bert, minilm",
         "0 duplicates dropped",
         "tokenizing",
@@ -63,7 +68,7 @@ def test_prepare_prints_the_split_table_and_reuses_on_rerun(
         assert needle in first.output, needle
     second = run_cli(*args)
     assert second.exit_code == 0, second.output
-    assert "IMDB splits (reused)" in second.output and "reused" in second.output
+    assert "imdb splits (reused)" in second.output and "reused" in second.output
     assert "reusing tokenized tiny-bert, minilm" in second.output
     assert "tokenizing" not in second.output
     assert len(_trusted_entries(workdir)) == 2
@@ -149,7 +154,11 @@ def test_bad_inputs_fail_with_one_red_line(
         "limit too small": (("--limit", "9", *data_dir), ("--limit", "10")),
         "limit too big": (("--limit", "900", *data_dir), ("--limit", "200")),
         "bad truncation": (("--truncation", "middle", *data_dir), ("--truncation", "middle")),
-        "both sources": (("--dataset", "stanfordnlp/imdb", *data_dir), ("--data-dir", "--dataset")),
+        "a Hub id as --dataset": (
+            ("--dataset", "stanfordnlp/imdb", *data_dir),
+            ("--dataset", "source: stanfordnlp/imdb"),
+        ),
+        "unknown dataset": (("--dataset", "yelp", *data_dir), ("--dataset", "yelp", "imdb")),
     }
     for name, (args, needles) in cases.items():
         models = () if "--models" in args else ("--models", TINY)
@@ -236,7 +245,7 @@ def test_sigkill_midway_then_rerun_gives_a_complete_cache(
     clean = prepare(
         clean_ws,
         [registry.load_spec(TINY)],
-        DataSource(data_dir=real_imdb_dir),
+        imdb_source(real_imdb_dir),
         SplitOptions(limit=4000),
         128,
     ).caches[TINY]

@@ -15,7 +15,6 @@ from training_support import TINY, tiny_config
 
 from imdb_cli import checkpoints, registry
 from imdb_cli.data.prepare import prepare
-from imdb_cli.data.sources import DataSource
 from imdb_cli.data.split import SplitOptions
 from imdb_cli.ledger import read_ledger
 from imdb_cli.runs import Run
@@ -159,7 +158,7 @@ def test_full_disk_while_saving_gives_one_red_line(
 def test_several_prepared_data_sets_warn_and_data_picks_one(
     run_cli: Callable, prepared: Workspace, tmp_path: Path
 ) -> None:
-    from data_support import synthetic_reviews, write_parquet_imdb
+    from data_support import imdb_source, synthetic_reviews, write_parquet_imdb
 
     (older,) = [p.name for p in prepared.cache.iterdir() if p.is_dir()]
     reviews = synthetic_reviews(300, seed=2)
@@ -167,7 +166,7 @@ def test_several_prepared_data_sets_warn_and_data_picks_one(
     newer = prepare(
         prepared,
         [registry.load_spec(TINY)],
-        DataSource(data_dir=source),
+        imdb_source(source),
         SplitOptions(),
         max_length=128,
     ).data_fingerprint
@@ -186,4 +185,4 @@ def test_several_prepared_data_sets_warn_and_data_picks_one(
     assert read_ledger(prepared.runs / TINY / "chosen").data["data_fingerprint"] == older
 
     result = run_cli("train", TINY, *FAST, "--data", "nope")
-    assert_one_red_line(result, "data set nope", "imdb prepare")
+    assert_one_red_line(result, "cache/nope", "imdb prepare")

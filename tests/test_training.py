@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from data_support import imdb_source
 from training_support import (
     DEFAULT_THREADS,
     TINY,
@@ -25,7 +26,6 @@ from training_support import (
 from imdb_cli import checkpoints, device, registry
 from imdb_cli.data.locate import cache_of_run
 from imdb_cli.data.prepare import prepare
-from imdb_cli.data.sources import DataSource
 from imdb_cli.data.split import SplitOptions
 from imdb_cli.data.tokenized import TokenizedSplit, load_split
 from imdb_cli.errors import ImdbError
@@ -444,7 +444,7 @@ def test_minilm_learns_real_sentiment_in_one_epoch(real_imdb_dir: Path, tmp_path
     prepare(
         workspace,
         [spec],
-        DataSource(data_dir=real_imdb_dir),
+        imdb_source(real_imdb_dir),
         SplitOptions(limit=10_000),  # 8,000 / 1,000 / 1,000
         max_length=128,
     )

@@ -11,12 +11,11 @@ import shutil
 from pathlib import Path
 
 import torch
-from data_support import synthetic_reviews, write_parquet_imdb
+from data_support import imdb_source, synthetic_reviews, write_parquet_imdb
 
 from imdb_cli import registry
 from imdb_cli.config import TrainConfig
 from imdb_cli.data.prepare import prepare
-from imdb_cli.data.sources import DataSource
 from imdb_cli.data.split import SplitOptions
 from imdb_cli.workspace import Workspace
 
@@ -35,7 +34,7 @@ def prepared_workspace_root(base: Path) -> Path:
         prepare(
             Workspace(root),
             [registry.load_spec(TINY)],
-            DataSource(data_dir=source),
+            imdb_source(source),
             SplitOptions(),
             max_length=128,
         )

@@ -1,4 +1,5 @@
-"""What every command shares: the workspace from the global options and error handling."""
+"""What every command shares: the workspace from the global options, error handling, and
+the data set options."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import functools
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich import box
@@ -18,6 +19,35 @@ from imdb_cli.files import os_error_message
 from imdb_cli.workspace import Workspace, default_workdir
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+_DATASET_HELP = (
+    "Data set: a name in dataset_configs/ (imdb, ...) or the path of a dataset YAML "
+    "(source, text and label columns, label names, split). Default: imdb."
+)
+# The data set to read (prepare, train, reproduce).
+DatasetOption = Annotated[
+    str | None,
+    typer.Option("--dataset", help=_DATASET_HELP, show_default=False),
+]
+# The data set whose runs a model key means (evaluate, compare, tsne, attention, predict).
+RunsDatasetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset",
+        help=_DATASET_HELP + " A model key means its latest completed run on this data set.",
+        show_default=False,
+    ),
+]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="A local copy of the data set's source: for IMDB the Hub's parquet layout "
+        "(plain_text/*.parquet) or aclImdb/{train,test}/{pos,neg}/*.txt. Default: the "
+        "variable the data set's YAML names ($IMDB_DATA_DIR for IMDB), else its source.",
+        show_default=False,
+    ),
+]
 
 
 class _State:

@@ -1,19 +1,25 @@
-"""`imdb prepare`: read IMDB once, split it, tokenize it per tokenizer, cache it."""
+"""`imdb prepare`: read a data set once, split it, tokenize it per tokenizer, cache it."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from imdb_cli import registry
-from imdb_cli.commands.common import compact_table, handles_errors, workspace
+from imdb_cli.commands.common import (
+    DataDirOption,
+    DatasetOption,
+    compact_table,
+    handles_errors,
+    workspace,
+)
 from imdb_cli.console import out
+from imdb_cli.data.entry import load_dataset_entry
 from imdb_cli.data.prepare import PrepareResult
 from imdb_cli.data.prepare import prepare as prepare_data
-from imdb_cli.data.sources import DATA_DIR_ENV, DEFAULT_DATASET, DataSource
+from imdb_cli.data.sources import DataSource
 from imdb_cli.data.split import SPLITS, SplitOptions
 
 
@@ -23,25 +29,8 @@ def prepare(
         str,
         typer.Option(help="Comma-separated model keys to tokenize for (see `imdb models`)."),
     ] = "bert,modernbert",
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--data-dir",
-            help=(
-                "Local IMDB folder: the Hub's parquet layout (plain_text/*.parquet) or "
-                f"aclImdb/{{train,test}}/{{pos,neg}}/*.txt. Default: ${DATA_DIR_ENV}, "
-                "else the Hub."
-            ),
-            show_default=False,
-        ),
-    ] = None,
-    dataset: Annotated[
-        str | None,
-        typer.Option(
-            help=f"Hugging Face dataset id to download. [default: {DEFAULT_DATASET}]",
-            show_default=False,
-        ),
-    ] = None,
+    dataset: DatasetOption = None,
+    data_dir: DataDirOption = None,
     max_length: Annotated[
         int, typer.Option(help="Tokens per review, special tokens included.")
     ] = 128,
@@ -52,7 +41,14 @@ def prepare(
             "(first quarter + end, Sun et al. 2019)."
         ),
     ] = "head",
-    seed: Annotated[int, typer.Option(help="Seed of the --limit sample and the split.")] = 42,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Seed of the --limit sample and the split. Default: the data set's "
+            "(split.seed in its YAML; 42 for IMDB).",
+            show_default=False,
+        ),
+    ] = None,
     limit: Annotated[
         int | None,
         typer.Option(help="Use a seeded random sample of N reviews (N >= 10), for quick runs."),
@@ -66,45 +62,55 @@ def prepare(
         ),
     ] = False,
 ) -> None:
-    """Read IMDB, drop duplicate texts, split 80/10/10 by seed, tokenize and cache.
+    """Read a data set (IMDB unless --dataset), drop duplicate texts, split it (80/10/10 by
+    seed for IMDB), tokenize and cache.
 
     A rerun with the same inputs reuses the cache; models sharing a tokenizer share it.
     """
     keys = registry.parse_model_list(models)
     specs = [registry.load_spec(key) for key in keys]
-    source = DataSource.from_options(data_dir, dataset)
-    options = SplitOptions(seed=seed, limit=limit, keep_duplicates=keep_duplicates)
+    entry = load_dataset_entry(dataset)
+    source = DataSource.of(entry, data_dir)
+    options = SplitOptions.of(entry.split, seed=seed, limit=limit, keep_duplicates=keep_duplicates)
     result = prepare_data(workspace(), specs, source, options, max_length, truncation)
     out.print(_splits_table(result))
     out.print(_caches_table(result))
 
 
 def _splits_table(result: PrepareResult) -> Table:
+    """Reviews per split and per class (count and share), by label name."""
     manifest = result.split_manifest
     if manifest.get("keep_duplicates"):
         note = "duplicates kept"
     else:
         note = f"{result.duplicates_dropped:,} duplicates dropped"
     status = "reused" if result.split_reused else "new"
-    table = Table(title=f"IMDB splits ({status}): seed {manifest['seed']}, {note}")
-    for column in ("split", "reviews", "negative", "positive", "% positive"):
-        table.add_column(column, justify="left" if column == "split" else "right")
-    total = negative = positive = 0
+    names = list(result.dataset.labels)
+    seed = "given splits" if result.dataset.split.given else f"seed {manifest['seed']}"
+    title = f"{result.dataset.name} splits ({status}): {seed}, {note}"
+    table = compact_table(title)
+    table.min_width = min(len(title), 80)  # the title on one line
+    table.add_column("split")
+    table.add_column("reviews", justify="right")
+    for name in names:
+        table.add_column(name, justify="right")
+    totals = dict.fromkeys(names, 0)
     for split in SPLITS:
         balance = manifest["label_balance"][split]
-        n = int(manifest["sizes"][split])
-        total += n
-        negative += int(balance["negative"])
-        positive += int(balance["positive"])
-        table.add_row(split, *_counts(n, balance["negative"], balance["positive"]))
+        for name in names:
+            totals[name] += int(balance.get(name, 0))
+        table.add_row(split, *_counts(int(manifest["sizes"][split]), balance, names))
     table.add_section()
-    table.add_row("all", *_counts(total, negative, positive))
+    table.add_row("all", *_counts(sum(totals.values()), totals, names))
     return table
 
 
-def _counts(n: int, negative: int, positive: int) -> tuple[str, str, str, str]:
-    share = f"{100 * positive / n:.1f}" if n else "-"
-    return f"{n:,}", f"{negative:,}", f"{positive:,}", share
+def _counts(n: int, balance: dict[str, int], names: list[str]) -> list[str]:
+    cells = [f"{n:,}"]
+    for name in names:
+        count = int(balance.get(name, 0))
+        cells.append(f"{count:,} ({100 * count / n:.1f}%)" if n else "0")
+    return cells
 
 
 def _caches_table(result: PrepareResult) -> Table:

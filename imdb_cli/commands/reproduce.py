@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from imdb_cli import registry, report_formats
-from imdb_cli.commands.common import handles_errors, workspace
+from imdb_cli.commands.common import DataDirOption, DatasetOption, handles_errors, workspace
 from imdb_cli.commands.compare import LOG_WIDTH
 from imdb_cli.commands.training_options import TrainOverrides, training_options
 from imdb_cli.console import out
@@ -31,26 +30,22 @@ def reproduce(
     models: Annotated[
         str, typer.Option("--models", help="Comma-separated model keys (see `imdb models`).")
     ] = DEFAULT_MODELS,
-    data_dir: Annotated[
-        Path | None,
+    dataset: DatasetOption = None,
+    data_dir: DataDirOption = None,
+    limit: Annotated[
+        int | None,
         typer.Option(
-            "--data-dir",
-            help="Local IMDB folder (Hub parquet layout or aclImdb/). "
-            "Default: $IMDB_DATA_DIR, else the Hub.",
+            "--limit", help="A seeded sample of N reviews (then split as the data set says)."
+        ),
+    ] = None,
+    split_seed: Annotated[
+        int | None,
+        typer.Option(
+            "--split-seed",
+            help="Seed of the --limit sample and the split. Default: the data set's (42 for IMDB).",
             show_default=False,
         ),
     ] = None,
-    dataset: Annotated[
-        str | None,
-        typer.Option("--dataset", help="Hugging Face dataset id to download.", show_default=False),
-    ] = None,
-    limit: Annotated[
-        int | None,
-        typer.Option("--limit", help="A seeded sample of N reviews (split 80/10/10)."),
-    ] = None,
-    split_seed: Annotated[
-        int, typer.Option("--split-seed", help="Seed of the --limit sample and the split.")
-    ] = 42,
     seeds: Annotated[
         str | None,
         typer.Option(

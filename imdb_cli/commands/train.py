@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 
 from imdb_cli import registry
-from imdb_cli.commands.common import handles_errors, workspace
+from imdb_cli.commands.common import DatasetOption, handles_errors, workspace
 from imdb_cli.commands.training_options import TrainOverrides, training_options
 from imdb_cli.console import out, verbosity
-from imdb_cli.data.sources import DATA_DIR_ENV, DataSource
+from imdb_cli.data.entry import load_dataset_entry
+from imdb_cli.data.sources import DataSource
 from imdb_cli.ledger import Ledger
 from imdb_cli.training.distributed import world_from_env
 from imdb_cli.training.loop import train as train_model
@@ -48,6 +49,7 @@ def train(
             help="Log to Weights & Biases ($WANDB_PROJECT, default imdb; WANDB_MODE=offline).",
         ),
     ] = False,
+    dataset: DatasetOption = None,
     prepare: Annotated[
         bool,
         typer.Option("--prepare", help="Prepare the data cache first if it is missing."),
@@ -56,8 +58,9 @@ def train(
         Path | None,
         typer.Option(
             "--data-dir",
-            help="Local IMDB folder to prepare the cache from if it is missing (implies "
-            f"--prepare; default: ${DATA_DIR_ENV}, else the Hub).",
+            help="A local copy of the data set to prepare the cache from if it is missing "
+            "(implies --prepare; default: the variable its YAML names, $IMDB_DATA_DIR for "
+            "IMDB, else its source).",
             show_default=False,
         ),
     ] = None,
@@ -65,8 +68,8 @@ def train(
         str | None,
         typer.Option(
             "--data",
-            help="Data set fingerprint (the folder name under <workdir>/cache, as `imdb "
-            "prepare` prints it) when several are prepared; default: the newest.",
+            help="Prepared data: its fingerprint (the folder name under <workdir>/cache, as "
+            "`imdb prepare` prints it) when several are prepared; default: the newest.",
             show_default=False,
         ),
     ] = None,
@@ -74,7 +77,8 @@ def train(
         bool, typer.Option("--quiet", "-q", help="No progress bars; only the result.")
     ] = False,
 ) -> None:
-    """Fine-tune MODEL: checkpoint every epoch, then test the best-validation epoch.
+    """Fine-tune MODEL on a data set (IMDB unless --dataset): checkpoint every epoch, then
+    test the best-validation epoch.
 
     Defaults come from model_configs/MODEL.yaml (the original study's recipe); each option
     overrides one setting. The run lands in <workdir>/runs/MODEL/<run-id>/.
@@ -84,8 +88,9 @@ def train(
     spec = registry.load_spec(model)
     config = spec.training.with_overrides(**overrides)
     given = frozenset(overrides)  # the options given (the YAML decides the others)
+    entry = load_dataset_entry(dataset) if dataset is not None else None
     wants_prepare = prepare or data_dir is not None
-    source = DataSource.from_options(data_dir, None) if wants_prepare else None
+    source = DataSource.of(entry or load_dataset_entry(None), data_dir) if wants_prepare else None
     run = train_model(
         workspace(),
         spec,
@@ -93,6 +98,7 @@ def train(
         resume=resume,
         run_name=run_name,
         use_wandb=wandb,
+        dataset=entry,
         prepare_source=source,
         data_fingerprint=data_set,
         options=given,

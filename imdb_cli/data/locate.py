@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from imdb_cli.config import ModelSpec
 from imdb_cli.console import info, warn
 from imdb_cli.data.encoding import tokenizer_key
+from imdb_cli.data.entry import DEFAULT_DATASET, DatasetEntry
 from imdb_cli.data.prepare import prepare
 from imdb_cli.data.sources import DataSource
 from imdb_cli.data.split import SplitOptions
@@ -39,9 +40,10 @@ def find_tokenized_cache(
     seed: int | None = None,
     model: str | None = None,
     fingerprint: str | None = None,
+    dataset: str = DEFAULT_DATASET,
 ) -> TokenizedCache:
-    """The most recently created valid entry for this tokenizer, length and truncation
-    (of the data set `fingerprint` when given: `imdb train --data`)."""
+    """The most recently created valid entry of `dataset` for this tokenizer, length and
+    truncation (of the prepared data `fingerprint` when given: `imdb train --data`)."""
     key = tokenizer_key(tokenizer)
     found: list[TokenizedCache] = []
     if workspace.cache.is_dir():
@@ -66,15 +68,24 @@ def find_tokenized_cache(
             if manifest is None or not (entry.parent / split_dir_name(manifest["seed"])).is_dir():
                 continue
             found.append(TokenizedCache(entry, manifest, reused=True))
+    elsewhere = [c for c in found if c.dataset != dataset]
+    found = [c for c in found if c.dataset == dataset]
+    if not found and fingerprint is not None and elsewhere:
+        raise ImdbError(
+            f"--data {fingerprint} holds the data set '{elsewhere[0].dataset}', not "
+            f"'{dataset}'; add --dataset {elsewhere[0].dataset}"
+        )
     if not found:
         flags = f"--models {model or 'MODEL'} --max-length {max_length}"
         if truncation != "head":
             flags += f" --truncation {truncation}"
         if seed is not None and seed != 42:
             flags += f" --seed {seed}"
-        of_data = f" of data set {fingerprint}" if fingerprint is not None else ""
+        if dataset != DEFAULT_DATASET:
+            flags += f" --dataset {dataset}"
+        of_data = f" in cache/{fingerprint}" if fingerprint is not None else ""
         raise ImdbError(
-            f"no tokenized data{of_data} for "
+            f"no tokenized {dataset} data{of_data} for "
             f"{'model ' + repr(model) if model else 'this tokenizer'} "
             f"at max length {max_length} ({truncation} truncation) in {workspace.cache}; "
             f"run `imdb prepare {flags}` first"
@@ -144,6 +155,7 @@ def cache_for_run(
     max_length: int,
     truncation: str,
     *,
+    dataset: DatasetEntry,
     resumed: Run | None = None,
     pinned: TokenizedCache | None = None,
     prepare_source: DataSource | None = None,
@@ -152,8 +164,9 @@ def cache_for_run(
     """The data a training run reads, checked against its tokenizer, length and truncation.
 
     A resumed run reads the cache its ledger names; `pinned` is a cache the caller chose
-    (`imdb reproduce` passes the one it just prepared); otherwise the newest entry that fits
-    (of the data set `fingerprint` when given), prepared from `prepare_source` if missing.
+    (`imdb reproduce` passes the one it just prepared); otherwise the newest entry of
+    `dataset` that fits (of the prepared data `fingerprint` when given), prepared from
+    `prepare_source` if missing.
     """
     if resumed is not None:
         recorded = cache_of_run(workspace, resumed.ledger)
@@ -171,7 +184,7 @@ def cache_for_run(
         cache = pinned
     else:
         cache = _find_or_prepare(
-            workspace, spec, tokenizer, max_length, truncation, prepare_source, fingerprint
+            workspace, spec, tokenizer, max_length, truncation, dataset, prepare_source, fingerprint
         )
     if (cache.max_length, cache.truncation) != (max_length, truncation):
         raise ImdbError(
@@ -187,38 +200,48 @@ def _find_or_prepare(
     tokenizer: PreTrainedTokenizerBase,
     max_length: int,
     truncation: str,
+    dataset: DatasetEntry,
     prepare_source: DataSource | None,
     fingerprint: str | None,
 ) -> TokenizedCache:
     try:
         return find_tokenized_cache(
-            workspace, tokenizer, max_length, truncation, model=spec.key, fingerprint=fingerprint
+            workspace,
+            tokenizer,
+            max_length,
+            truncation,
+            model=spec.key,
+            fingerprint=fingerprint,
+            dataset=dataset.name,
         )
     except ImdbError as exc:
         if fingerprint is not None:
             raise
         if prepare_source is None:
             raise ImdbError(f"{exc.message} (or add --prepare to `imdb train`)") from exc
-    options = _options_of_newest_data_set(workspace)
-    same = " with the split options of the newest prepared data set" if options else ""
+    entry = prepare_source.entry
+    options = _options_of_newest_data_set(workspace, entry)
+    same = " with the split options of the newest prepared data" if options else ""
     info(
-        f"no tokenized data for {spec.key} yet: preparing it from {prepare_source.describe()}{same}"
+        f"no tokenized {entry.name} data for {spec.key} yet: preparing it from "
+        f"{prepare_source.describe()}{same}"
     )
-    result = prepare(
-        workspace, [spec], prepare_source, options or SplitOptions(), max_length, truncation
-    )
+    options = options or SplitOptions.of(entry.split)
+    result = prepare(workspace, [spec], prepare_source, options, max_length, truncation)
     return result.caches[spec.key]
 
 
-def _options_of_newest_data_set(workspace: Workspace) -> SplitOptions | None:
-    """The split options (seed, --limit, --keep-duplicates) of the newest data set prepared
-    in the workspace: `train --prepare` for another model tokenizes the same reviews,
-    rather than quietly preparing (and training on) a different data set."""
+def _options_of_newest_data_set(workspace: Workspace, entry: DatasetEntry) -> SplitOptions | None:
+    """The split options (seed, --limit, --keep-duplicates) of the newest split of `entry`'s
+    data set prepared in the workspace: `train --prepare` for another model tokenizes the
+    same reviews, rather than quietly preparing (and training on) different ones."""
     newest: dict[str, Any] | None = None
     if workspace.cache.is_dir():
-        for entry in workspace.cache.glob("*/split-seed*"):
-            manifest = read_manifest(entry)
+        for folder in workspace.cache.glob("*/split-seed*"):
+            manifest = read_manifest(folder)
             if manifest is None or manifest.get("kind") != "split":
+                continue
+            if manifest.get("dataset", DEFAULT_DATASET) != entry.name:
                 continue
             if newest is None or str(manifest.get("created_at", "")) > str(
                 newest.get("created_at", "")
@@ -227,8 +250,9 @@ def _options_of_newest_data_set(workspace: Workspace) -> SplitOptions | None:
     if newest is None:
         return None
     limit = newest.get("limit")
-    return SplitOptions(
-        seed=int(newest.get("seed", 42)),
+    return SplitOptions.of(
+        entry.split,
+        seed=int(newest.get("seed", entry.split.seed)),
         limit=int(limit) if limit is not None else None,
         keep_duplicates=bool(newest.get("keep_duplicates", False)),
     )

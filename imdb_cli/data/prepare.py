@@ -1,6 +1,6 @@
 """`imdb prepare`: read, split and tokenize once per tokenizer, reusing every valid entry.
 
-    raw reviews -> split entry (cache/<fingerprint>/split-seed42/)
+    dataset entry -> raw rows -> split entry (cache/<fingerprint>/split-seed42/)
                 -> one tokenized entry per tokenizer (cache/<fingerprint>/<key>-len128-seed42/)
 
 Models that share a tokenizer (by behaviour, see encoding.tokenizer_key) share one entry.
@@ -25,6 +25,7 @@ from imdb_cli import registry
 from imdb_cli.config import MIN_MAX_LENGTH, TRUNCATIONS, ModelSpec
 from imdb_cli.console import debug, info, progress
 from imdb_cli.data.encoding import Encoder, tokenizer_key
+from imdb_cli.data.entry import DatasetEntry
 from imdb_cli.data.memo import Memo, spec_digest, tokenizer_digest
 from imdb_cli.data.sources import DataSource, RawData, int64_column, load_raw
 from imdb_cli.data.split import SPLITS, SplitOptions, ids_sha256, make_split
@@ -54,6 +55,7 @@ PARALLELISM_ENV = "TOKENIZERS_PARALLELISM"
 
 @dataclass(frozen=True)
 class PrepareResult:
+    dataset: DatasetEntry
     data_fingerprint: str
     source: str
     split_dir: Path
@@ -99,7 +101,11 @@ def prepare(
     max_length: int,
     truncation: str = "head",
 ) -> PrepareResult:
-    """Read, split and tokenize IMDB for `specs`, reusing every valid cache entry."""
+    """Read, split and tokenize the data set `source` points at for `specs`, reusing every
+    valid cache entry. `options` carry the entry's split policy (SplitOptions.of)."""
+    entry = source.entry
+    if options.fractions != (None if entry.split.given else entry.split.fractions):
+        raise ValueError(f"split options {options} do not follow {entry.path}")  # a bug
     _check_options(max_length, truncation)
     memo = Memo(workspace)
     tokenizers: dict[str, PreTrainedTokenizerBase] = {}
@@ -135,8 +141,10 @@ def prepare(
     clean_stale_temps(workspace.cache)  # a memo file being written when a run died
     clean_stale_temps(entry_dir)
 
-    split_dir, split_manifest, split_reused = _ensure_split(raw, fingerprint, options, entry_dir)
-    split = _SplitEntry(split_dir, split_manifest, fingerprint, raw.source, options)
+    split_dir, split_manifest, split_reused = _ensure_split(
+        raw, fingerprint, options, entry_dir, entry
+    )
+    split = _SplitEntry(split_dir, split_manifest, fingerprint, raw.source, options, entry)
     dropped = int(split_manifest["duplicates_dropped"])
     copies = int(split_manifest.get("duplicate_copies", dropped))
     if split_reused:
@@ -163,6 +171,7 @@ def prepare(
             caches[spec.key] = cache
     memo.save()
     return PrepareResult(
+        dataset=entry,
         data_fingerprint=fingerprint,
         source=raw.source,
         split_dir=split_dir,
@@ -182,6 +191,7 @@ class _SplitEntry:
     fingerprint: str
     source: str  # where the reviews were read, in words
     options: SplitOptions
+    entry: DatasetEntry
 
 
 def _tokenized_target(
@@ -239,13 +249,16 @@ def _ensure_tokenized(
         started, cpu_started = time.perf_counter(), time.process_time()
         with progress() as bar, tokenizer_threads():
             task = bar.add_task(f"tokenizing for {names}", total=total)
-            facts = _tokenize_into(tmp, split.path, encoder, lambda n: bar.advance(task, n))
+            facts = _tokenize_into(
+                tmp, split.path, encoder, split.entry.labels, lambda n: bar.advance(task, n)
+            )
         seconds = time.perf_counter() - started
         cpu_seconds = time.process_time() - cpu_started  # all threads of this process
         return {
             **expected,
             **facts,
             "source": split.source,
+            **_dataset_facts(split.entry),
             "tokenizer_class": type(tokenizer).__name__,
             "tokenizer_sources": sources,
             "models": [s.key for s in users],
@@ -269,9 +282,19 @@ def _ensure_tokenized(
     return TokenizedCache(final, manifest, reused=not ours)
 
 
-def _balance(labels: np.ndarray) -> dict[str, int]:
-    positive = int(np.count_nonzero(labels == 1))
-    return {"negative": int(len(labels) - positive), "positive": positive}
+def _balance(labels: np.ndarray, names: tuple[str, ...]) -> dict[str, int]:
+    """Reviews per class, by label name."""
+    counts = np.bincount(labels, minlength=len(names))
+    return {name: int(counts[i]) for i, name in enumerate(names)}
+
+
+def _dataset_facts(entry: DatasetEntry) -> dict[str, Any]:
+    """What a manifest says of its data set (manifests without them hold IMDB)."""
+    return {
+        "dataset": entry.name,
+        "labels": list(entry.labels),
+        "split_policy": entry.split.describe(),
+    }
 
 
 def _split_expected(fingerprint: str, options: SplitOptions) -> dict[str, Any]:
@@ -286,7 +309,7 @@ def _split_expected(fingerprint: str, options: SplitOptions) -> dict[str, Any]:
 
 
 def _ensure_split(
-    raw: RawData, fingerprint: str, options: SplitOptions, entry_dir: Path
+    raw: RawData, fingerprint: str, options: SplitOptions, entry_dir: Path, entry: DatasetEntry
 ) -> tuple[Path, dict[str, Any], bool]:
     final = entry_dir / split_dir_name(options.seed)
     expected = _split_expected(fingerprint, options)
@@ -300,6 +323,7 @@ def _ensure_split(
 
     def fill(tmp: Path) -> dict[str, Any]:
         split = make_split(raw, options)
+        _check_not_empty(split.ids, options, entry)
         labels = {s: raw.labels[split.ids[s]] for s in SPLITS}
         for s in SPLITS:
             ids = split.ids[s]
@@ -315,11 +339,12 @@ def _ensure_split(
         return {
             **expected,
             "source": raw.source,
+            **_dataset_facts(entry),
             "reviews_loaded": len(raw),
             "duplicate_copies": split.duplicate_copies,
             "duplicates_dropped": split.duplicates_dropped,
             "sizes": {s: len(split.ids[s]) for s in SPLITS},
-            "label_balance": {s: _balance(labels[s]) for s in SPLITS},
+            "label_balance": {s: _balance(labels[s], entry.labels) for s in SPLITS},
             "test_review_ids_sha256": ids_sha256(split.ids["test"]),
             "created_at": now(),
             "files": {s: f"{s}.parquet" for s in SPLITS},
@@ -327,6 +352,24 @@ def _ensure_split(
 
     manifest, _ = build_entry(final, check, fill)
     return final, manifest, False
+
+
+def _check_not_empty(
+    ids: dict[str, np.ndarray], options: SplitOptions, entry: DatasetEntry
+) -> None:
+    empty = [s for s in SPLITS if not len(ids[s])]
+    if not empty:
+        return
+    total = sum(len(ids[s]) for s in SPLITS)
+    how = (
+        "the source gives none"
+        if options.fractions is None
+        else f"{total:,} reviews split {'/'.join(f'{f:g}' for f in options.fractions)}"
+    )
+    limit = "; raise --limit" if options.limit is not None else ""
+    raise ImdbError(
+        f"{entry.key('split')}: the {' and '.join(empty)} split comes out empty ({how}){limit}"
+    )
 
 
 def _tokenized_expected(
@@ -371,6 +414,7 @@ def _tokenize_into(
     tmp: Path,
     split_dir: Path,
     encoder: Encoder,
+    label_names: tuple[str, ...],
     on_batch: Callable[[int], None],
 ) -> dict[str, Any]:
     """Write the arrays of every split into `tmp`; return the manifest's per-split facts."""
@@ -403,7 +447,7 @@ def _tokenize_into(
         for name, array in arrays.items():
             save_array_atomic(tmp / array_file(split, name), array)
         sizes[split] = n
-        balance[split] = _balance(labels)
+        balance[split] = _balance(labels, label_names)
         full_fraction[split] = round(full / n, 4) if n else 0.0
         mean_length[split] = round(float(lengths.mean()), 2) if n else 0.0
         if split == "test":

@@ -1,62 +1,71 @@
-"""Reading IMDB's layouts into raw rows: the Hub, a folder of parquet files, or aclImdb/.
+"""Reading a data set's rows: from the Hub, a local folder or file of parquet, CSV or JSONL
+files, or the aclImdb layout ({split}/{label}/*.txt), into texts and class ids.
 
-Every labelled review is read, train then test; a review's id is its index in that
-concatenation. Texts read from parquet or the Hub stay Arrow columns until needed, so a
-cache hit hashes their buffers without building 50k Python strings.
+Rows are read split by split in the entry's order (`splits`; each split's files by name),
+so IMDB reads train then test, as the study did; a review's id is its index in that order.
+Texts read from parquet, CSV, JSONL or the Hub stay Arrow columns until needed, so a cache
+hit hashes their buffers without building 50k Python strings.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from imdb_cli import registry
+from imdb_cli.console import debug, warn
+from imdb_cli.data.entry import (
+    DATA_SUFFIXES,
+    DEFAULT_DATASET,
+    GIVEN_NAMES,
+    LEGACY_LABELS,
+    STUDY_FRACTIONS,
+    DatasetEntry,
+)
 from imdb_cli.errors import ImdbError, first_line
 
 if TYPE_CHECKING:
     from imdb_cli.data.split import SplitOptions
 
-DEFAULT_DATASET = "stanfordnlp/imdb"
-DATA_DIR_ENV = "IMDB_DATA_DIR"
+SPLIT_SEPARATORS = ("-", "_", ".")
 
 
 @dataclass(frozen=True)
 class DataSource:
-    """Where the raw reviews come from: a local folder, else a Hub dataset id."""
+    """Where an entry's rows are read: its own `source`, or a local copy of it (`--data-dir`,
+    or the variable the entry names in `local_copy_env`: IMDB_DATA_DIR for IMDB)."""
 
-    data_dir: Path | None = None
-    dataset: str = DEFAULT_DATASET
-    # How the user named the folder, for error messages (`--data-dir` or `IMDB_DATA_DIR`).
+    entry: DatasetEntry
+    local_copy: Path | None = None
+    # How the user named the local copy, for error messages.
     origin: str = field(default="--data-dir", compare=False)
 
     @classmethod
-    def from_options(cls, data_dir: Path | None, dataset: str | None) -> DataSource:
-        """`--data-dir` / `--dataset` as given; IMDB_DATA_DIR when neither is."""
-        if data_dir is not None and dataset is not None:
-            raise ImdbError("--data-dir and --dataset are alternatives: give one of them")
-        if dataset is not None:
-            if not dataset.strip():
-                raise ImdbError("--dataset: give a Hugging Face dataset id, like stanfordnlp/imdb")
-            return cls(dataset=dataset.strip())
+    def of(cls, entry: DatasetEntry, data_dir: Path | None = None) -> DataSource:
+        """`--data-dir` as given; else the entry's local-copy variable when set."""
         if data_dir is not None:
-            return cls(data_dir=data_dir)
-        env = os.environ.get(DATA_DIR_ENV, "").strip()
-        if env:
-            return cls(data_dir=Path(env), origin=DATA_DIR_ENV)
-        return cls()
+            return cls(entry, data_dir)
+        env = entry.local_copy_env
+        value = os.environ.get(env, "").strip() if env else ""
+        if env and value:
+            return cls(entry, Path(value), origin=env)
+        return cls(entry)
 
     def describe(self) -> str:
-        if self.data_dir is None:
-            return f"hub:{self.dataset}"
-        return str(self.data_dir)
+        if self.local_copy is not None:
+            return str(self.local_copy)
+        if self.entry.is_hub:
+            return f"hub:{self.entry.source}"
+        return str(self.entry.source_path)
 
 
 class ArrowTexts:
@@ -76,19 +85,34 @@ class ArrowTexts:
 
 
 class RawData:
-    """All labelled reviews, train then test; review id = index.
+    """All labelled texts of a data set, in reading order; review id = index.
 
     `texts` may be given as a list or as an Arrow string column (read from parquet): a
     cache hit only hashes the column's buffers and never builds 50k Python strings.
+    `given` (for `split: given`) is the split each row comes from: 0 train, 1 val, 2 test.
     """
 
-    def __init__(self, texts: Sequence[str] | ArrowTexts, labels: np.ndarray, source: str) -> None:
+    def __init__(
+        self,
+        texts: Sequence[str] | ArrowTexts,
+        labels: np.ndarray,
+        source: str,
+        *,
+        dataset: str = DEFAULT_DATASET,
+        label_names: Sequence[str] = LEGACY_LABELS,
+        given: np.ndarray | None = None,
+    ) -> None:
         self._column = texts if isinstance(texts, ArrowTexts) else None
         self._texts = None if isinstance(texts, ArrowTexts) else list(texts)
-        self.labels = np.asarray(labels, dtype=np.int64)  # 0 = negative, 1 = positive
-        self.source = source  # where the reviews were read, in words
+        self.labels = np.asarray(labels, dtype=np.int64)  # class ids, into label_names
+        self.source = source  # where the rows were read, in words
+        self.dataset = dataset  # the entry's name
+        self.label_names = tuple(label_names)
+        self.given = given
         if len(self.labels) != len(texts):
             raise ValueError("texts and labels differ in length")
+        if given is not None and len(given) != len(self.labels):
+            raise ValueError("given splits and labels differ in length")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -104,7 +128,8 @@ class RawData:
         """sha256 of the (text, label) rows: the same data gives the same hash wherever read.
 
         Hashed: b"imdb-v1", the UTF-8 byte length of each text (int64 LE), all texts'
-        UTF-8 bytes in order, then one byte per label.
+        UTF-8 bytes in order, then one byte per class id (eight, after b"int64", when a
+        class id does not fit in a byte).
         """
         digest = hashlib.sha256(b"imdb-v1")
         if self._column is not None:
@@ -116,11 +141,36 @@ class RawData:
         digest.update(lengths.astype("<i8").tobytes())
         for piece in pieces:
             digest.update(piece)
-        digest.update(self.labels.astype(np.uint8).tobytes())
+        if len(self.labels) and int(self.labels.max()) > 255:
+            digest.update(b"int64" + self.labels.astype("<i8").tobytes())
+        else:
+            digest.update(self.labels.astype(np.uint8).tobytes())
         return digest.hexdigest()
 
+    def identity(self, options: SplitOptions) -> dict[str, Any]:
+        """What, besides the rows, decides the splits and their meaning: the data set's
+        name, its label names and how it is split. Empty for IMDB as the study splits it,
+        so that caches made before dataset entries existed keep their names."""
+        split: Any = "given" if options.fractions is None else list(options.fractions)
+        if (self.dataset, self.label_names, split) == (
+            DEFAULT_DATASET,
+            LEGACY_LABELS,
+            list(STUDY_FRACTIONS),
+        ):
+            return {}
+        identity = {"dataset": self.dataset, "labels": list(self.label_names), "split": split}
+        if self.given is not None and options.fractions is None:
+            identity["given_sha256"] = hashlib.sha256(self.given.tobytes()).hexdigest()
+        return identity
+
     def fingerprint(self, options: SplitOptions) -> str:
-        return self.content_hash()[:12] + options.fingerprint_suffix
+        """The data set's folder name under cache/: content, identity and sampling."""
+        digest = self.content_hash()
+        identity = self.identity(options)
+        if identity:
+            text = json.dumps(identity, sort_keys=True)
+            digest = hashlib.sha256(f"{digest}\0{text}".encode()).hexdigest()
+        return digest[:12] + options.fingerprint_suffix
 
 
 def _utf8_pieces(column: ArrowTexts) -> tuple[np.ndarray, list[memoryview]]:
@@ -139,87 +189,168 @@ def _utf8_pieces(column: ArrowTexts) -> tuple[np.ndarray, list[memoryview]]:
     return (np.concatenate(lengths) if lengths else empty), pieces
 
 
+# --------------------------------------------------------------------------- what is read
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One group of the source's splits read together: the names it may have, and (under
+    `split: given`) the split of ours it becomes."""
+
+    names: tuple[str, ...]
+    given: int | None  # 0 train, 1 val, 2 test; None when the data is split anew
+
+
+def _plan(entry: DatasetEntry) -> list[_Part] | None:
+    """The source's splits to read, in order; None: every split (or file) there is."""
+    if entry.split.given:
+        if entry.splits is not None:
+            if len(entry.splits) != 3:
+                raise ImdbError(
+                    f"{entry.key('splits')}: with `split: given` list three splits, read as "
+                    f"train, validation and test (got {', '.join(entry.splits)})"
+                )
+            return [_Part((name,), i) for i, name in enumerate(entry.splits)]
+        return [_Part(names, i) for i, names in enumerate(GIVEN_NAMES)]
+    if entry.splits is None:
+        return None
+    return [_Part((name,), None) for name in entry.splits]
+
+
+def _describe_part(part: _Part) -> str:
+    return " or ".join(part.names)
+
+
 def load_raw(source: DataSource) -> RawData:
-    """Read every labelled review of `source`, train then test."""
-    if source.data_dir is None:
-        return _load_hub(source.dataset)
-    folder = source.data_dir
-    name = f"{source.origin} {folder}"
-    if not folder.exists():
-        raise ImdbError(f"{name}: no such folder")
-    if not folder.is_dir():
-        raise ImdbError(f"{name}: not a folder")
+    """Read every labelled row of the data set `source` points at."""
+    entry = source.entry
+    if source.local_copy is not None:
+        return _load_local(source.local_copy, entry, f"{source.origin} {source.local_copy}")
+    if entry.is_hub:
+        return _load_hub(entry)
+    path = entry.source_path
+    return _load_local(path, entry, f"{entry.key('source')} ({path})")
+
+
+def _load_local(path: Path, entry: DatasetEntry, where: str) -> RawData:
+    if not path.exists():
+        raise ImdbError(f"{where}: no such file or folder")
+    if path.is_file():
+        return _load_file_source(path, entry, where)
     try:
-        empty = not any(folder.iterdir())
+        empty = not any(path.iterdir())
     except OSError as exc:
-        raise ImdbError(f"{name}: cannot list the folder ({exc.strerror})") from exc
+        raise ImdbError(f"{where}: cannot list the folder ({exc.strerror})") from exc
     if empty:
         raise ImdbError(
-            f"{name}: the folder is empty; expected IMDB in the Hub's parquet "
-            "layout (plain_text/*.parquet) or the aclImdb/ layout"
+            f"{where}: the folder is empty; expected parquet, CSV or JSONL files, or the "
+            "aclImdb layout ({split}/{label}/*.txt)"
         )
-    parquet = _find_parquet_layout(folder)
-    if parquet is not None:
-        return _load_parquet(*parquet)
-    acl = _find_aclimdb_layout(folder)
+    base = path
+    if entry.config is not None and (path / entry.config).is_dir():
+        base = path / entry.config  # the Hub's parquet export keeps a config in a subfolder
+    acl = _find_aclimdb(base, entry)
     if acl is not None:
-        return _load_aclimdb(acl)
-    raise ImdbError(
-        f"{name}: neither the Hub's parquet layout (plain_text/train-*.parquet and "
-        "test-*.parquet) nor the aclImdb layout (aclImdb/{train,test}/{pos,neg}/*.txt)"
-    )
+        return _load_aclimdb(acl, entry)
+    return _load_files(base, entry, where)
 
 
-def _find_parquet_layout(folder: Path) -> tuple[Path, list[Path], list[Path]] | None:
-    for candidate in (folder / "plain_text", folder):
-        if not candidate.is_dir():
-            continue
-        train = sorted(candidate.glob("train-*.parquet"))
-        test = sorted(candidate.glob("test-*.parquet"))
-        if train and test:
-            return candidate, train, test
-        if train or test:
-            missing = "test" if train else "train"
-            raise ImdbError(
-                f"{candidate}: has {'train' if train else 'test'}-*.parquet but no "
-                f"{missing}-*.parquet file"
+def _load_file_source(path: Path, entry: DatasetEntry, where: str) -> RawData:
+    if path.suffix.lower() not in DATA_SUFFIXES:
+        raise ImdbError(
+            f"{where}: unknown source layout: a file must be "
+            f"{', '.join(DATA_SUFFIXES)} (or give a folder, or a Hub id like org/name)"
+        )
+    if entry.split.given:
+        raise ImdbError(
+            f"{entry.key('split')}: `given` needs train, validation and test files, but the "
+            f"source {path} is one file; split it anew with {{seed: 42, fractions: "
+            "[0.8, 0.1, 0.1]}"
+        )
+    texts, labels = _read_file(path, entry)
+    return _raw([texts], [labels], f"{path.suffix.lstrip('.').lower()} {path}", entry)
+
+
+def _matches(path: Path, split: str) -> bool:
+    """`train.csv`, `train-00000-of-00001.parquet`, `train_part2.jsonl` are train files."""
+    name, split = path.name.lower(), split.lower()
+    return name.startswith(split) and name[len(split) : len(split) + 1] in SPLIT_SEPARATORS
+
+
+def _load_files(folder: Path, entry: DatasetEntry, where: str) -> RawData:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in DATA_SUFFIXES)
+    found = ", ".join(p.name for p in files[:6]) + (", ..." if len(files) > 6 else "")
+    plan = _plan(entry)
+    if not files:
+        raise ImdbError(
+            f"{where}: unknown source layout: neither data files "
+            f"({', '.join(DATA_SUFFIXES)}) nor the aclImdb layout ({{split}}/{{label}}/*.txt)"
+        )
+    groups: list[tuple[_Part | None, list[Path]]] = []
+    if plan is None:
+        groups.append((None, files))
+    else:
+        for part in plan:
+            chosen = next(
+                (hits for name in part.names if (hits := [p for p in files if _matches(p, name)])),
+                [],
             )
-    return None
-
-
-def _find_aclimdb_layout(folder: Path) -> Path | None:
-    for candidate in (folder / "aclImdb", folder):
-        parts = [candidate / s / c for s in ("train", "test") for c in ("neg", "pos")]
-        if all(p.is_dir() for p in parts):
-            return candidate
-        if (candidate / "train").is_dir() or (candidate / "test").is_dir():
-            missing = next(p for p in parts if not p.is_dir())
-            raise ImdbError(f"{candidate}: looks like aclImdb/ but {missing} is missing")
-    return None
-
-
-def _load_parquet(folder: Path, train: list[Path], test: list[Path]) -> RawData:
-    texts: list[pa.Array] = []
+            if not chosen:
+                examples = ", ".join(f"{n}.csv, {n}-*.parquet" for n in part.names[:2])
+                raise ImdbError(
+                    f"{where}: no {_describe_part(part)} file ({examples}, ...) and no aclImdb/ "
+                    f"layout; found {found}"
+                )
+            groups.append((part, chosen))
+    texts: list[ArrowTexts] = []
     labels: list[np.ndarray] = []
-    for path in [*train, *test]:
-        try:
+    given: list[np.ndarray] = []
+    for group, paths in groups:
+        for path in paths:
+            file_texts, file_labels = _read_file(path, entry)
+            texts.append(file_texts)
+            labels.append(file_labels)
+            if group is not None and group.given is not None:
+                given.append(np.full(len(file_labels), group.given, dtype=np.int8))
+    kinds = sorted({p.suffix.lstrip(".").lower() for _, paths in groups for p in paths})
+    return _raw(texts, labels, f"{'+'.join(kinds)} {folder}", entry, given)
+
+
+def _read_file(path: Path, entry: DatasetEntry) -> tuple[ArrowTexts, np.ndarray]:
+    """The text column and the class ids of one parquet, CSV or JSONL file."""
+    suffix = path.suffix.lower()
+    wanted = [entry.text, entry.label]
+    try:
+        if suffix == ".parquet":
             with pq.ParquetFile(path) as parquet:
-                names = parquet.schema_arrow.names
-                missing = [c for c in ("text", "label") if c not in names]
-                if missing:
-                    raise ImdbError(
-                        f"{path}: no {' or '.join(repr(c) for c in missing)} column "
-                        f"(columns: {', '.join(names) or 'none'})"
-                    )
-                table = parquet.read(columns=["text", "label"])
-        except ImdbError:
-            raise
-        except (OSError, pa.ArrowException) as exc:
-            raise ImdbError(f"{path}: cannot read as parquet ({first_line(exc)})") from exc
-        file_texts, file_labels = _columns(table, str(path))
-        texts.extend(file_texts.chunks)
-        labels.append(file_labels)
-    return _raw(ArrowTexts(texts), labels, f"parquet {folder}")
+                _check_columns(parquet.schema_arrow.names, path, entry)
+                table = parquet.read(columns=wanted)
+        elif suffix == ".csv":
+            import pyarrow.csv as pacsv
+
+            # The text column is read as text even when it looks like numbers.
+            convert = pacsv.ConvertOptions(column_types={entry.text: pa.string()})
+            table = pacsv.read_csv(path, convert_options=convert)
+        else:
+            import pyarrow.json as pajson
+
+            table = pajson.read_json(path)
+    except ImdbError:
+        raise
+    except (OSError, pa.ArrowException) as exc:
+        kind = {".parquet": "parquet", ".csv": "CSV"}.get(suffix, "JSON lines")
+        raise ImdbError(f"{path}: cannot read as {kind} ({first_line(exc)})") from exc
+    _check_columns(table.column_names, path, entry)
+    return _columns(table, str(path), entry)
+
+
+def _check_columns(names: Sequence[str], path: Path, entry: DatasetEntry) -> None:
+    for key, column in (("text", entry.text), ("label", entry.label)):
+        if column not in names:
+            raise ImdbError(
+                f"{entry.key(key)}: no column {column!r} in {path} "
+                f"(columns: {', '.join(names) or 'none'})"
+            )
 
 
 def read_parquet(path: Path, columns: list[str]) -> pa.Table:
@@ -228,33 +359,123 @@ def read_parquet(path: Path, columns: list[str]) -> pa.Table:
         return parquet.read(columns=columns)
 
 
-def int64_column(column: pa.ChunkedArray) -> np.ndarray:
+def int64_column(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     # Not column.to_numpy(): pyarrow imports pandas for that (a second or more).
     return np.asarray(column.to_pylist(), dtype=np.int64)
 
 
-def _columns(table: pa.Table, where: str) -> tuple[pa.ChunkedArray, np.ndarray]:
-    text_col, label_col = table.column("text"), table.column("label")
+def _columns(table: pa.Table, where: str, entry: DatasetEntry) -> tuple[ArrowTexts, np.ndarray]:
+    text_col, label_col = table.column(entry.text), table.column(entry.label)
     if not (pa.types.is_string(text_col.type) or pa.types.is_large_string(text_col.type)):
-        raise ImdbError(f"{where}: column 'text' must hold strings (got {text_col.type})")
-    if not (pa.types.is_integer(label_col.type) or pa.types.is_boolean(label_col.type)):
-        raise ImdbError(f"{where}: column 'label' must hold integers 0/1 (got {label_col.type})")
-    if text_col.null_count or label_col.null_count:
-        raise ImdbError(f"{where}: empty (null) values in column 'text' or 'label'")
-    labels = int64_column(label_col)
-    bad = np.unique(labels[(labels != 0) & (labels != 1)])
-    if bad.size:
-        shown = ", ".join(str(v) for v in bad[:5].tolist())
-        raise ImdbError(f"{where}: labels must be 0 (negative) or 1 (positive); found {shown}")
-    return text_col, labels
+        raise ImdbError(
+            f"{entry.key('text')}: column {entry.text!r} in {where} must hold text "
+            f"(got {text_col.type})"
+        )
+    for key, column, values in (("text", entry.text, text_col), ("label", entry.label, label_col)):
+        if values.null_count:
+            raise ImdbError(
+                f"{entry.key(key)}: column {column!r} in {where} has {values.null_count} "
+                "empty (null) values"
+            )
+    return ArrowTexts(list(text_col.chunks)), class_ids(label_col, where, entry)
 
 
-def _load_aclimdb(folder: Path) -> RawData:
+def class_ids(column: pa.ChunkedArray, where: str, entry: DatasetEntry) -> np.ndarray:
+    """The label column as class ids: label names, or integer class ids 0..C-1 (integers
+    are names when the names are whole numbers, as for star ratings)."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column = column.cast(kind.value_type)
+        kind = kind.value_type
+    names = entry.labels
+    ids_of = {name: i for i, name in enumerate(names)}
+    listed = ", ".join(names)
+    if pa.types.is_integer(kind) or pa.types.is_boolean(kind):
+        values = int64_column(column)
+        if entry.numbered_labels:
+            keys = np.asarray([int(n) for n in names], dtype=np.int64)
+            position = {int(k): i for i, k in enumerate(keys.tolist())}
+            unknown = sorted(set(np.unique(values).tolist()) - set(position))
+            if unknown:
+                shown = ", ".join(str(v) for v in unknown[:5])
+                raise ImdbError(
+                    f"{entry.key('label')}: column {entry.label!r} in {where} holds {shown}, "
+                    f"not among the labels ({listed})"
+                )
+            lookup = np.zeros(int(keys.max() - keys.min()) + 1, dtype=np.int64)
+            lookup[keys - keys.min()] = np.arange(len(keys))
+            return lookup[values - keys.min()]
+        bad = np.unique(values[(values < 0) | (values >= len(names))])
+        if bad.size:
+            shown = ", ".join(str(v) for v in bad[:5].tolist())
+            raise ImdbError(
+                f"{entry.key('label')}: column {entry.label!r} in {where} holds {shown}, which "
+                f"is not a class id 0..{len(names) - 1} of the labels ({listed})"
+            )
+        return values
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        texts = column.to_pylist()
+        unknown = sorted({t for t in set(texts) if t not in ids_of})
+        if unknown:
+            shown = ", ".join(repr(t) for t in unknown[:5])
+            raise ImdbError(
+                f"{entry.key('label')}: column {entry.label!r} in {where} holds {shown}, "
+                f"not among the labels ({listed})"
+            )
+        return np.asarray([ids_of[t] for t in texts], dtype=np.int64)
+    raise ImdbError(
+        f"{entry.key('label')}: column {entry.label!r} in {where} must hold label names or "
+        f"integer class ids (got {kind})"
+    )
+
+
+# --------------------------------------------------------------------------- aclImdb
+
+
+def _label_folder(split_dir: Path, label: str) -> Path | None:
+    """A class's folder: named as the label, or by its first three letters (aclImdb's pos/)."""
+    for name in dict.fromkeys((label, label[:3])):
+        if (split_dir / name).is_dir():
+            return split_dir / name
+    return None
+
+
+def _acl_parts(entry: DatasetEntry) -> list[_Part]:
+    return _plan(entry) or [_Part(("train",), None), _Part(("test",), None)]
+
+
+def _find_aclimdb(folder: Path, entry: DatasetEntry) -> Path | None:
+    """`folder/aclImdb` or `folder` when it holds split folders of label folders."""
+    parts = _acl_parts(entry)
+    for candidate in (folder / "aclImdb", folder):
+        present = [n for part in parts for n in part.names if (candidate / n).is_dir()]
+        if not present:
+            continue
+        for part in parts:
+            split_dir = next(
+                (candidate / n for n in part.names if (candidate / n).is_dir()),
+                candidate / part.names[0],
+            )
+            for label in entry.labels:
+                if _label_folder(split_dir, label) is None:
+                    raise ImdbError(
+                        f"{candidate}: looks like aclImdb/ but {split_dir / label[:3]} "
+                        f"(or {split_dir / label}) is missing"
+                    )
+        return candidate
+    return None
+
+
+def _load_aclimdb(folder: Path, entry: DatasetEntry) -> RawData:
     texts: list[str] = []
     labels: list[np.ndarray] = []
-    for split in ("train", "test"):
-        for label, category in ((0, "neg"), (1, "pos")):
-            files = sorted((folder / split / category).glob("*.txt"))
+    given: list[np.ndarray] = []
+    for part in _acl_parts(entry):
+        split_dir = next(folder / n for n in part.names if (folder / n).is_dir())
+        for label, name in enumerate(entry.labels):
+            class_dir = _label_folder(split_dir, name)
+            assert class_dir is not None  # checked by _find_aclimdb
+            files = sorted(class_dir.glob("*.txt"))
             for path in files:
                 try:
                     texts.append(path.read_bytes().decode("utf-8"))
@@ -263,12 +484,24 @@ def _load_aclimdb(folder: Path) -> RawData:
                 except OSError as exc:
                     raise ImdbError(f"{path}: cannot read ({exc.strerror})") from exc
             labels.append(np.full(len(files), label, dtype=np.int64))
+            if part.given is not None:
+                given.append(np.full(len(files), part.given, dtype=np.int8))
+        skipped = [
+            p.name
+            for p in sorted(split_dir.iterdir())
+            if p.is_dir() and p not in {_label_folder(split_dir, n) for n in entry.labels}
+        ]
+        if skipped:  # aclImdb's unsup/: reviews without a label
+            debug(f"{split_dir}: skipped folders that are no label's: {', '.join(skipped)}")
     if not texts:
-        raise ImdbError(f"{folder}: no review files (*.txt) in {{train,test}}/{{pos,neg}}")
-    return _raw(texts, labels, f"aclImdb {folder}")
+        raise ImdbError(f"{folder}: no review files (*.txt) in {{split}}/{{label}}/ folders")
+    return _raw(texts, labels, f"aclImdb {folder}", entry, given)
 
 
-def _load_hub(dataset: str) -> RawData:
+# --------------------------------------------------------------------------- the Hub
+
+
+def _load_hub(entry: DatasetEntry) -> RawData:
     # Without a network the Hub client retries for half a minute; one quick connection
     # attempt decides first (offline, a data set already in the local HF cache still loads).
     registry.go_offline_if_hub_unreachable()
@@ -277,36 +510,85 @@ def _load_hub(dataset: str) -> RawData:
     if os.environ.get("HF_HUB_OFFLINE") == "1":  # datasets read the variable at its import
         datasets.config.HF_HUB_OFFLINE = True
 
+    name = entry.source
+    hint = _local_hint(entry)
     try:
-        loaded = datasets.load_dataset(dataset)
+        loaded = datasets.load_dataset(name, entry.config)
     except ConnectionError as exc:
         raise ImdbError(
-            f"cannot reach the Hugging Face Hub to download '{dataset}' ({first_line(exc)}); "
-            f"use --data-dir PATH or set {DATA_DIR_ENV} to a local copy of IMDB"
+            f"cannot reach the Hugging Face Hub to download '{name}' ({first_line(exc)}); {hint}"
         ) from exc
     except Exception as exc:
         raise ImdbError(
-            f"cannot load dataset '{dataset}' from the Hub ({first_line(exc)}); "
-            f"use --data-dir PATH or set {DATA_DIR_ENV} to a local copy of IMDB"
+            f"cannot load dataset '{name}' from the Hub ({first_line(exc)}); {hint}"
         ) from exc
-    missing = [s for s in ("train", "test") if s not in loaded]
-    if missing:
-        raise ImdbError(f"dataset '{dataset}' has no {' or '.join(missing)} split")
-    texts: list[pa.Array] = []
+    available = list(loaded)
+    plan = _plan(entry) or [_Part((split,), None) for split in available]
+    texts: list[ArrowTexts] = []
     labels: list[np.ndarray] = []
-    for split in ("train", "test"):
-        part = loaded[split]
-        absent = [c for c in ("text", "label") if c not in part.column_names]
+    given: list[np.ndarray] = []
+    for part in plan:
+        split = next((n for n in part.names if n in loaded), None)
+        if split is None:
+            raise ImdbError(
+                f"{entry.key('splits')}: dataset '{name}' has no {_describe_part(part)} split "
+                f"(it has {', '.join(available)})"
+            )
+        data: Any = loaded[split]
+        absent = [c for c in (entry.text, entry.label) if c not in data.column_names]
         if absent:
-            raise ImdbError(f"dataset '{dataset}' split {split}: no {' or '.join(absent)} column")
-        table = part.select_columns(["text", "label"]).with_format("arrow")[:]
-        split_texts, split_labels = _columns(table, f"dataset '{dataset}' split {split}")
-        texts.extend(split_texts.chunks)
+            key = "text" if entry.text in absent else "label"
+            raise ImdbError(
+                f"{entry.key(key)}: dataset '{name}' split {split} has no column "
+                f"{absent[0]!r} (columns: {', '.join(data.column_names)})"
+            )
+        table = data.select_columns([entry.text, entry.label]).with_format("arrow")[:]
+        split_texts, split_labels = _columns(table, f"dataset '{name}' split {split}", entry)
+        texts.append(split_texts)
         labels.append(split_labels)
-    return _raw(ArrowTexts(texts), labels, f"hub {dataset}")
+        if part.given is not None:
+            given.append(np.full(len(split_labels), part.given, dtype=np.int8))
+    return _raw(texts, labels, f"hub {name}", entry, given)
 
 
-def _raw(texts: list[str] | ArrowTexts, labels: list[np.ndarray], source: str) -> RawData:
-    if not len(texts):
-        raise ImdbError(f"{source}: no reviews")
-    return RawData(texts, np.concatenate(labels).astype(np.int64), source)
+def _local_hint(entry: DatasetEntry) -> str:
+    env = f" or set {entry.local_copy_env}" if entry.local_copy_env else ""
+    return f"use --data-dir PATH{env} to read a local copy"
+
+
+# --------------------------------------------------------------------------- all together
+
+
+def _raw(
+    texts: list[ArrowTexts] | list[str],
+    labels: list[np.ndarray],
+    source: str,
+    entry: DatasetEntry,
+    given: list[np.ndarray] | None = None,
+) -> RawData:
+    joined: ArrowTexts | list[str]
+    if texts and isinstance(texts[0], ArrowTexts):
+        joined = ArrowTexts([c for t in texts if isinstance(t, ArrowTexts) for c in t.chunks])
+    else:
+        joined = [t for t in texts if isinstance(t, str)]
+    if not len(joined):
+        raise ImdbError(f"{source}: no rows")
+    ids = np.concatenate(labels).astype(np.int64)
+    present = np.unique(ids)
+    if len(present) < 2:
+        only = entry.labels[int(present[0])]
+        raise ImdbError(
+            f"{entry.key('label')}: every row of {source} is labelled {only!r}; a classifier "
+            "needs at least two classes"
+        )
+    absent = [entry.labels[i] for i in range(entry.num_classes) if i not in set(present.tolist())]
+    if absent:
+        warn(f"{entry.path}: no rows are labelled {', '.join(absent)}")
+    return RawData(
+        joined,
+        ids,
+        source,
+        dataset=entry.name,
+        label_names=entry.labels,
+        given=np.concatenate(given) if given else None,
+    )

@@ -1,5 +1,6 @@
 """Which review goes to which split: duplicates dropped, an optional seeded sample, then a
-seeded 80/10/10 split in which no text is in two splits."""
+seeded split by the entry's fractions (80/10/10 for IMDB), or the source's own splits kept
+(`split: given`); no text is in two splits."""
 
 from __future__ import annotations
 
@@ -8,22 +9,43 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from imdb_cli.data.entry import STUDY_FRACTIONS, SplitPolicy
 from imdb_cli.data.sources import RawData
 from imdb_cli.errors import ImdbError
 
 SPLITS = ("train", "val", "test")
 MIN_LIMIT = 10
-VAL_FRACTION = 0.1
-TEST_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
 class SplitOptions:
-    """What changes which reviews land in which split; errors name the `imdb prepare` flag."""
+    """What changes which reviews land in which split; errors name the `imdb prepare` flag.
+
+    `fractions` (train, validation, test) come from the dataset entry; None keeps the
+    source's own splits (`split: given`).
+    """
 
     seed: int = 42
     limit: int | None = None
     keep_duplicates: bool = False
+    fractions: tuple[float, float, float] | None = STUDY_FRACTIONS
+
+    @classmethod
+    def of(
+        cls,
+        policy: SplitPolicy,
+        *,
+        seed: int | None = None,
+        limit: int | None = None,
+        keep_duplicates: bool = False,
+    ) -> SplitOptions:
+        """The entry's split policy, with the seed, sample and duplicates the flags ask for."""
+        return cls(
+            seed=policy.seed if seed is None else seed,
+            limit=limit,
+            keep_duplicates=keep_duplicates,
+            fractions=None if policy.given else policy.fractions,
+        )
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < MIN_LIMIT:
@@ -47,10 +69,13 @@ class SplitIds:
 
 
 def make_split(raw: RawData, options: SplitOptions) -> SplitIds:
-    """Deduplicate (unless keep_duplicates), sample --limit, split 80/10/10 by seed.
+    """Deduplicate (unless keep_duplicates), sample --limit, split by the fractions and seed
+    (or keep the source's splits).
 
-    No text is in two splits: without duplicates this is automatic; with them, all copies
-    of a text form one group and a group goes to one split.
+    No text is in two splits: without duplicates this is automatic (under `split: given`
+    the first copy, in train, validation, test order, is the one kept); with them, all
+    copies of a text form one group and a group goes to one split. `split: given` with
+    duplicates kept leaves every row in the split the source gave it.
     """
     first: dict[str, int] = {}
     groups: dict[int, list[int]] = {}  # first id -> ids of all copies
@@ -73,9 +98,18 @@ def make_split(raw: RawData, options: SplitOptions) -> SplitIds:
     if len(candidates) < MIN_LIMIT:
         raise ImdbError(f"{raw.source}: only {len(candidates)} reviews; need at least {MIN_LIMIT}")
     n = len(candidates)
-    n_val, n_test = round(n * VAL_FRACTION), round(n * TEST_FRACTION)
-    targets = {"train": n - n_val - n_test, "val": n_val, "test": n_test}
     ids: dict[str, np.ndarray] = {}
+    if options.fractions is None:
+        if raw.given is None:
+            raise ValueError("split: given needs the source's split of every row")
+        parts = raw.given[candidates]
+        for i, split in enumerate(SPLITS):
+            ids[split] = candidates[parts == i]
+        dropped = 0 if options.keep_duplicates else copies
+        return SplitIds(ids, dropped, copies)
+    _, val_fraction, test_fraction = options.fractions
+    n_val, n_test = round(n * val_fraction), round(n * test_fraction)
+    targets = {"train": n - n_val - n_test, "val": n_val, "test": n_test}
     if not options.keep_duplicates:
         shuffled = candidates[rng.permutation(n)]
         bounds = np.cumsum([0, targets["train"], targets["val"], targets["test"]])

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from imdb_cli.data.entry import DEFAULT_DATASET, LEGACY_LABELS
 from imdb_cli.data.sources import int64_column
 from imdb_cli.data.store import (
     ARRAYS,
@@ -51,6 +52,17 @@ class TokenizedCache:
     @property
     def pad_token_id(self) -> int:
         return int(self.manifest["pad_token_id"])
+
+    @property
+    def dataset(self) -> str:
+        """The data set's name (caches made before dataset entries hold IMDB)."""
+        return str(self.manifest.get("dataset", DEFAULT_DATASET))
+
+    @property
+    def label_names(self) -> list[str]:
+        """Class names by class id."""
+        names = self.manifest.get("labels")
+        return [str(n) for n in names] if isinstance(names, list) else list(LEGACY_LABELS)
 
     @property
     def split_dir(self) -> Path:

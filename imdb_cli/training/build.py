@@ -48,19 +48,20 @@ def build_model(
     spec: ModelSpec,
     hardware: Hardware,
     seed: int,
+    num_labels: int,
     splits: dict[str, TokenizedSplit] | None = None,
     cache: TokenizedCache | None = None,
 ) -> EncoderForClassification:
-    """The classifier on its device, seeded first: the head's init (and a random-init
-    encoder's) is a function of the seed. `splits` (from `cache`) are checked against its
-    vocabulary before any training step."""
+    """The classifier on its device, with a head of `num_labels` classes, seeded first: the
+    head's init (and a random-init encoder's) is a function of the seed. `splits` (from
+    `cache`) are checked against its vocabulary before any training step."""
     seed_everything(seed)
     encoder = registry.build_encoder(spec, attn_implementation=hardware.attention)
     vocab = getattr(encoder.config, "vocab_size", None)
     if splits is not None and cache is not None and isinstance(vocab, int):
         for split in splits.values():
             check_vocabulary(split, vocab, cache.path)
-    model = EncoderForClassification(encoder).to(hardware.device)
+    model = EncoderForClassification(encoder, num_labels).to(hardware.device)
     frozen = model.freeze_unreached(hardware.device, hardware.precision)
     if frozen:
         debug(f"never reached by the forward, so not trained: {', '.join(frozen)}")

@@ -47,6 +47,7 @@ from imdb_cli.checkpoints import (
 )
 from imdb_cli.config import ModelSpec, TrainConfig
 from imdb_cli.console import info, progress, stats_column, warn
+from imdb_cli.data.entry import DatasetEntry, load_dataset_entry
 from imdb_cli.data.locate import cache_for_run
 from imdb_cli.data.sources import DataSource
 from imdb_cli.data.tokenized import TokenizedCache, TokenizedSplit
@@ -95,6 +96,7 @@ def train(
     resume: str | Path | None = None,
     run_name: str | None = None,
     use_wandb: bool = False,
+    dataset: DatasetEntry | None = None,
     prepare_source: DataSource | None = None,
     cache: TokenizedCache | None = None,
     data_fingerprint: str | None = None,
@@ -102,10 +104,12 @@ def train(
 ) -> Run:
     """Fine-tune `spec` (a new run, or `resume` = "auto" / a run folder) and test its best epoch.
 
-    `cache` pins the tokenized data of a new run (`imdb reproduce` passes the one it just
-    prepared); by default it is the newest cache for the model's tokenizer and length, of
-    the data set `data_fingerprint` when given (`imdb train --data`), prepared from
-    `prepare_source` when missing and given (`imdb train --prepare`).
+    A new run trains on `dataset` (IMDB when None; `prepare_source`'s data set when that is
+    given). `cache` pins its tokenized data (`imdb reproduce` passes the one it just
+    prepared); by default it is the newest cache of the data set for the model's tokenizer
+    and length, of the prepared data `data_fingerprint` when given (`imdb train --data`),
+    prepared from `prepare_source` when missing and given (`imdb train --prepare`). A
+    resumed run continues on its own data.
     `options`: the settings given on the command line; resuming refuses one that differs
     from the run's (resume.resumed_config). Under torchrun every process calls this; they
     train one model data-parallel, and rank 0 holds the run's lock (run_lock.py).
@@ -119,13 +123,20 @@ def train(
             check_run_name(run_name)
         if world.main:
             tidy_model_runs(workspace, spec.key)
-        previous = run_to_resume(workspace, spec, resume)
+        entry = prepare_source.entry if prepare_source is not None else dataset
+        entry = entry or load_dataset_entry(None)
+        previous = run_to_resume(workspace, spec, resume, entry.name)
         barrier(world)  # every rank has chosen the run before rank 0 creates or changes one
         if previous is not None:
             # Held until training ends: a second trainer of this run stops with a red line.
             held.enter_context(holding_run(previous.path, world, previous.describe()))
             previous = Run(previous.path, read_ledger(previous.path))  # as its last holder left it
             config = resumed_config(spec, config, previous, run_name, options)
+            if dataset is not None and dataset.name != previous.ledger.dataset:
+                warn(
+                    f"--dataset {dataset.name} ignored: run {previous.describe()} continues on "
+                    f"its own data set, {previous.ledger.dataset}"
+                )
         hardware = choose_hardware(spec, config)
         tokenizer = registry.build_tokenizer(spec)
         with rank0_first(world):  # with --prepare, rank 0 prepares the cache the others read
@@ -135,6 +146,7 @@ def train(
                 tokenizer,
                 config.max_length,
                 config.truncation,
+                dataset=entry,
                 resumed=previous,
                 pinned=cache,
                 prepare_source=prepare_source,
@@ -142,7 +154,7 @@ def train(
             )
         splits = load_splits(cache, config)
         check_world(world, config, len(splits["train"]))
-        model = build_model(spec, hardware, config.seed, splits, cache)
+        model = build_model(spec, hardware, config.seed, len(cache.label_names), splits, cache)
         record = environment(hardware, world.world_size)
         if previous is None:
             run_dir, ledger = create_run(

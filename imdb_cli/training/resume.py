@@ -18,8 +18,11 @@ from imdb_cli.workspace import Workspace
 RESUMABLE = ("running", "failed", "interrupted")
 
 
-def run_to_resume(workspace: Workspace, spec: ModelSpec, resume: str | Path | None) -> Run | None:
-    """`auto`: the newest unfinished run of the model (None: start fresh); else that run.
+def run_to_resume(
+    workspace: Workspace, spec: ModelSpec, resume: str | Path | None, dataset: str
+) -> Run | None:
+    """`auto`: the newest unfinished run of the model on `dataset` (None: start fresh); else
+    that run, whatever its data set.
 
     A run that another process is training is not skipped: taking its lock (run_lock.py)
     stops this process with a line naming the other, rather than training a new run.
@@ -30,10 +33,16 @@ def run_to_resume(workspace: Workspace, spec: ModelSpec, resume: str | Path | No
         unfinished = [
             run for run in list_runs(workspace, spec.key) if run.ledger.status in RESUMABLE
         ]
-        if not unfinished:
-            info(f"--resume auto: no unfinished run of {spec.key}; starting a new run")
+        mine = [run for run in unfinished if run.ledger.dataset == dataset]
+        if not mine:
+            elsewhere = sorted({run.ledger.dataset for run in unfinished})
+            also = f" (unfinished on {', '.join(elsewhere)}: give --dataset)" if elsewhere else ""
+            info(
+                f"--resume auto: no unfinished run of {spec.key} on {dataset}{also}; "
+                "starting a new run"
+            )
             return None
-        return unfinished[-1]
+        return mine[-1]
     path = Path(resume)
     if not path.exists() and (workspace.model_runs(spec.key) / str(resume)).exists():
         path = workspace.model_runs(spec.key) / str(resume)

@@ -63,9 +63,14 @@ def create_run(
 def data_record(
     cache: TokenizedCache, train_reviews: int, limit_train: int | None
 ) -> dict[str, Any]:
-    """The ledger's data section: which cache, and how much of its train split was used."""
+    """The ledger's data section: which data set and cache, and how much of its train split
+    was used."""
     sizes = cache.sizes()
+    labels = cache.label_names
     return {
+        "dataset": cache.dataset,
+        "labels": labels,
+        "num_classes": len(labels),
         "cache": str(cache.path.resolve()),
         "data_fingerprint": cache.data_fingerprint,
         "tokenizer_key": cache.tokenizer_key,
