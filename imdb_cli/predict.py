@@ -81,11 +81,13 @@ def load_predictor(
     checkpoint: str = "best",
     device: str = "auto",
     batch_size: int | None = None,
+    dataset: str | None = None,
 ) -> Predictor:
-    """A model key (its newest completed run), MODEL/RUN-ID or a run folder."""
+    """A model key (its newest completed run, on `dataset` when given), MODEL/RUN-ID or a
+    run folder."""
     if batch_size is not None and batch_size < 1:
         raise ImdbError(f"--batch-size must be at least 1 (got {batch_size})")
-    return _from_run(resolve_run(workspace, target), checkpoint, device, batch_size)
+    return _from_run(resolve_run(workspace, target, dataset), checkpoint, device, batch_size)
 
 
 def _from_run(run: Run, checkpoint: str, device: str, batch_size: int | None) -> Predictor:

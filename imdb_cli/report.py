@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from imdb_cli import breakdown, recipes, registry, stats
+from imdb_cli.data.entry import DEFAULT_DATASET
 from imdb_cli.errors import ImdbError
 from imdb_cli.ledger import Ledger, TestRecord
 from imdb_cli.runs import Run, list_runs, models_with_completed_runs, resolve_run
@@ -91,6 +92,7 @@ class ModelRow:
     train_samples_per_s: float
     max_length: int | None
     truncation: str | None
+    dataset: str  # the data set's name
     data_fingerprint: str | None
     split_seed: int | None
     seed: int | None  # the training seed of the shown run
@@ -306,14 +308,17 @@ class Selection:
 
 
 def select_runs(
-    workspace: Workspace, targets: Sequence[str]
+    workspace: Workspace, targets: Sequence[str], dataset: str = DEFAULT_DATASET
 ) -> tuple[list[Selection], list[NotComparable]]:
-    """Resolve what the user typed (model keys, `model/run-id`, run folders) into runs."""
+    """Resolve what the user typed (model keys, `model/run-id`, run folders) into runs. A
+    model key means its runs on `dataset`; a run folder or id means that run."""
     if not targets:
-        targets = models_with_completed_runs(workspace)
+        targets = models_with_completed_runs(workspace, dataset)
         if not targets:
             raise ImdbError(
-                f"no completed runs in {workspace.runs}; make one with `imdb train MODEL`"
+                f"no completed runs in {workspace.runs} on {dataset}; make one with "
+                "`imdb train MODEL`"
+                + (f" --dataset {dataset}" if dataset != DEFAULT_DATASET else "")
             )
     selections: list[Selection] = []
     rejected: list[NotComparable] = []
@@ -325,11 +330,12 @@ def select_runs(
             and target in registry.known_model_keys()
         )
         swept = _swept(workspace, target) if is_model_key else None
-        if swept is not None:
+        if swept is not None and swept.run.ledger.dataset == dataset:
             selections.append(swept)
             seen.add(swept.run.path.resolve())
             continue
-        run = resolve_run(workspace, target)  # raises with the runs that exist
+        # Raises with the runs that exist.
+        run = resolve_run(workspace, target, dataset if is_model_key else None)
         if run.path.resolve() in seen:
             continue
         seen.add(run.path.resolve())
@@ -337,7 +343,11 @@ def select_runs(
         if problem is not None:
             rejected.append(problem)
             continue
-        candidates = tuple(list_runs(workspace, run.model)) if is_model_key else (run,)
+        candidates = (
+            tuple(r for r in list_runs(workspace, run.model) if r.ledger.dataset == dataset)
+            if is_model_key
+            else (run,)
+        )
         selections.append(Selection(run, candidates))
     return selections, rejected
 
@@ -491,6 +501,7 @@ def _row(
         train_samples_per_s=ledger.train_samples_per_s,
         max_length=_int_or_none(ledger.data.get("max_length", ledger.config.get("max_length"))),
         truncation=ledger.data.get("truncation", ledger.config.get("truncation")),
+        dataset=ledger.dataset,
         data_fingerprint=ledger.data.get("data_fingerprint"),
         split_seed=_int_or_none(ledger.data.get("split_seed")),
         seed=_int_or_none(ledger.config.get("seed")),
@@ -567,6 +578,13 @@ def pair_runs(a: str, ledger_a: Ledger, b: str, ledger_b: Ledger) -> PairResult 
     cannot be paired."""
     test_a, test_b = ledger_a.test, ledger_b.test
     assert test_a is not None and test_b is not None
+    if ledger_a.dataset != ledger_b.dataset:
+        return Unpaired(
+            a,
+            b,
+            f"were trained on different data sets ({ledger_a.dataset} vs {ledger_b.dataset}); "
+            "only runs on the same data set are paired",
+        )
     for label, test in ((a, test_a), (b, test_b)):
         if not test.review_ids or not len(test.review_ids) == len(test.probs) == len(test.labels):
             return Unpaired(a, b, f"cannot be paired ({label} has no per-review test predictions)")
@@ -600,9 +618,15 @@ def pair_runs(a: str, ledger_a: Ledger, b: str, ledger_b: Ledger) -> PairResult 
     )
 
 
-def compare(workspace: Workspace, targets: Sequence[str], *, lengths: bool = False) -> Comparison:
-    """The whole `imdb compare`: resolve runs, build the comparison."""
-    selections, rejected = select_runs(workspace, targets)
+def compare(
+    workspace: Workspace,
+    targets: Sequence[str],
+    *,
+    dataset: str = DEFAULT_DATASET,
+    lengths: bool = False,
+) -> Comparison:
+    """The whole `imdb compare`: resolve runs (model keys on `dataset`), build the comparison."""
+    selections, rejected = select_runs(workspace, targets, dataset)
     return build_comparison(selections, rejected, workspace=workspace, lengths=lengths)
 
 

@@ -31,7 +31,6 @@ from imdb_cli.report import (
 )
 
 FORMATS = ("table", "markdown", "csv", "json")
-TABLE_TITLE = "IMDB sentiment: test results"
 TABLE_MIN_WIDTH = 76
 
 
@@ -236,12 +235,20 @@ def _fill(table: Any, columns: Sequence[_Column], rows: Sequence[ModelRow]) -> A
     return table
 
 
+def table_title(comparison: Comparison) -> str:
+    """`imdb: test results`: the data set(s) the rows were tested on."""
+    datasets = dict.fromkeys(row.dataset for row in comparison.rows)
+    return f"{', '.join(datasets) or 'no runs'}: test results"
+
+
 def rich_tables(comparison: Comparison) -> list[Any]:
     """The results, what is compared, and where the errors are, as rich renderables."""
     from rich.text import Text
 
     results = _fill(
-        _rich_table(TABLE_TITLE, "\n".join([*warning_lines(comparison), caption(comparison)])),
+        _rich_table(
+            table_title(comparison), "\n".join([*warning_lines(comparison), caption(comparison)])
+        ),
         _columns(comparison),
         comparison.rows,
     )
@@ -548,6 +555,7 @@ def _markdown_errors(comparison: Comparison, h: str, figures: dict[str, str]) ->
 CSV_FIELDS = (
     "model",
     "label",
+    "dataset",
     "run_id",
     "run_path",
     "best_val_acc",

@@ -397,11 +397,9 @@ def _attention(
     files = [p for item in saved for p in item.files if p.suffix != ".png"]
     described = []
     for item in saved:
-        p = item.result.prob_positive
-        truth = (
-            "" if item.review.label is None else f", label {'pos' if item.review.label else 'neg'}"
-        )
-        described.append(f"{item.result.model} on {item.review.name}: P(positive) {p:.3f}{truth}")
+        result = item.result
+        truth = "" if item.review.label is None else f", label {result.classes[item.review.label]}"
+        described.append(f"{result.model} on {item.review.name}: {result.prediction}{truth}")
     summary = "reviews from the t-SNE boundary samples (disagreements first): " + "; ".join(
         described
     )

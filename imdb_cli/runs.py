@@ -9,6 +9,7 @@ from pathlib import Path
 
 from imdb_cli import registry
 from imdb_cli.config import ENTRY_NAME
+from imdb_cli.data.entry import DEFAULT_DATASET
 from imdb_cli.errors import ImdbError
 from imdb_cli.ledger import LEDGER_NAME, Ledger, read_ledger
 from imdb_cli.workspace import Workspace
@@ -82,20 +83,29 @@ def list_runs(workspace: Workspace, model_key: str) -> list[Run]:
 
 
 def latest_run(
-    workspace: Workspace, model_key: str, statuses: tuple[str, ...] = ("completed",)
+    workspace: Workspace,
+    model_key: str,
+    statuses: tuple[str, ...] = ("completed",),
+    dataset: str | None = None,
 ) -> Run | None:
-    matching = [run for run in list_runs(workspace, model_key) if run.ledger.status in statuses]
+    """The newest run of a model in one of `statuses` (on `dataset` when given)."""
+    matching = [
+        run
+        for run in list_runs(workspace, model_key)
+        if run.ledger.status in statuses and dataset in (None, run.ledger.dataset)
+    ]
     return matching[-1] if matching else None
 
 
-def models_with_completed_runs(workspace: Workspace) -> list[str]:
-    """The models (folders under runs/) that have a completed run, by name."""
+def models_with_completed_runs(workspace: Workspace, dataset: str | None = None) -> list[str]:
+    """The models (folders under runs/) that have a completed run (on `dataset` when given),
+    by name."""
     if not workspace.runs.is_dir():
         return []
     keys = sorted(
         p.name for p in workspace.runs.iterdir() if p.is_dir() and ENTRY_NAME.match(p.name)
     )
-    return [key for key in keys if latest_run(workspace, key) is not None]
+    return [key for key in keys if latest_run(workspace, key, dataset=dataset) is not None]
 
 
 def is_model_key(workspace: Workspace, name: str) -> bool:
@@ -105,8 +115,9 @@ def is_model_key(workspace: Workspace, name: str) -> bool:
     )
 
 
-def resolve_run(workspace: Workspace, model_or_path: str) -> Run:
-    """A run folder path, `model/run-id`, or a model key (its latest completed run)."""
+def resolve_run(workspace: Workspace, model_or_path: str, dataset: str | None = None) -> Run:
+    """A run folder path, `model/run-id`, or a model key (its latest completed run, on
+    `dataset` when given; a run named by its folder or id is that run, whatever its data)."""
     as_path = Path(model_or_path)
     if as_path.is_dir():
         if not is_run_dir(as_path):
@@ -122,13 +133,24 @@ def resolve_run(workspace: Workspace, model_or_path: str) -> Run:
         raise ImdbError(
             f"'{model_or_path}' is neither a run folder nor a known model; known models: {known}"
         )
-    run = latest_run(workspace, model_or_path)
+    run = latest_run(workspace, model_or_path, dataset=dataset)
     if run is None:
         existing = list_runs(workspace, model_or_path)
+        if dataset is not None:
+            elsewhere = sorted(
+                {r.ledger.dataset for r in existing if r.ledger.status == "completed"} - {dataset}
+            )
+            if elsewhere:
+                raise ImdbError(
+                    f"model '{model_or_path}' has no completed run on {dataset}; it has on "
+                    f"{', '.join(elsewhere)} (add --dataset {elsewhere[0]})"
+                )
         listed = ", ".join(r.describe() for r in existing) or "none"
         searched = workspace.model_runs(model_or_path)
+        on = f" on {dataset}" if dataset is not None else ""
+        flag = f" --dataset {dataset}" if dataset not in (None, DEFAULT_DATASET) else ""
         raise ImdbError(
-            f"model '{model_or_path}' has no completed run in {searched} "
-            f"(runs: {listed}); make one with `imdb train {model_or_path}`"
+            f"model '{model_or_path}' has no completed run{on} in {searched} "
+            f"(runs: {listed}); make one with `imdb train {model_or_path}{flag}`"
         )
     return run

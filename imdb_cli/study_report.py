@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imdb_cli.data.entry import DEFAULT_DATASET, LEGACY_LABELS
 from imdb_cli.report import Comparison
 from imdb_cli.report_formats import format_seconds, md_escape, render_markdown
 
@@ -53,9 +54,10 @@ def _link(path: Path, base: Path) -> str:
 
 
 def render_study_report(study: StudyReport) -> str:
-    title = " vs ".join(study.models) if study.models else "IMDB"
+    title = " vs ".join(study.models) if study.models else "no models"
+    dataset = study.data.get("dataset", DEFAULT_DATASET)
     lines = [
-        f"# IMDB sentiment study: {title}",
+        f"# {title} on {dataset}",
         "",
         f"Made by `imdb reproduce` on {study.started_at} in {format_seconds(study.seconds)}.",
     ]
@@ -70,9 +72,11 @@ def render_study_report(study: StudyReport) -> str:
         dropped = f"{d.get('duplicates_dropped', 0):,} duplicate texts dropped" + (
             " from the full data before sampling" if d.get("limit") else ""
         )
+        labels = ", ".join(str(n) for n in d.get("labels", LEGACY_LABELS))
         lines += [
             "## Data",
             "",
+            f"- data set: {dataset} (classes: {labels})",
             f"- source: {d.get('source')}{sample}",
             f"- data fingerprint `{d.get('data_fingerprint')}`, split seed {d.get('split_seed')}",
             f"- reviews: {sized}; {dropped}",

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from data_support import synthetic_reviews, write_parquet_imdb
+from data_support import imdb_source, synthetic_reviews, write_parquet_imdb
 from training_support import tiny_config
 from typer.testing import CliRunner, Result
 
@@ -19,7 +19,6 @@ from imdb_cli import registry
 from imdb_cli.cli import app
 from imdb_cli.data.locate import cache_of_run
 from imdb_cli.data.prepare import prepare
-from imdb_cli.data.sources import DataSource
 from imdb_cli.data.split import SplitOptions
 from imdb_cli.data.tokenized import load_texts
 from imdb_cli.runs import resolve_run
@@ -39,7 +38,7 @@ def head_tail_workspace(base: Path) -> Workspace:
     prepare(
         workspace,
         [spec],
-        DataSource(data_dir=source),
+        imdb_source(source),
         SplitOptions(),
         max_length=HEAD_TAIL_LENGTH,
         truncation="head+tail",

@@ -94,8 +94,10 @@ def test_attention_writes_heatmap_bars_and_json_for_each_model(explained: Explai
         assert heatmap.shape[:2] == (round((side + 0.6) * 100), round((side + 1.2) * 100))
         assert bars.shape[:2] == (480, round(max(side, 10) * 100))
         assert heatmap.std() > 0.05  # a drawn map, not a blank canvas
-        prob = explained.json(model, "layer1")["prediction"]["prob_positive"]
+        prediction = explained.json(model, "layer1")["prediction"]
+        prob = prediction["probs"][prediction["label"]]
         assert f"{prob:.3f}" in explained.last.output  # each model's prediction is shown
+        assert prediction["label"] in ("negative", "positive")  # named by the run's labels
     assert folder.parent.name in explained.last.output
 
 
@@ -175,7 +177,7 @@ def test_prediction_of_the_eager_copy_is_the_classifiers(trained_workspace: Work
             pad_token_id=0,
         )
         predicted = predict(fast, split, batch_size=1, device=torch.device("cpu"))
-        assert eager.prob_positive == pytest.approx(float(predicted.probs[0]), abs=1e-5)
+        np.testing.assert_allclose(eager.probs, predicted.probs[0], atol=1e-5)
 
 
 def test_a_model_without_attention_maps_is_an_error_not_a_placeholder(

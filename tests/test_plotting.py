@@ -113,7 +113,8 @@ def test_near_uniform_attention_ranks_no_token() -> None:
         (sliding_layer(40, 5), False),
         (LayerAttention(0, "full_attention", None, None, peaked), True),
     ):
-        result = ModelAttention("m", None, None, review, 0.5, 1, 1, [layer])  # type: ignore[arg-type]
+        probs, classes = np.array([0.5, 0.5]), ["a", "b"]
+        result = ModelAttention("m", None, None, review, probs, classes, 1, 1, [layer])  # type: ignore[arg-type]
         top = result.top_tokens(3)
         assert result.near_uniform is not ranked
         assert (top[0]["token"] == "w7") if ranked else (top == [])

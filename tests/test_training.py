@@ -97,7 +97,7 @@ def test_accuracy_and_loss_count_each_review_once_with_a_short_last_batch(tiny_m
     assert result.loss == pytest.approx(expected_loss, rel=1e-5)
     assert result.review_ids.tolist() == [40, 11, 7, 23, 5]
     assert result.labels.tolist() == [1, 0, 1, 1, 0]
-    np.testing.assert_allclose(result.probs, torch.softmax(logits, -1)[:, 1].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(result.probs, torch.softmax(logits, -1).numpy(), rtol=1e-5)
 
 
 def test_pooled_embeddings_come_from_the_same_pass_as_the_probabilities(tiny_model) -> None:
@@ -106,7 +106,7 @@ def test_pooled_embeddings_come_from_the_same_pass_as_the_probabilities(tiny_mod
     assert result.pooled is not None and result.pooled.shape == (5, 64)
     with torch.no_grad():
         head = tiny_model.head(torch.from_numpy(result.pooled))
-    np.testing.assert_allclose(result.probs, torch.softmax(head, -1)[:, 1].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(result.probs, torch.softmax(head, -1).numpy(), rtol=1e-5)
     assert predict(tiny_model, split, batch_size=2, device=CPU).pooled is None
 
 
@@ -234,8 +234,9 @@ def test_test_record_holds_each_review_of_the_best_checkpoint(workspace: Workspa
     assert test is not None and test.epoch == run.ledger.best_epoch and test.samples == 60
     assert test.checkpoint == run.ledger.epoch(test.epoch).checkpoint
     probs, labels = np.array(test.probs), np.array(test.labels)
+    assert probs.shape == (60, 2)  # one row of class probabilities per review
     assert len(test.review_ids) == len(set(test.review_ids)) == 60
-    assert test.acc == pytest.approx(np.mean((probs > 0.5) == labels))
+    assert test.acc == pytest.approx(np.mean(probs.argmax(axis=1) == labels))
     # the same numbers come back when the best checkpoint is read again from its file
     again = evaluate(workspace, run, checkpoint="best", split="test", device="cpu")
     assert again.loss == pytest.approx(test.loss, rel=1e-6) and again.acc == test.acc

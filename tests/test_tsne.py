@@ -14,7 +14,7 @@ from analysis_support import MODELS, copy_trained, imdb
 from PIL import Image
 from training_support import one_thread
 
-from imdb_cli import checkpoints
+from imdb_cli import checkpoints, ledger
 from imdb_cli.analysis import embeddings, folders
 from imdb_cli.analysis.embeddings import TsneOptions, TsneResult, compute_tsne
 from imdb_cli.data.locate import cache_of_run
@@ -71,7 +71,8 @@ def test_tsne_of_two_models_writes_maps_tables_and_a_latest_pointer(trained_work
     assert png_shape(latest / "tsne_side_by_side.png") == (740, 1400)
     rows = read_csv(latest / "boundary_samples.csv")
     assert len(rows) == 40
-    assert {f"p_positive_{m}" for m in MODELS} <= set(rows[0])
+    assert {f"prob_{c}_{m}" for m in MODELS for c in ("negative", "positive")} <= set(rows[0])
+    assert {r["label_name"] for r in rows} <= {"negative", "positive"}
     assert "boundary samples" in result.output and "most confident errors" in result.output
 
 
@@ -92,7 +93,7 @@ def test_tsne_embeddings_are_the_classifiers_pooled_vectors(
             hidden = model.encoder(**model.encoder_inputs(input_ids, mask)).last_hidden_state
         np.testing.assert_allclose(view.pooled, output.pooled.numpy(), atol=1e-5)
         np.testing.assert_allclose(view.pooled, masked_mean(hidden, mask).numpy(), atol=1e-5)
-        probs = torch.softmax(output.logits, -1)[:, 1].numpy()
+        probs = torch.softmax(output.logits, -1).numpy()
         np.testing.assert_allclose(view.probs, probs, atol=1e-5)
 
 
@@ -107,11 +108,12 @@ def test_tsne_probabilities_are_what_evaluate_reports(
         )
         by_id = dict(zip(evaluated.review_ids.tolist(), evaluated.probs.tolist(), strict=True))
         for review_id, row in rows.items():
-            assert float(row[f"p_positive_{view.name}"]) == pytest.approx(
-                by_id[review_id], abs=2e-6
-            )
-            predicted = by_id[review_id] >= 0.5
-            assert row[f"correct_{view.name}"] == str(predicted == bool(int(row["label"])))
+            for class_id, name in enumerate(("negative", "positive")):
+                assert float(row[f"prob_{name}_{view.name}"]) == pytest.approx(
+                    by_id[review_id][class_id], abs=2e-6
+                )
+            predicted = int(np.argmax(by_id[review_id]))
+            assert row[f"correct_{view.name}"] == str(predicted == int(row["label"]))
 
 
 def test_same_seed_gives_the_same_sample_and_map_and_another_seed_does_not(
@@ -136,15 +138,13 @@ def test_boundary_list_is_sorted_by_margin_and_disagreements_by_spread(
     rows = read_csv(result.out_dir / "boundary_samples.csv")
     margins = [float(r["margin"]) for r in rows]
     assert margins == sorted(margins)
-    for row in rows:  # the row's margin is the smallest of the models' |p - 0.5|
-        per_model = [abs(float(row[f"p_positive_{m}"]) - 0.5) for m in MODELS]
-        assert float(row["margin"]) == pytest.approx(min(per_model), abs=2e-6)
+    for row in rows:  # the row's margin is the smallest of the models' 2|p - 0.5|
+        per_model = [2 * abs(float(row[f"prob_positive_{m}"]) - 0.5) for m in MODELS]
+        assert float(row["margin"]) == pytest.approx(min(per_model), abs=4e-6)
     disagreements = read_csv(result.out_dir / "disagreements.csv")
     assert len(disagreements) == sum(r["disagree"] == "True" for r in rows)
     for row in disagreements:
-        assert (float(row["p_positive_tiny-bert"]) >= 0.5) != (
-            float(row["p_positive_tiny-modernbert"]) >= 0.5
-        )
+        assert row["predicted_tiny-bert"] != row["predicted_tiny-modernbert"]
     assert disagreements, "the fixture's two models should disagree on some reviews"
     spreads = [float(r["spread"]) for r in disagreements]
     assert spreads == sorted(spreads, reverse=True)
@@ -211,3 +211,18 @@ def test_two_runs_of_one_model_are_told_apart_by_run_id(trained_workspace: Works
     ]
     with pytest.raises(ImdbError, match="the same run is named twice"):
         folders.run_labels([run, run])
+
+
+def test_two_class_margins_rank_reviews_by_their_distance_from_one_half():
+    """For two classes, top-1 minus top-2 is 2|p - 0.5|: the boundary ranking is the one the
+    two-class code made from P(class 1), for new ledgers' rows and old ledgers' P(class 1)."""
+    logits = torch.from_numpy(np.random.default_rng(3).normal(size=(500, 2)).astype(np.float32))
+    rows = torch.softmax(logits, -1).numpy()  # what training.inference.predict keeps
+    p = rows[:, 1].astype(np.float64)
+    ids = np.arange(len(p))
+    by_distance = np.lexsort((ids, np.abs(p - 0.5)))
+    old = ledger.TestRecord(0, "", "test", 0.0, 0.0, len(p), 0.0, probs=p.tolist()).prob_matrix()
+    for matrix in (rows, old):
+        margins = embeddings.margins(matrix)
+        np.testing.assert_allclose(margins, 2 * np.abs(p - 0.5), atol=1e-6)
+        np.testing.assert_array_equal(np.lexsort((ids, margins)), by_distance)

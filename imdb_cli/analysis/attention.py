@@ -153,10 +153,21 @@ class ModelAttention:
     run: Run
     checkpoint: Path
     review: EncodedReview
-    prob_positive: float
+    probs: np.ndarray  # [classes]: the classifier's probability of each class
+    classes: list[str]  # class names, by class id (the run's label names)
     num_layers: int
     num_heads: int
     layers: list[LayerAttention]
+
+    @property
+    def predicted(self) -> int:
+        """The most probable class (ties to the lower id, as training's argmax)."""
+        return int(np.argmax(self.probs))
+
+    @property
+    def prediction(self) -> str:
+        """`neutral (P = 0.912)`: the predicted class's name and probability."""
+        return f"{self.classes[self.predicted]} (P = {float(self.probs[self.predicted]):.3f})"
 
     @property
     def received(self) -> np.ndarray:
@@ -298,8 +309,8 @@ def attend(
     *,
     model_key: str,
     selection: LayerSelection,
-) -> tuple[float, list[LayerAttention], int, int]:
-    """One forward pass: P(positive) and the selected layers' attention maps."""
+) -> tuple[np.ndarray, list[LayerAttention], int, int]:
+    """One forward pass: the class probabilities and the selected layers' attention maps."""
     config = encoder_config(model)
     num_layers, num_heads = int(config.num_hidden_layers), int(config.num_attention_heads)
     layers = selection.layers_of(model_key, num_layers)
@@ -313,7 +324,7 @@ def attend(
     attentions = recorded[0] if recorded else None
     if not attentions or any(a is None for a in attentions):
         raise no_attention_maps(config, model_key)
-    prob = float(torch.softmax(output.logits.float(), dim=-1)[0, 1])
+    probs = torch.softmax(output.logits.float(), dim=-1)[0].cpu().numpy().astype(np.float64)
     types = layer_types(config, num_layers)
     window = sliding_window(config) if SLIDING in types else None
     maps = []
@@ -329,7 +340,7 @@ def attend(
                 matrix=matrix.cpu().numpy(),
             )
         )
-    return prob, maps, num_layers, num_heads
+    return probs, maps, num_layers, num_heads
 
 
 @dataclass(frozen=True)
@@ -357,7 +368,7 @@ class EagerModel:
     def attention(self, text: str, selection: LayerSelection) -> ModelAttention:
         max_length, truncation = run_max_length(self.run)
         review = encode_review(self.tokenizer, text, max_length, truncation)
-        prob, layers, num_layers, num_heads = attend(
+        probs, layers, num_layers, num_heads = attend(
             self.model, review, model_key=self.run.model, selection=selection
         )
         return ModelAttention(
@@ -365,7 +376,8 @@ class EagerModel:
             run=self.run,
             checkpoint=self.checkpoint,
             review=review,
-            prob_positive=prob,
+            probs=probs,
+            classes=self.run.ledger.label_names,
             num_layers=num_layers,
             num_heads=num_heads,
             layers=layers,
@@ -388,8 +400,11 @@ def to_json(result: ModelAttention, *, review_id: int | None = None) -> dict[str
         "review_id": review_id,
         "text": result.review.text,
         "prediction": {
-            "prob_positive": round(result.prob_positive, 6),
-            "label": "positive" if result.prob_positive >= 0.5 else "negative",
+            "label": result.classes[result.predicted],
+            "probs": {
+                name: round(float(p), 6)
+                for name, p in zip(result.classes, result.probs, strict=True)
+            },
         },
         "cut_tokens": result.review.cut_tokens,
         "tokens": result.review.tokens,
@@ -500,10 +515,7 @@ def save_attention(
     `label` names the run in titles and file names (folders.run_labels)."""
     stem = folders.safe_name(label)
     encoded = result.review
-    verdict = "positive" if result.prob_positive >= 0.5 else "negative"
-    truth = (
-        "" if review.label is None else f", true label {'positive' if review.label else 'negative'}"
-    )
+    truth = "" if review.label is None else f", true label {result.classes[review.label]}"
     cut = f"; {encoded.cut_tokens} tokens cut at the max length" if encoded.cut_tokens else ""
     head = result.layers[0].head
     panels = [
@@ -516,7 +528,7 @@ def save_attention(
     ]
     which = f"layer{result.layers[0].layer}" if len(result.layers) == 1 else "all-layers"
     lines = [
-        f"{label}: P(positive) = {result.prob_positive:.3f} ({verdict}{truth})",
+        f"{label}: predicted {result.prediction}{truth}",
         f"{len(encoded.tokens)} tokens incl. special tokens (grey labels){cut}",
     ]
     if len(result.layers) > 1:

@@ -7,10 +7,11 @@ evaluate` computes. t-SNE (scikit-learn, seeded, PCA init) maps each model's emb
 to 2-d on their own; t-SNE distances are not meaningful, so nothing here is chosen by
 them:
 
-- boundary samples: smallest probability margin |p - 0.5|;
+- boundary samples: smallest margin, the most probable class's probability minus the
+  second's (for two classes 2|p - 0.5|, so the ranking is the one by |p - 0.5|);
 - confident errors: misclassified with the largest margin;
-- disagreements (two or more models): the models' predicted labels differ, largest
-  spread of probabilities first.
+- disagreements (two or more models): the models' predicted classes differ, largest
+  spread of probabilities first (over the classes, the largest gap between two models).
 
 Results go to `<workdir>/analysis/tsne/<timestamp>/` and `analysis/tsne/latest` names it.
 """
@@ -83,6 +84,14 @@ class Sample:
     texts: list[str]
     labels: np.ndarray  # int64 [n]
     split_size: int
+    classes: list[str]  # class names, by class id (the runs' label names)
+
+
+def margins(probs: np.ndarray) -> np.ndarray:
+    """Per row of class probabilities: the largest minus the second largest. How far the
+    prediction is from changing; for two classes 2|p - 0.5|."""
+    top = np.sort(np.asarray(probs, dtype=np.float64), axis=-1)
+    return top[..., -1] - top[..., -2]
 
 
 @dataclass(frozen=True)
@@ -92,7 +101,7 @@ class ModelView:
     name: str  # model key, or model-runid when two runs of one model are compared
     run: Run
     checkpoint: Path
-    probs: np.ndarray  # P(positive) [n]
+    probs: np.ndarray  # [n, classes] class probabilities
     pooled: np.ndarray  # masked-mean embeddings [n, hidden]
     coords: np.ndarray | None = None  # t-SNE [n, 2], once projected
 
@@ -104,11 +113,12 @@ class ModelView:
 
     @property
     def predictions(self) -> np.ndarray:
-        return (self.probs >= 0.5).astype(np.int64)
+        """The most probable class (ties to the lower id, as training's argmax)."""
+        return self.probs.argmax(axis=1).astype(np.int64)
 
     @property
     def margins(self) -> np.ndarray:
-        return np.abs(self.probs - 0.5)
+        return margins(self.probs)
 
 
 @dataclass(frozen=True)
@@ -116,17 +126,22 @@ class ReviewRow:
     """One sampled review and what every model made of it."""
 
     review_id: int
-    label: int
+    label: int  # the true class
     text: str
-    probs: dict[str, float]  # model name -> P(positive)
+    probs: dict[str, np.ndarray]  # model name -> class probabilities
+    classes: Sequence[str]  # class names, by class id
+
+    @property
+    def predicted(self) -> dict[str, int]:
+        return {name: int(np.argmax(p)) for name, p in self.probs.items()}
 
     @property
     def correct(self) -> dict[str, bool]:
-        return {name: (p >= 0.5) == bool(self.label) for name, p in self.probs.items()}
+        return {name: guess == self.label for name, guess in self.predicted.items()}
 
     @property
     def margins(self) -> dict[str, float]:
-        return {name: abs(p - 0.5) for name, p in self.probs.items()}
+        return {name: float(margins(p)) for name, p in self.probs.items()}
 
     @property
     def margin(self) -> float:
@@ -135,11 +150,13 @@ class ReviewRow:
 
     @property
     def disagree(self) -> bool:
-        return len({p >= 0.5 for p in self.probs.values()}) > 1
+        return len(set(self.predicted.values())) > 1
 
     @property
     def spread(self) -> float:
-        return max(self.probs.values()) - min(self.probs.values())
+        """The largest gap between two models' probabilities of one class."""
+        stacked = np.stack(list(self.probs.values()))
+        return float((stacked.max(axis=0) - stacked.min(axis=0)).max())
 
     @property
     def excerpt(self) -> str:
@@ -149,13 +166,16 @@ class ReviewRow:
         row: dict[str, Any] = {
             "review_id": self.review_id,
             "label": self.label,
+            "label_name": self.classes[self.label],
             "excerpt": self.excerpt,
             "margin": round(self.margin, 6),
             "disagree": self.disagree,
             "spread": round(self.spread, 6),
         }
         for name, p in self.probs.items():
-            row[f"p_positive_{name}"] = round(p, 6)
+            row[f"predicted_{name}"] = self.classes[self.predicted[name]]
+            for class_id, class_name in enumerate(self.classes):
+                row[f"prob_{class_name}_{name}"] = round(float(p[class_id]), 6)
             row[f"margin_{name}"] = round(self.margins[name], 6)
             row[f"correct_{name}"] = self.correct[name]
         if with_text:
@@ -224,6 +244,7 @@ def draw_sample(cache: TokenizedCache, options: TsneOptions) -> Sample:
         texts=[texts[i] for i in rows.tolist()],
         labels=labels[rows],
         split_size=size,
+        classes=cache.label_names,
     )
 
 
@@ -302,7 +323,8 @@ def review_rows(sample: Sample, views: Sequence[ModelView]) -> list[ReviewRow]:
             review_id=int(review_id),
             label=int(sample.labels[i]),
             text=sample.texts[i],
-            probs={view.name: float(view.probs[i]) for view in views},
+            probs={view.name: view.probs[i] for view in views},
+            classes=sample.classes,
         )
         for i, review_id in enumerate(sample.review_ids.tolist())
     ]
@@ -390,10 +412,12 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]
     return path
 
 
-def row_columns(names: Sequence[str]) -> list[str]:
-    columns = ["rank", "review_id", "label", "margin", "disagree", "spread"]
+def row_columns(names: Sequence[str], classes: Sequence[str]) -> list[str]:
+    columns = ["rank", "review_id", "label", "label_name", "margin", "disagree", "spread"]
     for name in names:
-        columns += [f"p_positive_{name}", f"margin_{name}", f"correct_{name}"]
+        columns.append(f"predicted_{name}")
+        columns += [f"prob_{class_name}_{name}" for class_name in classes]
+        columns += [f"margin_{name}", f"correct_{name}"]
     return [*columns, "excerpt", "text"]
 
 
@@ -436,31 +460,39 @@ def panels(result: TsneResult) -> list[plotting.TsnePanel]:
 def write_results(result: TsneResult) -> list[Path]:
     out = result.out_dir
     names = [view.name for view in result.views]
-    columns = row_columns(names)
+    classes = result.sample.classes
+    columns = row_columns(names, classes)
     files = [write_csv(out / BOUNDARY_CSV, _ranked(result.boundary), columns)]
     if len(result.views) > 1:
         files.append(write_csv(out / DISAGREEMENTS_CSV, _ranked(result.disagreements), columns))
     points = []
     for view in result.views:
         for i, review_id in enumerate(result.sample.review_ids.tolist()):
+            label = int(result.sample.labels[i])
             points.append(
                 {
                     "model": view.name,
                     "review_id": review_id,
-                    "label": int(result.sample.labels[i]),
-                    "p_positive": round(float(view.probs[i]), 6),
+                    "label": label,
+                    "label_name": classes[label],
+                    "predicted": classes[int(view.predictions[i])],
+                    **{
+                        f"prob_{name}": round(float(view.probs[i, c]), 6)
+                        for c, name in enumerate(classes)
+                    },
                     "x": round(float(view.xy[i, 0]), 4),
                     "y": round(float(view.xy[i, 1]), 4),
                 }
             )
-    files.append(
-        write_csv(out / POINTS_CSV, points, ["model", "review_id", "label", "p_positive", "x", "y"])
-    )
+    point_columns = ["model", "review_id", "label", "label_name", "predicted"]
+    point_columns += [f"prob_{name}" for name in classes] + ["x", "y"]
+    files.append(write_csv(out / POINTS_CSV, points, point_columns))
     options = result.options
     summary = {
         "split": options.split,
         "n_samples": len(result.sample.review_ids),
         "split_size": result.sample.split_size,
+        "classes": classes,
         "seed": options.seed,
         "perplexity": options.perplexity,
         "models": {

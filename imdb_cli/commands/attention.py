@@ -17,7 +17,13 @@ from imdb_cli.analysis.attention import (
     review_from_text,
 )
 from imdb_cli.analysis.embeddings import reviews_from_errors
-from imdb_cli.commands.common import compact_table, handles_errors, workspace
+from imdb_cli.commands.common import (
+    RunsDatasetOption,
+    compact_table,
+    handles_errors,
+    runs_dataset,
+    workspace,
+)
 from imdb_cli.console import info, out
 from imdb_cli.errors import ImdbError
 from imdb_cli.runs import models_with_completed_runs, resolve_run
@@ -90,6 +96,7 @@ def attention(
         str, typer.Option("--head", help="mean (over heads) or a head number (from 0).")
     ] = "mean",
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    dataset: RunsDatasetOption = None,
 ) -> None:
     """Attention maps of each model on a review: heatmap, attention received, JSON.
 
@@ -99,18 +106,19 @@ def attention(
     space = workspace()
     selection = LayerSelection.parse(layer, head)
     reviews = _reviews(space, review, review_file, from_errors)
-    runs = [resolve_run(space, name) for name in _model_names(space, models)]
+    on = runs_dataset(dataset)
+    runs = [resolve_run(space, name, on) for name in _model_names(space, models, on)]
     out_dir, saved = explain(space, runs, reviews, selection, device)
     render(out_dir, saved)
 
 
-def _model_names(space: Workspace, models: str | None) -> list[str]:
+def _model_names(space: Workspace, models: str | None, dataset: str) -> list[str]:
     if models is None:
-        found = models_with_completed_runs(space)
+        found = models_with_completed_runs(space, dataset)
         if not found:
             raise ImdbError(
-                f"no completed runs in {space.runs}; make one with `imdb train MODEL`, or name "
-                "runs with --models"
+                f"no completed runs in {space.runs} on {dataset}; make one with `imdb train "
+                "MODEL`, or name runs with --models"
             )
         info(f"models with a completed run: {', '.join(found)}")
         return found
@@ -137,15 +145,15 @@ def _review_table(name: str, items: list[SavedAttention]) -> Table:
     table = compact_table(f"{name}: predictions, attention to special tokens, top tokens")
     table.add_column("model", no_wrap=True)
     table.add_column("prediction", no_wrap=True)
-    table.add_column("P(pos)", justify="right", no_wrap=True)
+    table.add_column("P", justify="right", no_wrap=True)  # of the predicted class
     table.add_column("tokens", no_wrap=True)
     table.add_column("special", justify="right", no_wrap=True)
     table.add_column("top tokens", ratio=1, min_width=16)
     for item in items:
         result = item.result
-        label = "positive" if result.prob_positive >= 0.5 else "negative"
+        label = result.classes[result.predicted]
         if item.review.label is not None:
-            right = (result.prob_positive >= 0.5) == bool(item.review.label)
+            right = result.predicted == item.review.label
             label += " [green]✓[/green]" if right else " [red]✗[/red]"
         tokens = str(len(result.review.tokens))
         if result.review.cut_tokens:
@@ -156,7 +164,7 @@ def _review_table(name: str, items: list[SavedAttention]) -> Table:
         table.add_row(
             item.label,
             label,
-            f"{result.prob_positive:.3f}",
+            f"{float(result.probs[result.predicted]):.3f}",
             tokens,
             f"{result.special_mass:.1%}",  # the mass the "top tokens" column leaves out
             top,

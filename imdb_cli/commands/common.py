@@ -14,6 +14,7 @@ from rich import box
 from rich.table import Table
 
 from imdb_cli.console import err, verbosity
+from imdb_cli.data.entry import DEFAULT_DATASET, load_dataset_entry
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import os_error_message
 from imdb_cli.workspace import Workspace, default_workdir
@@ -48,6 +49,11 @@ DataDirOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+def runs_dataset(option: str | None) -> str:
+    """The name of the data set `--dataset` gives (a name or a YAML path); IMDB when none."""
+    return DEFAULT_DATASET if option is None else load_dataset_entry(option).name
 
 
 class _State:

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from imdb_cli import report, report_formats
-from imdb_cli.commands.common import handles_errors, workspace
+from imdb_cli.commands.common import RunsDatasetOption, handles_errors, runs_dataset, workspace
 from imdb_cli.console import info, out, warn
 from imdb_cli.errors import ImdbError
 
@@ -27,7 +27,8 @@ def compare(
             help=(
                 "Model keys (latest completed run, plus mean ± std over its completed runs "
                 "with the same settings and test reviews), `model/run-id`, or run folders. "
-                "None: every model with a completed run."
+                "None: every model with a completed run. Runs on different data sets are "
+                "never paired."
             ),
             show_default=False,
         ),
@@ -54,6 +55,7 @@ def compare(
             show_default=False,
         ),
     ] = None,
+    dataset: RunsDatasetOption = None,
 ) -> None:
     """Compare runs: what differs between them, test accuracy with 95% intervals,
     paired McNemar tests and bootstrap intervals of each difference, and where the
@@ -68,7 +70,9 @@ def compare(
         raise ImdbError(f"--plot {plot}: is a file; give a folder")
     # Accuracy by length counts the test reviews' tokens (once per data set, then cached).
     lengths = fmt in ("markdown", "json") or plot is not None
-    comparison = report.compare(workspace(), targets or [], lengths=lengths)
+    comparison = report.compare(
+        workspace(), targets or [], dataset=runs_dataset(dataset), lengths=lengths
+    )
     for problem in comparison.not_comparable:
         warn(f"not comparable: {problem.message()}")
     if plot is not None:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from imdb_cli.checkpoints import checkpoint_path
-from imdb_cli.commands.common import handles_errors, workspace
+from imdb_cli.commands.common import RunsDatasetOption, handles_errors, runs_dataset, workspace
 from imdb_cli.console import out, verbosity
 from imdb_cli.runs import resolve_run
 from imdb_cli.training.inference import evaluate as evaluate_run
@@ -32,6 +32,7 @@ def evaluate(
         typer.Option(help="Reviews per batch (default: the run's eval batch size)."),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    dataset: RunsDatasetOption = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bars; only the result.")
     ] = False,
@@ -39,7 +40,7 @@ def evaluate(
     """Evaluate a run's checkpoint on a split of the data cache it was trained on."""
     if quiet:
         verbosity.quiet = True
-    chosen = resolve_run(workspace(), run)
+    chosen = resolve_run(workspace(), run, runs_dataset(dataset))
     path = checkpoint_path(chosen, checkpoint)
     result = evaluate_run(
         workspace(), chosen, checkpoint=str(path), split=split, batch_size=batch_size, device=device

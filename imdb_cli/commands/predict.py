@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from imdb_cli import predict_output, review_files
-from imdb_cli.commands.common import handles_errors, workspace
+from imdb_cli.commands.common import RunsDatasetOption, handles_errors, runs_dataset, workspace
 from imdb_cli.console import info
 from imdb_cli.errors import ImdbError
 from imdb_cli.predict import load_predictor, predict_reviews
@@ -79,6 +79,7 @@ def predict(
         typer.Option(help="Reviews per batch (default: the run's eval batch size, 64)."),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    dataset: RunsDatasetOption = None,
 ) -> None:
     """Score reviews: for each, in input order, its row (or the input's `id`), the predicted
     label and the probability of each class. Reviews are encoded exactly as the run was
@@ -95,7 +96,12 @@ def predict(
         assert file is not None
         source = review_files.open_reviews(file, column, skip_empty=skip_empty)
     predictor = load_predictor(
-        workspace(), target, checkpoint=checkpoint, device=device, batch_size=batch_size
+        workspace(),
+        target,
+        checkpoint=checkpoint,
+        device=device,
+        batch_size=batch_size,
+        dataset=runs_dataset(dataset),
     )
     info(f"scoring {source.name} with {predictor.description}")
     chunks = predict_reviews(predictor, source, keep_pooled=embeddings is not None)

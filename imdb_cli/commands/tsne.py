@@ -16,7 +16,13 @@ from imdb_cli.analysis.embeddings import (
     compute_tsne,
     excerpt,
 )
-from imdb_cli.commands.common import compact_table, handles_errors, workspace
+from imdb_cli.commands.common import (
+    RunsDatasetOption,
+    compact_table,
+    handles_errors,
+    runs_dataset,
+    workspace,
+)
 from imdb_cli.console import out
 from imdb_cli.runs import Run, resolve_run
 
@@ -41,11 +47,13 @@ def tsne(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the sample and of t-SNE.")] = 42,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Reviews per forward pass.")] = 64,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    dataset: RunsDatasetOption = None,
 ) -> None:
     """t-SNE of each model's pooled embeddings, with boundary samples and disagreements.
 
     Writes one PNG per model, a side-by-side PNG, boundary_samples.csv/.json (every sampled
-    review, smallest margin |p - 0.5| first) and disagreements.csv under
+    review, smallest margin first: the top class's probability minus the second's) and
+    disagreements.csv under
     <workdir>/analysis/tsne/<timestamp>/ (also reachable as analysis/tsne/latest).
     """
     space = workspace()
@@ -58,7 +66,8 @@ def tsne(
         device=device,
     )
     options.check()
-    runs = [resolve_run(space, model) for model in models]
+    on = runs_dataset(dataset)
+    runs = [resolve_run(space, model, on) for model in models]
     result = compute_tsne(space, runs, options)
     render(result)
 
@@ -71,16 +80,18 @@ def _epoch(run: Run, checkpoint: Path) -> str:
     return checkpoint.name
 
 
-def _probs(row: ReviewRow, names: list[str]) -> list[str]:
+def _predictions(row: ReviewRow, names: list[str]) -> list[str]:
+    """Each model's predicted class and its probability; a red ✗ when it is wrong."""
     cells = []
     for name in names:
+        guess = row.predicted[name]
         mark = "" if row.correct[name] else " [red]✗[/red]"
-        cells.append(f"{row.probs[name]:.3f}{mark}")
+        cells.append(f"{row.classes[guess]} {float(row.probs[name][guess]):.2f}{mark}")
     return cells
 
 
 def _review_table(title: str, rows: list[ReviewRow], names: list[str]) -> Table:
-    """Review, label, each model's P(positive) and an excerpt that wraps, so that the
+    """Review, label, each model's prediction and an excerpt that wraps, so that the
     table fits 80 columns with two models (a wider terminal shows more per line)."""
     table = compact_table(title)
     table.add_column("review", no_wrap=True)
@@ -89,8 +100,8 @@ def _review_table(title: str, rows: list[ReviewRow], names: list[str]) -> Table:
         table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
     table.add_column("excerpt", ratio=1, min_width=24, overflow="fold")
     for row in rows[:SHOWN]:
-        label = "pos" if row.label else "neg"
-        table.add_row(f"#{row.review_id}", label, *_probs(row, names), excerpt(row.text, 80))
+        label = row.classes[row.label]
+        table.add_row(f"#{row.review_id}", label, *_predictions(row, names), excerpt(row.text, 80))
     return table
 
 
@@ -112,8 +123,18 @@ def render(result: TsneResult) -> None:
             str(errors),
         )
     out.print(summary)
-    out.print("Under each model: its P(positive); ✗ marks a wrong prediction.", highlight=False)
-    out.print(_review_table("boundary samples (smallest |p - 0.5|)", result.boundary, names))
+    out.print(
+        "Under each model: its predicted class and that class's probability; ✗ marks a wrong "
+        "prediction.",
+        highlight=False,
+    )
+    out.print(
+        _review_table(
+            "boundary samples (smallest margin: top class's probability minus the second's)",
+            result.boundary,
+            names,
+        )
+    )
     for name, rows in result.confident_errors.items():
         if rows:
             out.print(_review_table(f"most confident errors of {name}", rows, names))

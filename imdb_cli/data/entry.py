@@ -202,7 +202,7 @@ def _splits(value: Any, path: Path) -> tuple[str, ...] | None:
 def _labels(value: Any, path: Path) -> tuple[str, ...]:
     where = f"{path}: key 'labels'"
     if value is None:
-        raise ImdbError(f"{where} missing: list the class names, like [negative, positive]")
+        raise ImdbError(f"{where} missing: list the class names, like [bad, good]")
     if not isinstance(value, list):
         raise ImdbError(f"{where} must be a list of class names (got {value!r})")
     names = []

@@ -153,8 +153,9 @@ def _damage(split: TokenizedSplit, cache: TokenizedCache) -> str | None:
     if low < 0 or (isinstance(vocab, int) and high >= vocab):
         limit = f" of {vocab} tokens" if isinstance(vocab, int) else ""
         return f"token ids outside the vocabulary{limit} (from {low} to {high})"
-    if int(split.labels.min()) < 0:
-        return "negative labels"
+    classes = len(cache.label_names)
+    if int(split.labels.min()) < 0 or int(split.labels.max()) >= classes:
+        return f"class ids outside 0..{classes - 1} ({classes} labels)"
     return None
 
 

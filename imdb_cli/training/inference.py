@@ -35,14 +35,14 @@ from imdb_cli.workspace import Workspace
 
 @dataclass
 class Predictions:
-    """One pass over a split: per-sample metrics and each review's P(positive)."""
+    """One pass over a split: per-sample metrics and each review's class probabilities."""
 
     loss: float  # sum of per-sample losses / samples
     acc: float  # correct / samples
     samples: int
     review_ids: np.ndarray
     labels: np.ndarray
-    probs: np.ndarray  # P(positive), float32
+    probs: np.ndarray  # [N, classes] float32: softmax of the logits, one row per review
     pooled: np.ndarray | None = None  # [N, hidden] float32 when keep_pooled
     seconds: float = 0.0
 
@@ -61,8 +61,8 @@ def predict(
     keep_pooled: bool = False,
     description: str = "eval",
 ) -> Predictions:
-    """Loss, accuracy and P(positive) of every review; the pooled vectors come from the same
-    forward pass."""
+    """Loss, accuracy and class probabilities of every review; the pooled vectors come from
+    the same forward pass."""
     model.eval()
     started = time.perf_counter()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -80,7 +80,7 @@ def predict(
             logits = out.logits.float()
             loss_sum += F.cross_entropy(logits, batch.labels, reduction="sum")
             correct += (logits.argmax(dim=-1) == batch.labels).sum()
-            probs.append(torch.softmax(logits, dim=-1)[:, 1])
+            probs.append(torch.softmax(logits, dim=-1))
             if keep_pooled:
                 pooled.append(out.pooled.float())
             done += len(batch)
@@ -107,7 +107,7 @@ def predict(
         samples=samples,
         review_ids=np.asarray(split.review_ids, dtype=np.int64).copy(),
         labels=np.asarray(split.labels, dtype=np.int64).copy(),
-        probs=in_split_order(probs, order) if probs else np.zeros(0, np.float32),
+        probs=in_split_order(probs, order) if probs else np.zeros((0, 0), np.float32),
         pooled=in_split_order(pooled, order) if keep_pooled and pooled else None,
         seconds=time.perf_counter() - started,
     )

@@ -487,7 +487,7 @@ class Trainer:
             seconds=test.seconds,
             review_ids=[int(v) for v in test.review_ids],
             labels=[int(v) for v in test.labels],
-            probs=[float(v) for v in test.probs],
+            probs=[[float(p) for p in row] for row in test.probs],
         )
         ledger.status = "completed"
         ledger.error = None
