@@ -89,6 +89,10 @@ class Ledger:
     test: TestRecord | None = None
     error: str | None = None
     total_seconds: float = 0.0
+    # The run's W&B run (`--wandb`), which a resumed run continues, and the last step
+    # logged to it; None without W&B.
+    wandb_run_id: str | None = None
+    wandb_last_step: int | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

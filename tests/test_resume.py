@@ -188,3 +188,131 @@ def test_a_running_ledger_whose_process_died_is_resumed_whatever_its_pid(
     ledger_path.write_text(json.dumps(document))
     resumed = train(workspace, spec, config, resume="auto")
     assert resumed.run_id == "busy" and resumed.ledger.status == "completed"
+
+
+# --------------------------------------------------------------------------- W&B
+
+
+class _FakeWandbRun:
+    """What `wandb.init` returns, recording what is logged (one per session)."""
+
+    def __init__(self, run_id: str) -> None:
+        self.id = run_id
+        self.logs: list[tuple[int, dict]] = []
+        self.summary: dict = {}
+
+    def log(self, metrics: dict, step: int) -> None:
+        self.logs.append((step, dict(metrics)))
+
+    def finish(self, exit_code: int = 0) -> None:
+        pass
+
+
+def test_a_resumed_run_continues_its_wandb_run_on_one_increasing_step(
+    prepared_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed in epoch 2 after logging step 44, resumed from epoch 1 (step 24): the same W&B
+    run goes on, and the steps redone up to 44 are not logged a second time."""
+    wandb = pytest.importorskip("wandb")
+    workspace = copy_workspace(prepared_root, tmp_path / "ws")
+    spec, config = registry.load_spec(TINY), tiny_config(limit_train=48, batch_size=2, epochs=2)
+    sessions: list[tuple[dict, _FakeWandbRun]] = []
+
+    def init(**kwargs):
+        sessions.append((kwargs, _FakeWandbRun(kwargs.get("id") or "w4nd8id")))
+        return sessions[-1][1]
+
+    monkeypatch.setattr(wandb, "init", init)
+    real_flush = Trainer._flush
+
+    def flush_then_stop(self, meter, *args):
+        real_flush(self, meter, *args)
+        if self.step == 44:  # the first flush of epoch 2 (24 steps per epoch)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_flush", flush_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(workspace, spec, config, run_name="w", use_wandb=True)
+    monkeypatch.setattr(Trainer, "_flush", real_flush)
+    one_thread()
+    stopped = read_ledger(workspace.runs / TINY / "w")
+    assert stopped.status == "interrupted" and len(stopped.epochs) == 1
+    assert (stopped.wandb_run_id, stopped.wandb_last_step) == ("w4nd8id", 44)
+
+    run = train(workspace, spec, config, resume="auto", use_wandb=True)
+    assert run.run_id == "w" and run.ledger.status == "completed"
+    (first, first_run), (second, second_run) = sessions
+    assert first["name"] == second["name"] == "w"  # no `-resumed` twin
+    assert first["id"] is None and (second["id"], second["resume"]) == ("w4nd8id", "allow")
+    assert run.ledger.wandb_run_id == "w4nd8id" and run.ledger.wandb_last_step == 48
+    before = [step for step, _ in first_run.logs]
+    after = [step for step, _ in second_run.logs]
+    assert before == [20, 24, 24, 44] and after == [48, 48, 48]
+    steps = before + after
+    assert steps == sorted(steps)  # one axis, never backwards
+    assert "val/acc" in second_run.logs[1][1] and "test/acc" in second_run.logs[2][1]
+
+
+def _wandb_history(run_file: Path) -> tuple[str, str, list[int]]:
+    """(run id, display name, logged steps) of an offline W&B run file (run-<id>.wandb).
+
+    The file is W&B's record log: a 7-byte header, then 32 KiB blocks of records (CRC32,
+    length, type: 1 full, 2 first, 3 middle, 4 last), each a `Record` protobuf."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = run_file.read_bytes()
+    block, position, pending = 32768, 7, b""
+    run_id, name, steps = "", "", []
+    while position + 7 <= len(data):
+        left = block - position % block
+        if left < 7:
+            position += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        if length == 0 and kind == 0:
+            position += left
+            continue
+        pending += data[position + 7 : position + 7 + length]
+        position += 7 + length
+        if kind in (1, 4):
+            record = pb.Record()
+            record.ParseFromString(pending)
+            pending = b""
+            if record.WhichOneof("record_type") == "history":
+                steps.append(record.history.step.num)
+            elif record.WhichOneof("record_type") == "run":
+                run_id, name = record.run.run_id, record.run.display_name
+    return run_id, name, steps
+
+
+def test_offline_wandb_resume_writes_to_the_same_run(
+    prepared_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    workspace = copy_workspace(prepared_root, tmp_path / "ws")
+    spec, config = registry.load_spec(TINY), tiny_config(limit_train=48, batch_size=2, epochs=2)
+    real = Trainer._train_epoch
+
+    def interrupted(self, number: int):
+        if number == 2:
+            raise KeyboardInterrupt
+        return real(self, number)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(workspace, spec, config, run_name="off", use_wandb=True)
+    monkeypatch.setattr(Trainer, "_train_epoch", real)
+    one_thread()
+    run = train(workspace, spec, config, resume="auto", use_wandb=True)
+    assert run.ledger.status == "completed" and run.ledger.wandb_run_id
+
+    files = sorted((run.path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(files) == 2  # one per session, both of the same W&B run
+    histories = [_wandb_history(path) for path in files]
+    assert {(run_id, name) for run_id, name, _ in histories} == {(run.ledger.wandb_run_id, "off")}
+    steps = [step for _, _, logged in histories for step in logged]
+    assert steps == sorted(steps) and steps[-1] == 48 and histories[1][2][0] > 24

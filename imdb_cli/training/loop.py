@@ -237,13 +237,19 @@ class Trainer:
         ledger, config = self.ledger, self.config
         with self.recording_failures():
             self.save_ledger()  # the run exists (status running) before anything else can fail
+            # A resumed run continues its own W&B run, under the same name and step axis.
             self.tracker = start_tracking(
                 use_wandb and self.main,
-                name=ledger.run_id if resumed is None else f"{ledger.run_id}-resumed",
+                name=ledger.run_id,
                 group=ledger.model,
                 config={"model": ledger.model, "run_id": ledger.run_id, **config.to_dict()},
                 directory=self.run_dir,
+                run_id=ledger.wandb_run_id,
+                logged_before=ledger.wandb_last_step,
             )
+            if self.tracker.run_id is not None:
+                ledger.wandb_run_id = self.tracker.run_id
+                self.save_ledger()
             if resumed is not None and first_epoch > 1:
                 self.restore(resumed, first_epoch - 1)
                 self.note(f"resumed {ledger.model}/{ledger.run_id} after epoch {first_epoch - 1}")
@@ -506,6 +512,8 @@ class Trainer:
             return
         self.ledger.updated_at = now_iso()
         self.ledger.total_seconds = self.seconds_before + time.perf_counter() - self.session_started
+        if self.tracker.run_id is not None:
+            self.ledger.wandb_last_step = self.tracker.last_step
         write_ledger(self.run_dir, self.ledger)
 
     def note(self, message: str) -> None:
