@@ -443,11 +443,13 @@ def make_plan(
     rates: Sequence[float],
     seeds: Sequence[int],
     data_fingerprint: str | None = None,
+    dataset: str | None = None,
 ) -> SweepPlan:
-    """The plan, its data pinned: the newest cache for the model's tokenizer and length
-    (or the `--data` one), so that every trial, wherever it runs, trains on it."""
+    """The plan, its data pinned: the newest cache of `dataset` (IMDB when None) for the
+    model's tokenizer and length (or the `--data` one), so that every trial, wherever it
+    runs, trains on it."""
     from imdb_cli import registry
-    from imdb_cli.data.locate import find_tokenized_cache
+    from imdb_cli.data.locate import data_set_asked, find_tokenized_cache
 
     if not seeds:
         raise ImdbError("--seeds: give at least one seed, like 42,43")
@@ -460,6 +462,7 @@ def make_plan(
         base.truncation,
         model=spec.key,
         fingerprint=data_fingerprint,
+        dataset=data_set_asked(dataset, data_fingerprint),
     )
     return SweepPlan(spec.key, tuple(sorted(rates)), tuple(seeds), base, cache.data_fingerprint)
 

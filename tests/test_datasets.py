@@ -181,9 +181,15 @@ def test_the_readme_example_prepares_three_classes(
     assert cache.sizes() == {"train": 120, "val": 15, "test": 15}
     labels = np.concatenate([load_split(cache, s).labels for s in SPLITS])
     assert sorted(np.bincount(labels).tolist()) == [50, 50, 50]
-    # IMDB's caches are not this data set's, and the other way round.
+    # IMDB's caches are not this data set's, and the other way round; prepared data named
+    # by its fingerprint (`--data`) holds its own data set.
+    tokenizer = registry.build_tokenizer(registry.load_spec(TINY))
     with pytest.raises(ImdbError, match="no tokenized imdb data"):
-        find_tokenized_cache(ws, registry.build_tokenizer(registry.load_spec(TINY)), 32)
+        find_tokenized_cache(ws, tokenizer, 32)
+    named = cache.data_fingerprint
+    assert find_tokenized_cache(ws, tokenizer, 32, fingerprint=named, dataset=None) == cache
+    with pytest.raises(ImdbError, match=f"--data {named} holds the data set 'my-reviews'"):
+        find_tokenized_cache(ws, tokenizer, 32, fingerprint=named)
 
 
 def _entry(tmp_path: Path, text: str, name: str = "mine.yaml") -> DatasetEntry:

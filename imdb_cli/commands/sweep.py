@@ -9,9 +9,10 @@ from rich.table import Table
 
 from imdb_cli import registry
 from imdb_cli import sweep as sweeps
-from imdb_cli.commands.common import handles_errors, workspace
+from imdb_cli.commands.common import DatasetOption, handles_errors, workspace
 from imdb_cli.commands.training_options import TrainOverrides, training_options
 from imdb_cli.console import info, out, verbosity
+from imdb_cli.data.entry import load_dataset_entry
 from imdb_cli.reproduce import parse_seeds
 
 
@@ -38,12 +39,14 @@ def sweep(
             show_default=False,
         ),
     ] = None,
+    dataset: DatasetOption = None,
     data_set: Annotated[
         str | None,
         typer.Option(
             "--data",
-            help="Data set fingerprint (a folder name under <workdir>/cache) when several "
-            "are prepared; default: the newest for the model's tokenizer and length.",
+            help="Prepared data: its fingerprint (a folder name under <workdir>/cache) when "
+            "several are prepared; default: the newest of the data set for the model's "
+            "tokenizer and length.",
             show_default=False,
         ),
     ] = None,
@@ -83,7 +86,8 @@ def sweep(
     rates = sweeps.parse_rates(lr)
     base = spec.training.with_overrides(**overrides)
     chosen_seeds = parse_seeds(seeds) or (base.seed,)
-    plan = sweeps.make_plan(space, spec, base, rates, chosen_seeds, data_set)
+    name = load_dataset_entry(dataset).name if dataset is not None else None
+    plan = sweeps.make_plan(space, spec, base, rates, chosen_seeds, data_set, name)
     info(
         f"sweep {plan.sweep_id} of {model}: {len(rates)} rate(s) x {len(chosen_seeds)} "
         f"seed(s), data {plan.data_fingerprint}"

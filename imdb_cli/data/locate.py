@@ -31,6 +31,14 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 
+def data_set_asked(dataset: str | None, fingerprint: str | None) -> str | None:
+    """The data set whose caches a run may take: the one given (`--dataset`); else, when the
+    prepared data is named (`--data`), whichever it holds (None); else IMDB."""
+    if dataset is not None:
+        return dataset
+    return None if fingerprint is not None else DEFAULT_DATASET
+
+
 def find_tokenized_cache(
     workspace: Workspace,
     tokenizer: PreTrainedTokenizerBase,
@@ -40,10 +48,11 @@ def find_tokenized_cache(
     seed: int | None = None,
     model: str | None = None,
     fingerprint: str | None = None,
-    dataset: str = DEFAULT_DATASET,
+    dataset: str | None = DEFAULT_DATASET,
 ) -> TokenizedCache:
     """The most recently created valid entry of `dataset` for this tokenizer, length and
-    truncation (of the prepared data `fingerprint` when given: `imdb train --data`)."""
+    truncation (of the prepared data `fingerprint` when given: `imdb train --data`; that
+    names its data set, so `dataset` None takes it whichever it is)."""
     key = tokenizer_key(tokenizer)
     found: list[TokenizedCache] = []
     if workspace.cache.is_dir():
@@ -68,8 +77,8 @@ def find_tokenized_cache(
             if manifest is None or not (entry.parent / split_dir_name(manifest["seed"])).is_dir():
                 continue
             found.append(TokenizedCache(entry, manifest, reused=True))
-    elsewhere = [c for c in found if c.dataset != dataset]
-    found = [c for c in found if c.dataset == dataset]
+    elsewhere = [c for c in found if dataset not in (None, c.dataset)]
+    found = [c for c in found if dataset in (None, c.dataset)]
     if not found and fingerprint is not None and elsewhere:
         raise ImdbError(
             f"--data {fingerprint} holds the data set '{elsewhere[0].dataset}', not "
@@ -81,12 +90,12 @@ def find_tokenized_cache(
             flags += f" --truncation {truncation}"
         if seed is not None and seed != 42:
             flags += f" --seed {seed}"
-        if dataset != DEFAULT_DATASET:
+        if dataset not in (None, DEFAULT_DATASET):
             flags += f" --dataset {dataset}"
         of_data = f" in cache/{fingerprint}" if fingerprint is not None else ""
+        what = f"tokenized {dataset} data" if dataset else "tokenized data"
         raise ImdbError(
-            f"no tokenized {dataset} data{of_data} for "
-            f"{'model ' + repr(model) if model else 'this tokenizer'} "
+            f"no {what}{of_data} for {'model ' + repr(model) if model else 'this tokenizer'} "
             f"at max length {max_length} ({truncation} truncation) in {workspace.cache}; "
             f"run `imdb prepare {flags}` first"
         )
@@ -155,7 +164,7 @@ def cache_for_run(
     max_length: int,
     truncation: str,
     *,
-    dataset: DatasetEntry,
+    dataset: DatasetEntry | None,
     resumed: Run | None = None,
     pinned: TokenizedCache | None = None,
     prepare_source: DataSource | None = None,
@@ -165,8 +174,8 @@ def cache_for_run(
 
     A resumed run reads the cache its ledger names; `pinned` is a cache the caller chose
     (`imdb reproduce` passes the one it just prepared); otherwise the newest entry of
-    `dataset` that fits (of the prepared data `fingerprint` when given), prepared from
-    `prepare_source` if missing.
+    `dataset` that fits (IMDB when None), or the prepared data `fingerprint` names (of
+    `dataset` when given), prepared from `prepare_source` if missing.
     """
     if resumed is not None:
         recorded = cache_of_run(workspace, resumed.ledger)
@@ -200,10 +209,11 @@ def _find_or_prepare(
     tokenizer: PreTrainedTokenizerBase,
     max_length: int,
     truncation: str,
-    dataset: DatasetEntry,
+    dataset: DatasetEntry | None,
     prepare_source: DataSource | None,
     fingerprint: str | None,
 ) -> TokenizedCache:
+    name = data_set_asked(dataset.name if dataset is not None else None, fingerprint)
     try:
         return find_tokenized_cache(
             workspace,
@@ -212,7 +222,7 @@ def _find_or_prepare(
             truncation,
             model=spec.key,
             fingerprint=fingerprint,
-            dataset=dataset.name,
+            dataset=name,
         )
     except ImdbError as exc:
         if fingerprint is not None:

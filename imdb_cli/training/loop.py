@@ -104,12 +104,12 @@ def train(
 ) -> Run:
     """Fine-tune `spec` (a new run, or `resume` = "auto" / a run folder) and test its best epoch.
 
-    A new run trains on `dataset` (IMDB when None; `prepare_source`'s data set when that is
-    given). `cache` pins its tokenized data (`imdb reproduce` passes the one it just
-    prepared); by default it is the newest cache of the data set for the model's tokenizer
-    and length, of the prepared data `data_fingerprint` when given (`imdb train --data`),
-    prepared from `prepare_source` when missing and given (`imdb train --prepare`). A
-    resumed run continues on its own data.
+    A new run trains on `dataset` (`prepare_source`'s when that is given; when None, IMDB,
+    or the data set of the prepared data `data_fingerprint`). `cache` pins its tokenized
+    data (`imdb reproduce` passes the one it just prepared); by default it is the newest
+    cache of the data set for the model's tokenizer and length, of the prepared data
+    `data_fingerprint` when given (`imdb train --data`), prepared from `prepare_source` when
+    missing and given (`imdb train --prepare`). A resumed run continues on its own data.
     `options`: the settings given on the command line; resuming refuses one that differs
     from the run's (resume.resumed_config). Under torchrun every process calls this; they
     train one model data-parallel, and rank 0 holds the run's lock (run_lock.py).
@@ -123,8 +123,8 @@ def train(
             check_run_name(run_name)
         if world.main:
             tidy_model_runs(workspace, spec.key)
-        entry = prepare_source.entry if prepare_source is not None else dataset
-        entry = entry or load_dataset_entry(None)
+        given = prepare_source.entry if prepare_source is not None else dataset
+        entry = given or load_dataset_entry(None)
         previous = run_to_resume(workspace, spec, resume, entry.name)
         barrier(world)  # every rank has chosen the run before rank 0 creates or changes one
         if previous is not None:
@@ -146,7 +146,7 @@ def train(
                 tokenizer,
                 config.max_length,
                 config.truncation,
-                dataset=entry,
+                dataset=given,
                 resumed=previous,
                 pinned=cache,
                 prepare_source=prepare_source,
