@@ -10,7 +10,7 @@ difference that is not like for like into one warning line.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import yaml
@@ -80,7 +80,6 @@ class Recipe:
     train_reviews: int | None
     machine: Machine
     lr_selection: str | None = None  # how the learning rate was chosen, when by a sweep
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -131,11 +130,8 @@ def recipe_of(run: Run, seeds: Sequence[int]) -> Recipe:
     ledger = run.ledger
     settings = {k: v for k, v in ledger.config.items() if k not in NOT_RECIPE}
     weights = run_weights(run)
-    used = (
-        ledger.data.get("sizes", {}).get("train_used")
-        if isinstance(ledger.data.get("sizes"), dict)
-        else None
-    )
+    sizes = ledger.data.get("sizes")
+    used = sizes.get("train_used") if isinstance(sizes, dict) else None
     return Recipe(
         weights=weights if weights is not None else "random init",
         pretrained=weights is not None,

@@ -289,11 +289,6 @@ def rich_tables(comparison: Comparison) -> list[Any]:
     return tables
 
 
-def rich_table(comparison: Comparison) -> Any:
-    """The results table alone (with its caption and warnings)."""
-    return rich_tables(comparison)[0]
-
-
 def result_lines(comparison: Comparison) -> list[str]:
     """Verdicts, differences, unpaired pairs, notes and not-comparable runs, one line each."""
     lines = []
