@@ -543,17 +543,18 @@ def save_attention(
         )
     ]
     over = (
-        "mean over the query tokens that can see each token (in local layers, those within "
-        "the window)"
+        "mean over the query tokens that can see each token (local layers: within the window)"
         if result.has_local_layers
         else f"mean over the {len(encoded.tokens)} query tokens"
     )
-    received_title = (
-        f"{label}: attention received per token ({over}), {_layers_text(result)}, "
-        f"{_head_text(head, result.num_heads)}\nspecial tokens are shown in grey"
-    )
+    received_lines = [
+        f"{label}: attention received per token, {_layers_text(result)}, "
+        f"{_head_text(head, result.num_heads)}",
+        f"{over}; special tokens in grey",
+    ]
     if result.near_uniform:
-        received_title += f"; {near_uniform_note(result)}"
+        received_lines.append(near_uniform_note(result))
+    received_title = "\n".join(received_lines)
     files.append(
         plotting.save_figure(
             plotting.received_figure(
