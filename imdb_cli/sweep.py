@@ -358,14 +358,18 @@ TrainTrial = Callable[[Trial, str | Path | None], Run]  # (trial, resume) -> run
 
 
 def _clear_unstarted(path: Path) -> None:
-    """A trial folder without a ledger and without checkpoints died before its first write
-    (config.yaml and encoder/ only); remove it so the trial can start under its name."""
-    if path.is_dir() and not (path / LEDGER_NAME).exists():
-        if any((path / "checkpoints").glob("*")):
-            raise ImdbError(
-                f"{path}: trial folder with checkpoints but no ledger; move it away to rerun it"
-            )
-        shutil.rmtree(path)
+    """A trial folder without a ledger, checkpoints or a live trainer died before its
+    first record; remove it at once so the trial can start under its name (training's
+    own tidying waits a minute before it removes such a folder)."""
+    from imdb_cli.training.run_lock import is_locked  # torch: only when training
+
+    if not path.is_dir() or (path / LEDGER_NAME).exists() or is_locked(path):
+        return
+    if any((path / "checkpoints").glob("*")):
+        raise ImdbError(
+            f"{path}: trial folder with checkpoints but no ledger; move it away to rerun it"
+        )
+    shutil.rmtree(path)
 
 
 def _created_at(path: Path) -> str:

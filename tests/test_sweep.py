@@ -133,3 +133,19 @@ def test_a_sweep_trains_each_rate_as_a_run_selects_on_validation_and_resumes(
         == f"selected by sweep {plan.sweep_id} from 0.0001, 0.003 on validation"
     )
     assert [r.mean_val_acc for r in row.sweep.rates] == [vals[r] for r in RATES]
+
+
+def test_a_trial_folder_killed_before_its_first_record_is_cleared_for_the_trial(
+    tmp_path: Path,
+) -> None:
+    started = tmp_path / "sweep-1-lr0.001-seed42"
+    (started / "encoder").mkdir(parents=True)
+    (started / "config.yaml").write_text("name: tiny-bert\n")
+    sweep._clear_unstarted(started)
+    assert not started.exists()
+    kept = tmp_path / "with-weights"
+    (kept / "checkpoints").mkdir(parents=True)
+    (kept / "checkpoints" / "epoch_1_acc_0.5000.safetensors").write_bytes(b"x")
+    with pytest.raises(sweep.ImdbError, match="move it away"):
+        sweep._clear_unstarted(kept)
+    assert kept.is_dir()
