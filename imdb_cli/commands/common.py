@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from imdb_cli.console import err, verbosity
@@ -68,8 +69,13 @@ def workspace() -> Workspace:
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one red line on stderr; return the Exit to raise."""
-    err.print(f"[bold red]error:[/bold red] [red]{message}[/red]", highlight=False, soft_wrap=True)
+    """Print one red line on stderr; return the Exit to raise.
+
+    The message is escaped: square brackets in it (`pip install 'imdb-cli[onnx]'`, a file
+    name) are text, not rich markup."""
+    err.print(
+        f"[bold red]error:[/bold red] [red]{escape(message)}[/red]", highlight=False, soft_wrap=True
+    )
     return typer.Exit(code)
 
 
