@@ -37,8 +37,8 @@ def data_env() -> dict[str, str]:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The offline test suite."""
-    install(session)
+    """The offline test suite (with the onnx extra, so the ONNX export tests run)."""
+    install(session, extras="dev,onnx")
     session.run("pytest", *(session.posargs or ["-q"]), env=data_env())
 
 
@@ -51,7 +51,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    install(session)
+    install(session, extras="dev,onnx")
     session.run("mypy")
 
 

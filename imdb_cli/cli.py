@@ -32,6 +32,7 @@ COMMANDS = (
     "tsne",
     "attention",
     "predict",
+    "export",
     "models",
 )
 

@@ -137,6 +137,39 @@ def save_array_atomic(path: Path, array: np.ndarray) -> None:
         np.save(handle, array)
 
 
+@contextlib.contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Yield a temp folder to fill; on success it takes the place of the folder `path`.
+
+    The files are fsynced, then the folder renamed. An existing `path` (the caller decided it
+    may go) is first renamed aside and deleted once the new folder is in place. On any error
+    or interrupt the temp folder is deleted and `path` is untouched.
+    """
+    tmp = temp_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        yield tmp
+        for file in tmp.rglob("*"):
+            if file.is_file():
+                with open(file, "rb") as handle:
+                    os.fsync(handle.fileno())
+        aside = temp_path(path) if path.exists() else None
+        if aside is not None:
+            os.rename(path, aside)
+        os.rename(tmp, path)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno == errno.ENOSPC:
+            raise ImdbError(f"disk full while writing {path}; nothing was written") from exc
+        raise ImdbError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def pid_alive(pid: int) -> bool:
     """Whether process `pid` runs on this machine (whose temp file or run is it?)."""
     if pid == os.getpid():

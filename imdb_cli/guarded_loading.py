@@ -10,6 +10,7 @@ every `from_pretrained` passes `trust_remote_code=False`.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +23,14 @@ if TYPE_CHECKING:
 _CODE_KEYS = ("auto_map", "custom_pipelines")
 
 
-def code_request(folder: Path) -> str | None:
-    """What in `folder` would make a loader run code, or None."""
+def code_request(folder: Path, skip: Collection[str] = ()) -> str | None:
+    """What in `folder` would make a loader run code, or None.
+
+    `skip`: files the loader is kept from reading (an export's config.json and modeling
+    file, there for transformers users; imdb gives the loader a config of its own)."""
     for path in sorted(folder.glob("*.json")):
+        if path.name in skip:
+            continue
         try:
             content = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
@@ -33,15 +39,15 @@ def code_request(folder: Path) -> str | None:
             for key in _CODE_KEYS:
                 if content.get(key):
                     return f"{path.name} has '{key}'"
-    scripts = sorted(p.name for p in folder.glob("*.py"))
+    scripts = sorted(p.name for p in folder.glob("*.py") if p.name not in skip)
     if scripts:
         return f"it holds Python code ({', '.join(scripts[:3])})"
     return None
 
 
-def refuse_code(folder: Path) -> None:
+def refuse_code(folder: Path, skip: Collection[str] = ()) -> None:
     """One red line if loading `folder` would run code from it."""
-    reason = code_request(folder)
+    reason = code_request(folder, skip)
     if reason is not None:
         raise ImdbError(
             f"{folder}: refused to load, {reason}; imdb never runs code from a run, cache "
@@ -49,8 +55,8 @@ def refuse_code(folder: Path) -> None:
         )
 
 
-def _loaded(what: str, folder: Path, load: Any) -> Any:
-    refuse_code(folder)
+def _loaded(what: str, folder: Path, load: Any, skip: Collection[str] = ()) -> Any:
+    refuse_code(folder, skip)
     try:
         return load()
     except (OSError, ValueError, KeyError) as exc:
@@ -65,11 +71,19 @@ def load_config(folder: Path) -> PretrainedConfig:
     )
 
 
-def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
+def load_tokenizer(
+    folder: Path, *, config: PretrainedConfig | None = None, skip: Collection[str] = ()
+) -> PreTrainedTokenizerBase:
+    """The folder's tokenizer. With `config`, transformers does not read the folder's
+    config.json (which `skip` may then name)."""
     from transformers import AutoTokenizer
 
+    given = {} if config is None else {"config": config}
     return _loaded(
-        "tokenizer", folder, lambda: AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        "tokenizer",
+        folder,
+        lambda: AutoTokenizer.from_pretrained(folder, trust_remote_code=False, **given),
+        skip,
     )
 
 

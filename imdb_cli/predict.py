@@ -1,7 +1,7 @@
-"""Scoring reviews with a trained model.
+"""Scoring reviews with a trained model: a run, or a folder written by `imdb export`.
 
     target ──load_predictor──▶ Predictor: the run's tokenizer and truncation, its class
-                               names, and a forward pass
+                               names, and a forward pass (torch, or onnxruntime for ONNX)
     reviews ──predict_reviews──▶ chunk by chunk, in input order: class probabilities
                                  (and the pooled vectors)
 
@@ -18,13 +18,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from rich.progress import TextColumn
 
-from imdb_cli import checkpoints
+from imdb_cli import checkpoints, exported
 from imdb_cli.config import TrainConfig
 from imdb_cli.console import progress
 from imdb_cli.data.encoding import Encoder
@@ -34,7 +35,7 @@ from imdb_cli.errors import ImdbError
 from imdb_cli.ledger import LEDGER_NAME
 from imdb_cli.model import EncoderForClassification
 from imdb_cli.review_files import ReviewSource
-from imdb_cli.runs import Run, resolve_run
+from imdb_cli.runs import Run, is_run_dir, resolve_run
 from imdb_cli.training.batches import Batch
 from imdb_cli.training.inference import in_split_order, shortest_first
 from imdb_cli.workspace import Workspace
@@ -83,10 +84,20 @@ def load_predictor(
     batch_size: int | None = None,
     dataset: str | None = None,
 ) -> Predictor:
-    """A model key (its newest completed run, on `dataset` when given), MODEL/RUN-ID or a
-    run folder."""
+    """A model key (its newest completed run, on `dataset` when given), MODEL/RUN-ID, a run
+    folder, or a folder written by `imdb export`."""
     if batch_size is not None and batch_size < 1:
         raise ImdbError(f"--batch-size must be at least 1 (got {batch_size})")
+    folder = Path(target)
+    if folder.is_dir() and not is_run_dir(folder):
+        if not exported.is_export_dir(folder):
+            raise ImdbError(
+                f"{folder}: neither a run folder (no {LEDGER_NAME}) nor a folder written by "
+                f"`imdb export` (no {exported.CONFIG_NAME} of an imdb model)"
+            )
+        if checkpoint != "best":
+            raise ImdbError(f"--checkpoint {checkpoint}: an exported folder holds one model")
+        return _from_export(folder, device, batch_size)
     return _from_run(resolve_run(workspace, target, dataset), checkpoint, device, batch_size)
 
 
@@ -108,6 +119,36 @@ def _from_run(run: Run, checkpoint: str, device: str, batch_size: int | None) ->
     )
 
 
+def _from_export(folder: Path, device: str, batch_size: int | None) -> Predictor:
+    export = exported.read_export(folder)
+    tokenizer = exported.load_tokenizer(folder)
+    encoder = Encoder(tokenizer, export.max_length, export.truncation)
+    size = batch_size or exported.DEFAULT_BATCH_SIZE
+    if export.is_onnx:
+        session = exported.onnx_session(folder / exported.ONNX_NAME, device)
+        return Predictor(
+            description=f"{folder} (ONNX, {export.quantization or 'fp32'})",
+            label_names=export.label_names,
+            encoder=encoder,
+            forward=onnx_forward(session),
+            device=torch.device("cpu"),
+            batch_size=size,
+            hidden_size=int(session.get_outputs()[1].shape[-1]),
+        )
+    chosen = choose_device(device)
+    model = exported.load_model(folder, export)
+    return Predictor(
+        description=str(folder),
+        label_names=_checked_labels(export.label_names, model, str(folder)),
+        encoder=encoder,
+        forward=torch_forward(model.to(chosen), chosen, "fp32"),
+        device=chosen,
+        batch_size=size,
+        hidden_size=int(model.head.in_features),
+        packs=model.packs,
+    )
+
+
 def _checked_labels(names: list[str], model: EncoderForClassification, where: str) -> list[str]:
     classes = int(model.head.out_features)
     if len(names) != classes:
@@ -122,6 +163,23 @@ def torch_forward(model: EncoderForClassification, device: torch.device, precisi
         with torch.inference_mode(), autocast(device, precision):
             out = model(batch.input_ids, batch.attention_mask, packing=batch.packing)
         return out.logits.float().cpu(), out.pooled.float().cpu()
+
+    return forward
+
+
+def onnx_forward(session: Any) -> Forward:
+    """An onnxruntime session of `imdb export --format onnx` as a Forward. The graph always
+    takes a mask: a batch without padding gets one of ones."""
+
+    def forward(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = batch.input_ids.cpu().numpy()
+        mask = batch.attention_mask
+        inputs = {
+            exported.ONNX_INPUTS[0]: ids,
+            exported.ONNX_INPUTS[1]: np.ones_like(ids) if mask is None else mask.cpu().numpy(),
+        }
+        logits, pooled = session.run(list(exported.ONNX_OUTPUTS), inputs)
+        return torch.from_numpy(logits), torch.from_numpy(pooled)
 
     return forward
 

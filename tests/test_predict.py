@@ -126,8 +126,16 @@ def test_file_formats_give_the_same_scores_in_input_order(
     ]
     for name, extra, key, keys in cases:
         out = tmp_path / f"{name}.out.jsonl"
-        result = imdb(trained_root, "predict", "tiny-bert", "--file", str(tmp_path / name), *extra,
-                      "-o", str(out))  # fmt: skip
+        result = imdb(
+            trained_root,
+            "predict",
+            "tiny-bert",
+            "--file",
+            str(tmp_path / name),
+            *extra,
+            "-o",
+            str(out),
+        )
         assert result.exit_code == 0, (name, result.output)
         rows = jsonl_rows(out.read_text(encoding="utf-8"))
         assert [row[key] for row in rows] == keys, name
@@ -140,8 +148,9 @@ def test_csv_and_json_outputs_and_standard_input(trained_root: Path, tmp_path: P
     expected = scores(Workspace(trained_root), "tiny-bert", texts)
     stdin = "".join(t + "\n" for t in texts)
 
-    result = imdb(trained_root, "predict", "tiny-bert", "--file", "-", "--format", "csv",
-                  stdin=stdin)  # fmt: skip
+    result = imdb(
+        trained_root, "predict", "tiny-bert", "--file", "-", "--format", "csv", stdin=stdin
+    )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(result.stdout.splitlines()))
     assert list(rows[0]) == ["row", "label", "prob_negative", "prob_positive"]
@@ -162,9 +171,17 @@ def test_embeddings_are_saved_in_output_order(trained_root: Path, tmp_path: Path
     vectors = {}
     for name, given in (("forward", texts), ("backward", texts[::-1])):
         (tmp_path / f"{name}.txt").write_text("\n".join(given) + "\n", encoding="utf-8")
-        result = imdb(trained_root, "predict", "tiny-modernbert", "--file",
-                      str(tmp_path / f"{name}.txt"), "--format", "jsonl",
-                      "--embeddings", str(tmp_path / f"{name}.npy"))  # fmt: skip
+        result = imdb(
+            trained_root,
+            "predict",
+            "tiny-modernbert",
+            "--file",
+            str(tmp_path / f"{name}.txt"),
+            "--format",
+            "jsonl",
+            "--embeddings",
+            str(tmp_path / f"{name}.npy"),
+        )
         assert result.exit_code == 0, result.output
         vectors[name] = np.load(tmp_path / f"{name}.npy")
     assert vectors["forward"].shape == (12, 64) and vectors["forward"].dtype == np.float32
@@ -177,8 +194,16 @@ def test_skip_empty_passes_over_empty_reviews_and_counts_them(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "in.txt").write_text("good film\n\n   \nbad film\n", encoding="utf-8")
-    result = imdb(trained_root, "predict", "tiny-bert", "--file", str(tmp_path / "in.txt"),
-                  "--format", "jsonl", "--skip-empty")  # fmt: skip
+    result = imdb(
+        trained_root,
+        "predict",
+        "tiny-bert",
+        "--file",
+        str(tmp_path / "in.txt"),
+        "--format",
+        "jsonl",
+        "--skip-empty",
+    )
     assert result.exit_code == 0, result.output
     assert [row["row"] for row in jsonl_rows(result.stdout)] == [1, 4]
     assert "skipped 2 empty review(s)" in result.stderr
@@ -203,8 +228,17 @@ def test_an_interrupted_run_leaves_no_output_under_the_name(
     (tmp_path / "in.txt").write_text("".join(f"review {i} was fine\n" for i in range(20)))
     out = tmp_path / "out" / "scored.jsonl"
     out.parent.mkdir()
-    result = imdb(trained_root, "predict", "tiny-bert", "--file", str(tmp_path / "in.txt"),
-                  "-o", str(out), "--embeddings", str(out.parent / "vectors.npy"))  # fmt: skip
+    result = imdb(
+        trained_root,
+        "predict",
+        "tiny-bert",
+        "--file",
+        str(tmp_path / "in.txt"),
+        "-o",
+        str(out),
+        "--embeddings",
+        str(out.parent / "vectors.npy"),
+    )
     assert result.exit_code == 130
     assert_one_red_line(result, "interrupted")
     assert list(out.parent.iterdir()) == []
@@ -299,3 +333,10 @@ def test_an_unknown_model_or_run_is_one_red_line(
     fragments: list[str],
 ) -> None:
     assert_one_red_line(imdb(trained_root, "predict", target, "--text", "good"), *fragments)
+
+
+def test_a_folder_that_is_neither_a_run_nor_an_export_is_refused(
+    trained_root: Path, tmp_path: Path
+) -> None:
+    result = imdb(trained_root, "predict", str(tmp_path), "--text", "good")
+    assert_one_red_line(result, str(tmp_path), "imdb export")

@@ -1,4 +1,4 @@
-"""`imdb predict MODEL|RUN`: score new reviews with a trained model."""
+"""`imdb predict MODEL|RUN|EXPORT`: score new reviews with a trained model."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ def predict(
     target: Annotated[
         str,
         typer.Argument(
-            help="A model key (its newest completed run, best epoch), MODEL/RUN-ID, or a run "
-            "folder.",
+            help="A model key (its newest completed run, best epoch), MODEL/RUN-ID, a run "
+            "folder, or a folder written by `imdb export` (HF or ONNX).",
             show_default=False,
         ),
     ],

@@ -1,0 +1,64 @@
+"""`imdb export MODEL|RUN --out DIR`: a run's best checkpoint as a Hugging Face folder or ONNX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from imdb_cli import export as exporting
+from imdb_cli.commands.common import handles_errors, workspace
+from imdb_cli.console import info, out
+
+
+@handles_errors
+def export(
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="A model key (its newest completed run), MODEL/RUN-ID, or a run folder.",
+            show_default=False,
+        ),
+    ],
+    out_dir: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="The folder to write (new, or empty).", show_default=False
+        ),
+    ],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="hf: a folder transformers loads (pipeline, AutoModelForSequenceClassification"
+            " with trust_remote_code=True); onnx: model.onnx for onnxruntime.",
+        ),
+    ] = "hf",
+    quantize: Annotated[
+        str | None,
+        typer.Option(
+            "--quantize",
+            help="int8: dynamic int8 quantization (with --format onnx); its test accuracy "
+            "next to fp32's goes into the model card.",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace --out when it exists and is not empty.")
+    ] = False,
+) -> None:
+    """Export a run's best checkpoint, with a model card (README.md), for use without imdb."""
+    exporting.check_options(fmt, quantize)
+    result = exporting.export(workspace(), target, out_dir, fmt=fmt, quantize=quantize, force=force)
+    run = result.run
+    if result.onnx_difference is not None:
+        info(f"onnxruntime vs torch: largest probability difference {result.onnx_difference:.1e}")
+    for name, acc in result.accuracy.items():
+        info(f"test accuracy of the ONNX {name} model: {acc:.4f} ({result.test_reviews:,} reviews)")
+    out.print(
+        f"{run.model}/{run.run_id} ({result.checkpoint.name}) -> {result.out} "
+        f"({fmt}{', ' + quantize if quantize else ''})",
+        highlight=False,
+        soft_wrap=True,
+    )
