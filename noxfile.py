@@ -85,9 +85,10 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Speed and memory figures (not tests): prepare, training vs the HF Trainer, then the
-    speed switches off vs on."""
-    install(session, extras="dev,bench")
+    """Speed and memory figures (not tests): prepare, training vs the HF Trainer, the speed
+    switches off vs on, then imdb predict vs the transformers pipeline (torch, ONNX, int8)."""
+    install(session, extras="dev,bench,onnx")
     session.run("python", "benchmarks/bench_prepare.py", env=data_env())
     session.run("python", "benchmarks/bench_train.py", *session.posargs, env=data_env())
     session.run("python", "benchmarks/bench_switches.py", env=data_env())
+    session.run("python", "benchmarks/bench_predict.py", env=data_env())

@@ -88,9 +88,9 @@ def check_out(out: Path, force: bool) -> None:
         raise ImdbError(f"--out {out}: exists and is not empty (--force replaces it)")
 
 
-def exportable_run(workspace: Workspace, target: str) -> Run:
+def exportable_run(workspace: Workspace, target: str, dataset: str | None = None) -> Run:
     """The run to export: completed, with a tested best checkpoint."""
-    run = resolve_run(workspace, target)
+    run = resolve_run(workspace, target, dataset)
     ledger = run.ledger
     if ledger.status != "completed" or ledger.best_epoch is None or ledger.test is None:
         raise ImdbError(
@@ -108,9 +108,12 @@ def export(
     fmt: str = "hf",
     quantize: str | None = None,
     force: bool = False,
+    dataset: str | None = None,
 ) -> ExportResult:
+    """A model key (its newest completed run, on `dataset` when given), MODEL/RUN-ID or a run
+    folder, exported to the folder `out`."""
     check_options(fmt, quantize)
-    run = exportable_run(workspace, target)
+    run = exportable_run(workspace, target, dataset)
     check_out(out, force)
     model, path = checkpoints.load_classifier(run, "best")
     tokenizer = checkpoints.load_run_tokenizer(run)
@@ -172,6 +175,7 @@ def classifier_config(
             "run_id": run.run_id,
             "checkpoint": checkpoint.name,
             "best_epoch": run.ledger.best_epoch,
+            "dataset": run.ledger.dataset,
             "data_fingerprint": run.ledger.data.get("data_fingerprint"),
             "imdb_version": __version__,
         },
@@ -469,6 +473,7 @@ def _card_data(ledger: Ledger) -> str:
     listed = ", ".join(f"{split.replace('_', ' ')} {count:,}" for split, count in sizes.items())
     return (
         "## Data\n\n"
+        f"- Data set: {ledger.dataset}\n"
         f"- Data set fingerprint: `{ledger.data.get('data_fingerprint')}` (`imdb prepare`'s "
         "name for the reviews, the split and its options)\n"
         f"- Split seed: {ledger.data.get('split_seed')}; reviews per split: {listed}\n"

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from imdb_cli import export as exporting
-from imdb_cli.commands.common import handles_errors, workspace
+from imdb_cli.commands.common import RunsDatasetOption, handles_errors, runs_dataset, workspace
 from imdb_cli.console import info, out
 
 
@@ -47,10 +47,19 @@ def export(
     force: Annotated[
         bool, typer.Option("--force", help="Replace --out when it exists and is not empty.")
     ] = False,
+    dataset: RunsDatasetOption = None,
 ) -> None:
     """Export a run's best checkpoint, with a model card (README.md), for use without imdb."""
     exporting.check_options(fmt, quantize)
-    result = exporting.export(workspace(), target, out_dir, fmt=fmt, quantize=quantize, force=force)
+    result = exporting.export(
+        workspace(),
+        target,
+        out_dir,
+        fmt=fmt,
+        quantize=quantize,
+        force=force,
+        dataset=runs_dataset(dataset),
+    )
     run = result.run
     if result.onnx_difference is not None:
         info(f"onnxruntime vs torch: largest probability difference {result.onnx_difference:.1e}")
