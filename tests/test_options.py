@@ -4,6 +4,7 @@ parse back to the config they were made from. Plus how every --help reads."""
 
 from __future__ import annotations
 
+import importlib
 import shlex
 from dataclasses import fields
 from pathlib import Path
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 from imdb_cli import registry
 from imdb_cli.cli import COMMANDS, app
+from imdb_cli.commands import help_format
 from imdb_cli.config import TrainConfig, flag_name, train_command
 from imdb_cli.errors import ImdbError
 
@@ -117,3 +119,33 @@ def test_a_default_follows_its_wrapped_help_text_where_it_fits() -> None:
     result = CliRunner().invoke(app, ["reproduce", "--help"], env={"COLUMNS": "100"})
     lines = [line.strip("│ ") for line in result.output.splitlines()]
     assert "drawn. [default: 1]" in lines, result.output  # not "drawn." then "[default: 1]"
+
+
+@pytest.mark.parametrize("typer_has", ["no such function", "another signature"])
+def test_help_works_on_a_typer_without_the_function_help_format_wraps(
+    typer_has: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    current = typer.rich_utils._get_parameter_help  # type: ignore[attr-defined]
+    shipped = getattr(current, "__wrapped__", current)  # typer's own, unwrapped
+    assert getattr(current, "imdb_joined", False)  # this typer is wrapped...
+
+    def another(parameter: Any, context: Any) -> Any:
+        raise AssertionError("a function of another signature is left alone")
+
+    with monkeypatch.context() as patch:
+        if typer_has == "no such function":
+            patch.delattr(typer.rich_utils, "_get_parameter_help")
+        else:
+            patch.setattr(typer.rich_utils, "_get_parameter_help", another)
+        importlib.reload(help_format)  # what importing imdb_cli.cli does on such a typer
+        # ...and such a typer is not.
+        assert getattr(typer.rich_utils, "_get_parameter_help", None) in (None, another)
+        # That typer lays out help its own way (here: the way this typer does, unwrapped).
+        patch.setattr(typer.rich_utils, "_get_parameter_help", shipped, raising=False)
+        result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "80"})
+        unjoined = CliRunner().invoke(app, ["reproduce", "--help"], env={"COLUMNS": "100"})
+    importlib.reload(help_format)
+    assert result.exit_code == 0, result.output
+    assert "--epochs" in result.output and "Usage: imdb train" in result.output
+    lines = [line.strip("│ ") for line in unjoined.output.splitlines()]
+    assert "drawn. [default: 1]" not in lines and "[default: 1]" in lines  # typer's layout

@@ -5,6 +5,7 @@ its own whenever the help text wraps."""
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any
 
 import typer.rich_utils
@@ -36,14 +37,31 @@ def _joined(parameter_help: Any) -> Any:
     in a Columns, which the options table sizes as before)."""
 
     @functools.wraps(parameter_help)
-    def help_text(**kwargs: Any) -> Any:
-        columns = parameter_help(**kwargs)
+    def help_text(*args: Any, **kwargs: Any) -> Any:
+        columns = parameter_help(*args, **kwargs)
         parts = getattr(columns, "renderables", None)
         if parts and all(isinstance(part, Text) for part in parts):
             return Columns([Text(" ").join(parts)])
         return columns
 
+    help_text.imdb_joined = True  # type: ignore[attr-defined]
     return help_text
 
 
-typer.rich_utils._get_parameter_help = _joined(typer.rich_utils._get_parameter_help)  # type: ignore[attr-defined]
+def _join_help_and_default() -> None:
+    """Wrap typer's private `_get_parameter_help` (typer has no public hook for this layout).
+    A typer without it, or with a different signature, keeps its own layout: help still
+    works, only the default may sit on a line of its own."""
+    original = getattr(typer.rich_utils, "_get_parameter_help", None)
+    if not callable(original) or getattr(original, "imdb_joined", False):
+        return  # not in this typer, or already wrapped (the module was reloaded)
+    try:
+        names = set(inspect.signature(original).parameters)
+    except (TypeError, ValueError):
+        return
+    if not {"param", "ctx"} <= names:
+        return
+    typer.rich_utils._get_parameter_help = _joined(original)  # type: ignore[attr-defined]
+
+
+_join_help_and_default()
