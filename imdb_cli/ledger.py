@@ -19,7 +19,14 @@ from imdb_cli.data.entry import DEFAULT_DATASET, LEGACY_LABELS
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_json_atomic
 
-SCHEMA_VERSION = 1
+# Version 2 added, each with a default for version-1 ledgers (which read as before):
+# `data.dataset` and `data.labels` (IMDB and its two labels), one row of class
+# probabilities per test review (P(class 1) in version 1), each epoch's `weights_sha256`
+# (unchecked without), `wandb_run_id` and `wandb_last_step` (none), and the load average
+# and core count in `environment` (unknown). A ledger is always written as the newest
+# version; an older imdb refuses it by that number rather than misreading it.
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 LEDGER_NAME = "ledger.json"
 STATUSES = ("running", "completed", "failed", "interrupted")
 
@@ -96,7 +103,8 @@ class Ledger:
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The ledger as written: in the newest schema, whichever it was read in."""
+        return asdict(self) | {"schema_version": SCHEMA_VERSION}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str) -> Ledger:
@@ -105,11 +113,14 @@ class Ledger:
         version = data.get("schema_version")
         if not isinstance(version, int):
             raise ImdbError(f"{where}: not a ledger (no schema_version)")
-        if version > SCHEMA_VERSION:
-            raise ImdbError(
-                f"{where}: ledger schema {version} is newer than this imdb understands "
-                f"({SCHEMA_VERSION}); upgrade imdb"
-            )
+        if version not in READABLE_VERSIONS:
+            readable = " and ".join(map(str, READABLE_VERSIONS))
+            if version > SCHEMA_VERSION:
+                raise ImdbError(
+                    f"{where}: ledger schema {version} is newer than this imdb understands "
+                    f"(it reads {readable}); upgrade imdb"
+                )
+            raise ImdbError(f"{where}: ledger schema {version} is not one imdb wrote")
         try:
             values = _checked(cls, data, "")
             values["epochs"] = [
