@@ -116,9 +116,24 @@ def test_help_shows_no_bool_placeholder_after_flags(command: str) -> None:
 
 
 def test_a_default_follows_its_wrapped_help_text_where_it_fits() -> None:
-    result = CliRunner().invoke(app, ["reproduce", "--help"], env={"COLUMNS": "100"})
+    result = CliRunner().invoke(app, ["reproduce", "--help"], env={"COLUMNS": "80"})
     lines = [line.strip("│ ") for line in result.output.splitlines()]
     assert "drawn. [default: 1]" in lines, result.output  # not "drawn." then "[default: 1]"
+
+
+@pytest.mark.parametrize("command", ["train", "sweep", "reproduce"])
+def test_a_negated_flag_sits_under_its_flag_leaving_the_help_text_room_at_80_columns(
+    command: str,
+) -> None:
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = [line.strip("│ ") for line in result.output.splitlines()]
+    at = next(i for i, line in enumerate(lines) if line.startswith("--group-by-length "))
+    assert lines[at + 1].startswith("--no-group-by-length ")
+    # A column of --no-... forms left the help text 19 characters; now it gets 30 or more.
+    assert " Batch reviews of similar" in lines[at], result.output
+    assert "[default: True]" not in result.output and "[default: False]" not in result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
 
 
 @pytest.mark.parametrize("typer_has", ["no such function", "another signature"])
@@ -143,7 +158,7 @@ def test_help_works_on_a_typer_without_the_function_help_format_wraps(
         # That typer lays out help its own way (here: the way this typer does, unwrapped).
         patch.setattr(typer.rich_utils, "_get_parameter_help", shipped, raising=False)
         result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "80"})
-        unjoined = CliRunner().invoke(app, ["reproduce", "--help"], env={"COLUMNS": "100"})
+        unjoined = CliRunner().invoke(app, ["reproduce", "--help"], env={"COLUMNS": "80"})
     importlib.reload(help_format)
     assert result.exit_code == 0, result.output
     assert "--epochs" in result.output and "Usage: imdb train" in result.output

@@ -1,11 +1,14 @@
 """How `--help` reads, for every command: no `<bool>` placeholder after a flag (it takes no
-value), and an option's `[default: ...]` right after its help text rather than on a line of
-its own whenever the help text wraps."""
+value), a flag's `--no-...` form under it rather than in a column of its own, and an
+option's `[default: ...]` right after its help text rather than on a line of its own
+whenever the help text wraps."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+from collections.abc import Iterator
 from typing import Any
 
 import typer.rich_utils
@@ -21,9 +24,36 @@ def _without_flag_placeholders(params: list[Any]) -> list[Any]:
     return params
 
 
+@contextlib.contextmanager
+def _negations_under_their_flags(params: list[Any]) -> Iterator[None]:
+    """While help is drawn, `--no-tf32` shows on the line below `--tf32` instead of in a
+    column of its own: at 80 columns that column (as wide as `--no-group-by-length`) left
+    the help text some 20 characters. Without it typer would show such a flag's default as
+    True or False, so these flags say their default in their help text. Parsing never sees
+    the change (help exits)."""
+    saved = [
+        (p, p.opts, p.secondary_opts, p.show_default)
+        for p in params
+        if getattr(p, "secondary_opts", None)
+    ]
+    try:
+        for param, opts, secondary, _ in saved:
+            param.opts = ["\n".join([*opts, *secondary])]
+            param.secondary_opts = []
+            param.show_default = False
+        yield
+    finally:
+        for param, opts, secondary, show_default in saved:
+            param.opts, param.secondary_opts, param.show_default = opts, secondary, show_default
+
+
 class Command(TyperCommand):
     def get_params(self, ctx: Any) -> list[Any]:
         return _without_flag_placeholders(super().get_params(ctx))
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        with _negations_under_their_flags(self.get_params(ctx)):
+            super().format_help(ctx, formatter)
 
 
 class Group(TyperGroup):

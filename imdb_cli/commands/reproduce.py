@@ -75,7 +75,7 @@ def reproduce(
         typer.Option("--attention-reviews", help="Boundary reviews whose attention is drawn."),
     ] = ATTENTION_REVIEWS,
     analysis: Annotated[
-        bool, typer.Option("--analysis/--no-analysis", help="Run t-SNE and attention.")
+        bool, typer.Option("--analysis/--no-analysis", help="Run t-SNE and attention (default on).")
     ] = True,
 ) -> None:
     """Run the whole study: prepare, train each model, compare, t-SNE, attention, report.md.

@@ -60,7 +60,10 @@ def sweep(
         ),
     ] = False,
     wandb: Annotated[
-        bool, typer.Option("--wandb/--no-wandb", help="Log every trial to Weights & Biases.")
+        bool,
+        typer.Option(
+            "--wandb/--no-wandb", help="Log every trial to Weights & Biases (default off)."
+        ),
     ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bars; only the result.")

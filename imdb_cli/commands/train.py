@@ -46,7 +46,8 @@ def train(
         bool,
         typer.Option(
             "--wandb/--no-wandb",
-            help="Log to Weights & Biases ($WANDB_PROJECT, default imdb; WANDB_MODE=offline).",
+            help="Log to Weights & Biases (default off; $WANDB_PROJECT, default imdb; "
+            "WANDB_MODE=offline).",
         ),
     ] = False,
     dataset: DatasetOption = None,
