@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,7 +21,31 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-out = Console()
+# The width of results written to a file or a pipe when $COLUMNS does not say: what an
+# 80-column terminal shows, and every table is made to fit it.
+LOG_WIDTH = 80
+
+
+class _Results(Console):
+    """stdout. A terminal keeps its own width; a file or a pipe gets $COLUMNS, else LOG_WIDTH,
+    never the width of whatever terminal the command was started from (rich would take
+    stdin's), so `imdb compare > results.txt` reads the same whoever wrote it."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        dimensions = super().size
+        if self._width is not None or self.is_terminal:
+            return dimensions
+        columns = self._environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() else LOG_WIDTH
+        return ConsoleDimensions(width, dimensions.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+out = _Results()
 err = Console(stderr=True)
 
 

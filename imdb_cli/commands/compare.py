@@ -6,16 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from imdb_cli import report, report_formats
 from imdb_cli.commands.common import RunsDatasetOption, handles_errors, runs_dataset, workspace
 from imdb_cli.console import info, out, warn
 from imdb_cli.errors import ImdbError
-
-# Rendered at this width when stdout is not a terminal (logs, CI, pipes): what a
-# terminal shows at 80 columns, and every table is made to fit it.
-LOG_WIDTH = 80
 
 
 @handles_errors
@@ -85,9 +80,8 @@ def compare(
         info(f"wrote {output}")
         return
     if fmt == "table":
-        console = out if out.is_terminal else Console(width=LOG_WIDTH, highlight=False)
         # Not-comparable runs were already warned about on stderr.
-        report_formats.print_comparison(console, comparison, skip_not_comparable=True)
+        report_formats.print_comparison(out, comparison, skip_not_comparable=True)
         return
     text = report_formats.render(comparison, fmt)
     typer.echo(text, nl=False)

@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from imdb_cli import registry, report_formats
 from imdb_cli.commands.common import DataDirOption, DatasetOption, handles_errors, workspace
-from imdb_cli.commands.compare import LOG_WIDTH
 from imdb_cli.commands.training_options import TrainOverrides, training_options
 from imdb_cli.console import out
 from imdb_cli.errors import ImdbError
@@ -99,8 +97,7 @@ def reproduce(
     result = run_study(workspace(), options)
     comparison = result.report.comparison
     if comparison is not None:
-        console = out if out.is_terminal else Console(width=LOG_WIDTH, highlight=False)
-        report_formats.print_comparison(console, comparison, skip_not_comparable=False)
+        report_formats.print_comparison(out, comparison, skip_not_comparable=False)
     out.print(f"report: {result.path}", highlight=False)
     if not result.complete:
         failures = "; ".join(result.report.failures)
