@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 import re
 import time
 
 import pytest
-from analysis_support import imdb
+from analysis_support import MODELS, imdb
+from handmade_ledgers import write_run
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -114,6 +117,58 @@ def test_attention_table_fits_80_columns(trained_workspace: Workspace, monkeypat
     text = buffer.getvalue()
     assert _widest(text) <= 80, text
     assert "top tokens" in text and "tiny-modernbert" in text
+
+
+def _sweep_args(workspace: Workspace) -> list[str]:
+    """`imdb sweep` of two rates whose trials ran elsewhere (handmade ledgers, one failed
+    with a long error): run again, it trains nothing and shows its table."""
+    args = ["sweep", "tiny-bert", "--lr", "1e-4,3e-4", "--epochs", "1", "--device", "cpu"]
+    planned = imdb(workspace, *args, "--dry-run")
+    assert planned.exit_code == 0, planned.output
+    (record,) = (workspace.root / "sweeps" / "tiny-bert").glob("*.json")
+    good, bad = json.loads(record.read_text(encoding="utf-8"))["trials"]
+    write_run(workspace, "tiny-bert", good["run_name"], labels=[0, 1], right=[True, True])
+    error = "the loss became nan at step 7 of epoch 1; lower --lr or use --precision fp32"
+    write_run(workspace, "tiny-bert", bad["run_name"], status="failed", error=error)
+    return args
+
+
+@pytest.mark.parametrize("columns", [None, "80"])
+def test_results_written_to_a_pipe_fit_80_columns(
+    trained_workspace: Workspace, monkeypatch: pytest.MonkeyPatch, columns: str | None
+) -> None:
+    """Piped output (CliRunner's is not a terminal) is COLUMNS wide, else 80, whatever
+    terminal the command was started from (here: one of 200 columns)."""
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    monkeypatch.setattr(os, "get_terminal_size", lambda *_: os.terminal_size((200, 50)))
+    commands = {
+        "models": ["models"],
+        "compare": ["compare", *MODELS],
+        "evaluate": ["evaluate", "tiny-modernbert", "--quiet"],
+        "attention": ["attention", "--review", "A fine, warm and funny film. " * 4],
+        "sweep": _sweep_args(trained_workspace),
+    }
+    for name, args in commands.items():
+        result = imdb(trained_workspace, *args)
+        assert result.exit_code == 0, (name, result.output)
+        # A path is printed whole (to be copied), however long the workspace's path is.
+        root = str(trained_workspace.root)
+        shown = "\n".join(line for line in result.stdout.splitlines() if root not in line)
+        assert _widest(shown) <= 80, (name, result.stdout)
+    sweep_table = imdb(trained_workspace, *commands["sweep"]).stdout
+    assert "selected" in sweep_table and "failed (the loss became" in sweep_table
+
+
+def test_piped_results_take_the_width_columns_gives(
+    trained_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "120")
+    result = imdb(trained_workspace, "compare", *MODELS)
+    assert result.exit_code == 0, result.output
+    assert 80 < _widest(result.stdout) <= 120, result.stdout
 
 
 # --------------------------------------------------------------------------- --help

@@ -129,26 +129,32 @@ def _model_names(space: Workspace, models: str | None, dataset: str) -> list[str
 
 
 def render(out_dir: Path, saved: list[SavedAttention]) -> None:
-    """One table per review (narrow by design, 80 columns: the top tokens wrap)."""
+    """Per review, a table of the figures, then one of each model's top tokens: as a column
+    beside the figures they would get some 20 of 80 columns, three lines a model."""
     by_review: dict[str, list[SavedAttention]] = {}
     for item in saved:
         by_review.setdefault(item.review.name, []).append(item)
     for name, items in by_review.items():
-        out.print(_review_table(name, items))
+        out.print(
+            f"{name}: each model's prediction, the share of its attention on special tokens, "
+            "and the tokens it attends to most (special tokens left out)",
+            highlight=False,
+        )
+        out.print(_review_table(items))
+        out.print(_top_tokens_table(items))
     out.print(f"files in {out_dir}:")
     for item in saved:
         for path in item.files:
             out.print(f"  {path.relative_to(out_dir)}", highlight=False)
 
 
-def _review_table(name: str, items: list[SavedAttention]) -> Table:
-    table = compact_table(f"{name}: predictions, attention to special tokens, top tokens")
+def _review_table(items: list[SavedAttention]) -> Table:
+    table = compact_table("")
     table.add_column("model", no_wrap=True)
     table.add_column("prediction", no_wrap=True)
     table.add_column("P", justify="right", no_wrap=True)  # of the predicted class
     table.add_column("tokens", no_wrap=True)
     table.add_column("special", justify="right", no_wrap=True)
-    table.add_column("top tokens", ratio=1, min_width=16)
     for item in items:
         result = item.result
         label = result.classes[result.predicted]
@@ -158,15 +164,24 @@ def _review_table(name: str, items: list[SavedAttention]) -> Table:
         tokens = str(len(result.review.tokens))
         if result.review.cut_tokens:
             tokens += f" ({result.review.cut_tokens} cut)"
-        # Distinct tokens: "and" at three positions is one finding, not three.
-        distinct = dict.fromkeys(t["token"] for t in result.top_tokens(20, with_special=False))
-        top = ", ".join(list(distinct)[:5]) if not result.near_uniform else "none (near-uniform)"
         table.add_row(
             item.label,
             label,
             f"{float(result.probs[result.predicted]):.3f}",
             tokens,
-            f"{result.special_mass:.1%}",  # the mass the "top tokens" column leaves out
-            top,
+            f"{result.special_mass:.1%}",  # the mass the top tokens leave out
         )
+    return table
+
+
+def _top_tokens_table(items: list[SavedAttention]) -> Table:
+    table = compact_table("")
+    table.add_column("model", no_wrap=True)
+    table.add_column("top tokens")
+    for item in items:
+        result = item.result
+        # Distinct tokens: "and" at three positions is one finding, not three.
+        distinct = dict.fromkeys(t["token"] for t in result.top_tokens(20, with_special=False))
+        top = ", ".join(list(distinct)[:5]) if not result.near_uniform else "none (near-uniform)"
+        table.add_row(item.label, top)
     return table

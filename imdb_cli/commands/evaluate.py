@@ -45,9 +45,11 @@ def evaluate(
     result = evaluate_run(
         workspace(), chosen, checkpoint=str(path), split=split, batch_size=batch_size, device=device
     )
+    # Two lines, as a run id and a checkpoint name leave no room for the figures at 80
+    # columns; the figures' line is the same for every run, for scripts to read.
+    out.print(f"{chosen.model}/{chosen.run_id}: {path.name}", highlight=False, soft_wrap=True)
     out.print(
-        f"{chosen.model}/{chosen.run_id} | {path.name} | {split} loss {result.loss:.4f} | "
-        f"{split} acc {result.acc:.4f} | {result.samples} reviews",
+        f"{split} loss {result.loss:.4f} | {split} acc {result.acc:.4f} | {result.samples} reviews",
         highlight=False,
         soft_wrap=True,
     )

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from imdb_cli import registry
 from imdb_cli import sweep as sweeps
-from imdb_cli.commands.common import DatasetOption, handles_errors, workspace
+from imdb_cli.commands.common import DatasetOption, compact_table, handles_errors, workspace
 from imdb_cli.commands.training_options import TrainOverrides, training_options
 from imdb_cli.console import info, out, verbosity
 from imdb_cli.data.entry import load_dataset_entry
@@ -107,18 +106,17 @@ def sweep(
 
 
 def render(record: sweeps.SweepRecord) -> None:
-    table = Table(title=f"{record.model}: learning rates, judged on validation accuracy only")
-    for header, justify in (
-        ("learning rate", "right"),
-        ("val acc (mean)", "right"),
-        ("seeds done", "right"),
-        ("", "left"),
-    ):
-        table.add_column(header, justify=justify)  # type: ignore[arg-type]
+    title = f"{record.model}: learning rates, judged on validation accuracy only"
+    table = compact_table(title)
+    table.expand = True  # the title on one line; the notes take what the figures leave
+    table.add_column("learning rate", justify="right", no_wrap=True)
+    table.add_column("val acc (mean)", justify="right", no_wrap=True)
+    table.add_column("seeds done", justify="right", no_wrap=True)
+    table.add_column("", ratio=1)  # selected, or what keeps the rate out
     for rate in record.selection.rates:
         mean = "—" if rate.mean_val_acc is None else f"{rate.mean_val_acc:.4f}"
         note = "selected" if rate.lr == record.selection.lr else "; ".join(rate.problems)
         table.add_row(sweeps.format_rate(rate.lr), mean, f"{len(rate.val_accs)}/{rate.seeds}", note)
     out.print(table)
-    out.print(f"{record.selection.reason}.", highlight=False, soft_wrap=True)
+    out.print(f"{record.selection.reason}.", highlight=False)
     out.print(f"sweep record: {record.path}", highlight=False, soft_wrap=True)
