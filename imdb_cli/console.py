@@ -7,7 +7,7 @@ errors and results in one place.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import IO, Any
 
 from rich.console import Console, ConsoleDimensions
 from rich.progress import (
@@ -46,6 +46,13 @@ class _Results(Console):
 
 
 out = _Results()
+
+
+def file_console(stream: IO[str]) -> Console:
+    """A console writing results into a file (`-o`): as wide as `out` in a pipe."""
+    return _Results(file=stream, no_color=True)
+
+
 err = Console(stderr=True)
 
 

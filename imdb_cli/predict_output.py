@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from rich.console import Console
 from rich.table import Table
 
-from imdb_cli.console import out
+from imdb_cli.console import file_console, out
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import atomic_path
 from imdb_cli.predict import ScoredChunk
@@ -114,7 +113,7 @@ class Rows:
             if self.to_terminal:
                 out.print(table)
             else:
-                Console(file=self.stream, width=100, no_color=True).print(table)
+                file_console(self.stream).print(table)
         self.stream.flush()
 
 

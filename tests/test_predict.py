@@ -93,6 +93,22 @@ def test_two_texts_give_a_table_with_the_runs_label_names(trained_root: Path) ->
     assert body.count("negative") + body.count("positive") == 2
 
 
+def test_a_table_written_to_a_file_fits_80_columns(
+    trained_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    review = "A slow start, but a wonderful last hour, and the music stays with you. " * 3
+    scored = tmp_path / "scored.txt"
+    args = ["--text", review, "--text", "Two hours I will never get back."]
+    result = imdb(
+        trained_root, "predict", "tiny-bert", *args, "--format", "table", "-o", str(scored)
+    )
+    assert result.exit_code == 0, result.output
+    lines = scored.read_text(encoding="utf-8").splitlines()
+    assert any("prob_positive" in line for line in lines)
+    assert max(len(line) for line in lines) <= 80, "\n".join(lines)
+
+
 def test_file_formats_give_the_same_scores_in_input_order(
     trained_root: Path,
     tmp_path: Path,
