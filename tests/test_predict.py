@@ -311,7 +311,11 @@ def _bad_inputs(folder: Path) -> dict[str, tuple[list[str], list[str]]]:
             ["--text", "good", "-o", f"{f}/missing/scored.csv"],
             ["--output", "missing", "does not exist"],
         ),
-        "text and file": (["--text", "good", "--file", f"{f}/blank.txt"], ["--text", "--file"]),
+        "text and file": (
+            ["--text", "good", "--file", f"{f}/blank.txt"],
+            ["--text", "--file", "not both"],
+        ),
+        "neither text nor file": ([], ["no reviews to score", "--text", "--file"]),
         "bad format": (["--text", "good", "--format", "xml"], ["--format", "jsonl"]),
     }
 

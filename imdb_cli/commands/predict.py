@@ -84,7 +84,9 @@ def predict(
     """Score reviews: for each, in input order, its row (or the input's `id`), the predicted
     label and the probability of each class. Reviews are encoded exactly as the run was
     trained (tokenizer, max length, truncation)."""
-    if (text is None) == (file is None):
+    if text is None and file is None:
+        raise ImdbError("no reviews to score: give --text REVIEW (one or more) or --file PATH")
+    if text is not None and file is not None:
         raise ImdbError("give --text REVIEW (one or more) or --file PATH, not both")
     chosen_format = predict_output.format_for(output, fmt)
     for path, flag in ((output, "--output"), (embeddings, "--embeddings")):
