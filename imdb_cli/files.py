@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import secrets
@@ -87,6 +88,20 @@ def os_error_message(exc: OSError) -> str:
     return f"{where}: {exc.strerror or exc}"
 
 
+@functools.cache
+def _umask() -> int:
+    """The process's umask (read once: reading it means setting it for a moment)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _plain_mode(file: Path) -> None:
+    """Give `file` the mode a plain `open()` would have given it: safetensors writes its
+    files 0600, which would hide checkpoints and exports from the users the folder lets in."""
+    os.chmod(file, 0o666 & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temp path to write; on success it is fsynced and replaces `path` atomically."""
@@ -97,6 +112,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        _plain_mode(tmp)
         os.replace(tmp, path)
     except ImdbError:
         _discard(tmp)
@@ -154,6 +170,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
             if file.is_file():
                 with open(file, "rb") as handle:
                     os.fsync(handle.fileno())
+                _plain_mode(file)
         aside = temp_path(path) if path.exists() else None
         if aside is not None:
             os.rename(path, aside)
