@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imdb_cli.config import ModelSpec, TrainConfig, train_args
+from imdb_cli.config import ModelSpec, TrainConfig, flag_name, option_args, train_args
 from imdb_cli.console import info, warn
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_json_atomic
@@ -434,8 +434,14 @@ def run_sweep(
 
 def trial_command(workspace: Workspace, spec: ModelSpec, plan: SweepPlan, trial: Trial) -> str:
     """The `imdb train` command that runs `trial` anywhere: its settings, its run name (so
-    the sweep and compare find it) and the sweep's data."""
-    args = [*train_args(spec, trial.config), "--run-name", trial.run_name]
+    the sweep and compare find it) and the sweep's data. The trial's rate and seed are
+    always written out, also when they are the YAML's, so that each command says which
+    trial it is."""
+    args = train_args(spec, trial.config)
+    for name in ("lr", "seed"):
+        if flag_name(name) not in args:
+            args += option_args(name, getattr(trial.config, name))
+    args += ["--run-name", trial.run_name]
     args += ["--data", plan.data_fingerprint]
     return shlex.join(["imdb", "--workdir", str(workspace.root), *args])
 

@@ -75,6 +75,19 @@ def test_bad_grids_name_the_flag(text: str, says: str) -> None:
     assert "--lr" in caught.value.message and says in caught.value.message
 
 
+def test_each_trial_command_names_its_rate_and_seed_also_when_they_are_the_yamls(
+    prepared_root: Path, tmp_path: Path
+) -> None:
+    workspace = copy_workspace(prepared_root, tmp_path / "ws")
+    spec = registry.load_spec(TINY)
+    yaml_lr, yaml_seed = spec.training.lr, spec.training.seed
+    plan = sweep.make_plan(workspace, spec, tiny_config(epochs=1), (1e-4, yaml_lr), (yaml_seed,))
+    commands = [sweep.trial_command(workspace, spec, plan, t).split() for t in plan.trials()]
+    for command, trial in zip(commands, plan.trials(), strict=True):
+        assert command[command.index("--lr") + 1] == str(trial.lr)
+        assert command[command.index("--seed") + 1] == str(yaml_seed)
+
+
 def test_a_sweep_trains_each_rate_as_a_run_selects_on_validation_and_resumes(
     prepared_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -99,7 +112,7 @@ def test_a_sweep_trains_each_rate_as_a_run_selects_on_validation_and_resumes(
         sweep.trial_command(workspace, spec, plan, t) for t in plan.trials()
     ]
     assert saved["trials"][0]["command"].endswith(
-        f"train tiny-bert --epochs 1 --lr 0.0001 --device cpu --limit-train 160 "
+        f"train tiny-bert --epochs 1 --lr 0.0001 --device cpu --limit-train 160 --seed 42 "
         f"--run-name {plan.trials()[0].run_name} --data {plan.data_fingerprint}"
     )
     # Test accuracy never enters the record.
