@@ -36,7 +36,6 @@ REPORT_NAME = "report.md"
 FIGURES_DIR = "report-figures"  # the comparison's PNGs, linked from report.md
 DEFAULT_MODELS = "bert,modernbert"
 TSNE_SAMPLES = 1000
-TSNE_PERPLEXITY = 30.0
 ATTENTION_REVIEWS = 1
 _VERSIONED = ("torch", "transformers", "datasets", "numpy", "scikit-learn", "typer", "rich")
 
@@ -323,12 +322,15 @@ def _tsne(
     name = "t-SNE"
     if not runs:
         return study_report.AnalysisStep(name, skipped="no completed run to embed")
-    from imdb_cli.analysis.embeddings import TsneOptions, compute_tsne  # torch, sklearn
+    from imdb_cli.analysis.embeddings import (  # torch, sklearn
+        TsneOptions,
+        compute_tsne,
+        default_perplexity,
+    )
 
     test_size = min(int(run.ledger.data.get("sizes", {}).get("test", 0)) or 10**9 for run in runs)
     n_samples = min(options.tsne_samples, test_size)
-    # t-SNE needs more points than its perplexity; small demo splits get a smaller one.
-    perplexity = min(TSNE_PERPLEXITY, max(2.0, (n_samples - 1) / 3))
+    perplexity = default_perplexity(n_samples)
     refs = [_run_ref(workspace, run.path) for run in runs]
     command = _imdb(
         workspace,

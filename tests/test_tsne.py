@@ -168,10 +168,22 @@ def test_more_samples_than_the_split_uses_the_split_with_a_warning(trained_works
     )
 
 
+def test_a_small_sample_gets_a_smaller_perplexity_unless_one_is_given(
+    trained_workspace: Workspace,
+):
+    result = imdb(trained_workspace, "tsne", "tiny-bert", "--n-samples", "20")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(
+        (trained_workspace.analysis / "tsne" / "latest" / "boundary_samples.json").read_text()
+    )
+    assert summary["n_samples"] == 20
+    assert summary["perplexity"] == pytest.approx(19 / 3)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["tiny-bert", "--n-samples", "20"], "--perplexity 30 must be less than"),
+        (["tiny-bert", "--n-samples", "20", "--perplexity", "30"], "--perplexity 30 must be less"),
         (["tiny-bert", "--split", "train"], "--split must be val or test"),
         (["tiny-bert", "--n-samples", "2"], "--n-samples must be at least"),
         (["minilm"], "`imdb train minilm`"),

@@ -50,13 +50,20 @@ DISAGREEMENTS_CSV = "disagreements.csv"
 POINTS_CSV = "points.csv"
 EXCERPT_CHARS = 120
 MIN_SAMPLES = 5  # t-SNE needs a few points; perplexity must also be below the count
+DEFAULT_PERPLEXITY = 30.0
+
+
+def default_perplexity(count: int) -> float:
+    """30, or a third of the sample for small ones: t-SNE needs fewer neighbours than
+    points, and a small split (the demo's, a small data set's) should map, not fail."""
+    return min(DEFAULT_PERPLEXITY, max(2.0, (count - 1) / 3))
 
 
 @dataclass(frozen=True)
 class TsneOptions:
     split: str = "test"
     n_samples: int = 1000
-    perplexity: float = 30.0
+    perplexity: float | None = None  # None: default_perplexity of the sample's size
     seed: int = 42
     batch_size: int = 64
     device: str = "auto"
@@ -67,7 +74,7 @@ class TsneOptions:
             raise ImdbError(f"--split must be val or test (got {self.split!r})")
         if self.n_samples < MIN_SAMPLES:
             raise ImdbError(f"--n-samples must be at least {MIN_SAMPLES} (got {self.n_samples})")
-        if not self.perplexity > 0:
+        if self.perplexity is not None and not self.perplexity > 0:
             raise ImdbError(f"--perplexity must be positive (got {self.perplexity})")
         if self.batch_size < 1:
             raise ImdbError(f"--batch-size must be at least 1 (got {self.batch_size})")
@@ -231,7 +238,7 @@ def draw_sample(cache: TokenizedCache, options: TsneOptions) -> Sample:
     if count > size:
         warn(f"--n-samples {count} is more than the {size} {options.split} reviews; using all")
         count = size
-    if count <= options.perplexity:
+    if options.perplexity is not None and count <= options.perplexity:
         raise ImdbError(
             f"--perplexity {options.perplexity:g} must be less than the number of samples "
             f"({count}); lower it or raise --n-samples"
@@ -356,6 +363,10 @@ def compute_tsne(workspace: Workspace, runs: Sequence[Run], options: TsneOptions
     caches = [cache_of_run(workspace, run.ledger) for run in runs]
     check_same_reviews(runs, caches)
     sample = draw_sample(caches[0], options)
+    perplexity = options.perplexity
+    if perplexity is None:
+        perplexity = default_perplexity(len(sample.review_ids))
+    options = replace(options, perplexity=perplexity)
     info(
         f"{len(sample.review_ids)} of {sample.split_size} {options.split} reviews "
         f"(seed {options.seed})"
@@ -369,7 +380,7 @@ def compute_tsne(workspace: Workspace, runs: Sequence[Run], options: TsneOptions
         projected = []
         for view in views:
             bar.update(task, description=f"t-SNE {view.name}")
-            coords = project(view.pooled, options.perplexity, options.seed)
+            coords = project(view.pooled, perplexity, options.seed)
             projected.append(replace(view, coords=coords))
             bar.advance(task)
         bar.update(task, description="t-SNE")

@@ -43,7 +43,14 @@ def tsne(
     n_samples: Annotated[
         int, typer.Option("--n-samples", help="Reviews sampled (seeded) from the split.")
     ] = 1000,
-    perplexity: Annotated[float, typer.Option("--perplexity", help="t-SNE perplexity.")] = 30.0,
+    perplexity: Annotated[
+        float | None,
+        typer.Option(
+            "--perplexity",
+            help="t-SNE perplexity. Default: 30, or (samples - 1) / 3 when fewer than 91 "
+            "reviews are sampled.",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the sample and of t-SNE.")] = 42,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Reviews per forward pass.")] = 64,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
