@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -50,6 +52,62 @@ class LazyCommands(Group):
         )
         single.command(cmd_name, cls=Command)(getattr(module, cmd_name))
         return _tidy_help(typer.main.get_command(single))
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Mistakes on the command line (an unknown option, a bad value, a missing argument)
+        end like every other error: one red line and exit 2, not click's usage block and
+        boxed panel."""
+
+        def run() -> Any:
+            return super(LazyCommands, self).main(
+                args, prog_name, complete_var, False, windows_expand_args, **extra
+            )
+
+        if not standalone_mode:
+            return run()
+        try:
+            code = run()
+        except typer.Abort:
+            raise SystemExit(common.fail("interrupted", 130).exit_code) from None
+        except CLICK_EXCEPTION as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # the help is already printed
+                sys.exit(2)
+            message = usage_message(exc) if isinstance(exc, USAGE_ERROR) else str(exc)
+            raise SystemExit(common.fail(message).exit_code) from None
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click_class(name: str) -> Any:
+    """One of click's exception classes. typer vendors click (typer._click, private); its
+    classes reach us through typer's public BadParameter, whose bases they are."""
+    return next(base for base in typer.BadParameter.__mro__ if base.__name__ == name)
+
+
+CLICK_EXCEPTION = _click_class("ClickException")
+USAGE_ERROR = _click_class("UsageError")
+GLOBAL_OPTIONS = ("--workdir", "--verbose", "-v", "--quiet", "-q", "--version")
+
+
+def usage_message(exc: Any) -> str:
+    """click's message, and where to look: a global option given after the command is the
+    usual slip."""
+    message = exc.format_message()
+    command = exc.ctx.command_path if exc.ctx is not None else "imdb"
+    option = getattr(exc, "option_name", None)
+    if option in GLOBAL_OPTIONS and command != "imdb":
+        return (
+            f"{message} ({option} is a global option: it goes before the command, "
+            f"`imdb {option} ... {command.split()[-1]} ...`)"
+        )
+    return f"{message} (see `{command} --help`)"
 
 
 def _unwrap(text: str) -> str:

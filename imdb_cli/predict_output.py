@@ -26,13 +26,14 @@ from imdb_cli.errors import ImdbError
 from imdb_cli.files import atomic_path
 from imdb_cli.predict import ScoredChunk
 
-FORMATS = ("table", "jsonl", "csv", "json")
+FORMATS = ("table", "jsonl", "csv", "tsv", "json")
+DELIMITERS = {"csv": ",", "tsv": "\t"}
 DECIMALS = 7  # probabilities are float32: 7 decimals keep them to within 1e-7
 EXCERPT = 40  # characters of a review shown in a table
 
 
 def format_for(output: Path | None, given: str | None) -> str:
-    """--format, or guessed from -o's suffix (.jsonl, .csv, .json), else a table."""
+    """--format, or guessed from -o's suffix (.jsonl, .csv, .tsv, .json), else a table."""
     if given is not None:
         if given not in FORMATS:
             raise ImdbError(f"--format must be one of {', '.join(FORMATS)} (got {given!r})")
@@ -67,7 +68,11 @@ class Rows:
         self.to_terminal = to_terminal
         self.count = 0
         self.table_rows: list[list[str]] = []
-        self.csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
+        self.csv = (
+            csv.writer(stream, delimiter=DELIMITERS[fmt], lineterminator="\n")
+            if fmt in DELIMITERS
+            else None
+        )
         self.started = False
 
     def _start(self) -> None:

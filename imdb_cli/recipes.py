@@ -258,7 +258,8 @@ def warnings(labels: Sequence[str], recipes: Sequence[Recipe]) -> list[str]:
     if single:
         lines.append(
             f"one seed: {', '.join(single)}; no estimate of seed-to-seed variance, which "
-            "for fine-tuning is often a point or more (train more with --seeds 42,43,44)"
+            "for fine-tuning is often a point or more (more seeds: imdb train MODEL --seed 43, "
+            "or imdb reproduce --seeds 42,43,44)"
         )
     loaded = [label for label, r in zip(labels, recipes, strict=True) if r.machine.loaded]
     if loaded:

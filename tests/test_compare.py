@@ -456,8 +456,8 @@ def test_the_demo_comparison_warns_of_weights_recipes_and_one_seed(tmp_path: Pat
         "linear vs constant; --warmup-ratio 0.1 vs 0; the gap mixes the models with their "
         "settings",
         "one seed: minilm (seed 42), tiny-modernbert (seed 42); no estimate of seed-to-seed "
-        "variance, which for fine-tuning is often a point or more (train more with --seeds "
-        "42,43,44)",
+        "variance, which for fine-tuning is often a point or more (more seeds: imdb train "
+        "MODEL --seed 43, or imdb reproduce --seeds 42,43,44)",
     ]
     minilm, tiny = data["models"]
     assert (minilm["recipe"]["weights"], minilm["recipe"]["pretrained"]) == (

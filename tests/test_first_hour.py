@@ -10,6 +10,7 @@ import time
 
 import pytest
 from analysis_support import MODELS, imdb
+from cli_support import assert_one_red_line
 from handmade_ledgers import write_run
 from rich.console import Console
 from typer.testing import CliRunner
@@ -185,3 +186,27 @@ def test_help_has_no_bool_placeholder_and_no_stray_line_breaks(command: str | No
     paragraphs = [p for p in description.split("\n \n") if p.strip()]
     for paragraph in paragraphs[1:]:
         assert paragraph.count("\n") <= 1, paragraph
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (
+            ["train", "tiny-bert", "--workdir", "w"],
+            ["No such option: --workdir", "before the command"],
+        ),
+        (["prepare", "--limit", "abc"], ["'--limit'", "prepare --help"]),
+        (["export", "tiny-bert"], ["Missing option '--out'", "export --help"]),
+        (["predict", "tiny-bert", "--text", "good", "extra"], ["extra", "predict --help"]),
+        (["no-such-command"], ["No such command 'no-such-command'", "imdb --help"]),
+        (["train", "tiny-bert", "--lr"], ["'--lr' requires an argument"]),
+    ],
+)
+def test_a_mistake_on_the_command_line_is_one_red_line(
+    args: list[str], fragments: list[str]
+) -> None:
+    """Not click's usage line, hint and boxed panel: the line every other error is."""
+    result = CliRunner().invoke(app, args, prog_name="imdb", env={"COLUMNS": "80"})
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1, result.output
+    assert_one_red_line(result, *fragments)

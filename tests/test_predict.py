@@ -159,7 +159,7 @@ def test_file_formats_give_the_same_scores_in_input_order(
         assert [row["label"] for row in rows] == [LABELS[i] for i in expected.argmax(axis=1)]
 
 
-def test_csv_and_json_outputs_and_standard_input(trained_root: Path, tmp_path: Path) -> None:
+def test_csv_tsv_and_json_outputs_and_standard_input(trained_root: Path, tmp_path: Path) -> None:
     texts = ["great fun, superb acting", "dull and tedious", "a film"]
     expected = scores(Workspace(trained_root), "tiny-bert", texts)
     stdin = "".join(t + "\n" for t in texts)
@@ -179,6 +179,14 @@ def test_csv_and_json_outputs_and_standard_input(trained_root: Path, tmp_path: P
     records = json.loads(out.read_text(encoding="utf-8"))
     assert [r["row"] for r in records] == [1, 2, 3]
     assert np.abs(probs_of(records, LABELS) - expected).max() < 1e-6
+
+    out = tmp_path / "scored.tsv"  # tab-separated, not a drawn table
+    result = imdb(trained_root, "predict", "tiny-bert", "--file", "-", "-o", str(out), stdin=stdin)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.read_text(encoding="utf-8").splitlines(), delimiter="\t"))
+    assert [r["row"] for r in rows] == ["1", "2", "3"]
+    got = np.array([[float(r["prob_negative"]), float(r["prob_positive"])] for r in rows])
+    assert np.abs(got - expected).max() < 1e-6
 
 
 def test_embeddings_are_saved_in_output_order(trained_root: Path, tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def predict(
         str | None,
         typer.Option(
             "--format",
-            help="table, jsonl, csv or json. Default: from -o's suffix, else table.",
+            help="table, jsonl, csv, tsv or json. Default: from -o's suffix, else table.",
             show_default=False,
         ),
     ] = None,
