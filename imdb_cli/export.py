@@ -114,6 +114,7 @@ def export(
     check_options(fmt, quantize)
     run = exportable_run(workspace, target, dataset)
     check_out(out, force)
+    info(f"loading the best checkpoint of {run.model}/{run.run_id}")
     model, path = checkpoints.load_classifier(run, "best")
     tokenizer = checkpoints.load_run_tokenizer(run)
     config = TrainConfig.from_dict(run.ledger.config, f"{run.path / LEDGER_NAME}: config")
@@ -127,6 +128,7 @@ def export(
     with atomic_dir(out) as folder:
         tokenizer.save_pretrained(folder)
         if fmt == "hf":
+            info(f"writing the Hugging Face folder {out}")
             _write_hf(model, hf_config, folder)
         else:
             _write_onnx(model, hf_config, encoder, folder, workspace, result)
@@ -237,6 +239,7 @@ def _write_onnx(
     torch_model = _predictor(torch_forward(model, torch.device("cpu"), "fp32"), config, encoder)
     checked = tokenize(encoder, reviews)
     expected = classify(torch_model, checked).probs
+    info(f"checking onnxruntime against torch on {len(reviews)} test reviews")
     session = exported.onnx_session(fp32)
     got = classify(_predictor(onnx_forward(session), config, encoder), checked).probs
     result.onnx_difference = float(np.abs(got - expected).max())

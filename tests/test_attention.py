@@ -269,7 +269,9 @@ def test_bad_attention_input_is_one_red_line_without_traceback(
     assert result.exit_code != 0
     assert message in result.output, result.output
     assert "Traceback" not in result.output
-    assert result.output.strip().startswith("error:")
+    # Progress lines ("loading ...") may come first; the error is the one red line, last.
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith("error:") and sum(line.startswith("error:") for line in lines) == 1
 
 
 def test_without_models_it_uses_every_model_with_a_completed_run(trained_workspace: Workspace):

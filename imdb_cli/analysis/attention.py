@@ -25,7 +25,7 @@ from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
 from imdb_cli import checkpoints
 from imdb_cli.analysis import folders, plotting
-from imdb_cli.console import warn
+from imdb_cli.console import info, warn
 from imdb_cli.data.encoding import Encoder
 from imdb_cli.device import choose_device
 from imdb_cli.errors import ImdbError
@@ -355,6 +355,7 @@ class EagerModel:
     @classmethod
     def load(cls, run: Run, device: torch.device | None = None) -> EagerModel:
         """fp32 on `device` (the CPU by default): attention maps need no mixed precision."""
+        info(f"loading {run.model}/{run.run_id} (best checkpoint, eager attention)")
         model, checkpoint = checkpoints.load_classifier(run, attn_implementation="eager")
         model.to(device or torch.device("cpu"))
         return cls(run, model, checkpoint, checkpoints.load_run_tokenizer(run))
