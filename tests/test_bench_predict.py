@@ -5,31 +5,16 @@ Not a timing test: figures from a shared 2-core machine mean nothing to a test.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from benchmark_support import load_benchmark
 
 from imdb_cli.console import set_verbosity
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _load_bench() -> ModuleType:
-    path = REPO / "benchmarks" / "bench_predict.py"
-    spec = importlib.util.spec_from_file_location("bench_predict", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_predict"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_benchmark("bench_predict")
 
 
 def test_a_review_file_cycles_the_texts_one_review_a_line(tmp_path: Path) -> None:

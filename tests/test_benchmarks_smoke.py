@@ -5,29 +5,14 @@ Not a timing test: figures from a shared 2-core machine mean nothing to a test.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
+from benchmark_support import load_benchmark
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _load_bench() -> ModuleType:
-    path = REPO / "benchmarks" / "bench_train.py"
-    spec = importlib.util.spec_from_file_location("bench_train", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_train"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_benchmark("bench_train")
 
 
 def test_bert_base_costs_about_5_3e8_training_flop_per_token_at_128_tokens() -> None:

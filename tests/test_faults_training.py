@@ -147,27 +147,13 @@ def test_prepare_onto_a_full_disk(
     run_cli: Callable, tmp_path: Path, synthetic_imdb_dir: Path
 ) -> None:
     with full_disk(tmp_path / "disk", size="1m", leave_free=16 << 10) as disk:
-        result = run_cli(
-            "--workdir",
-            str(disk / "ws"),
-            "prepare",
-            "--models",
-            TINY,
-            "--data-dir",
-            str(synthetic_imdb_dir),
-        )
+        prepare = ["--workdir", str(disk / "ws"), "prepare", "--models", TINY]
+        prepare += ["--data-dir", str(synthetic_imdb_dir)]
+        result = run_cli(*prepare)
         assert_one_red_line(result, "no space left on device while writing", str(disk / "ws"))
         assert leftover_temps(disk) == []
         free_up(disk)
-        result = run_cli(
-            "--workdir",
-            str(disk / "ws"),
-            "prepare",
-            "--models",
-            TINY,
-            "--data-dir",
-            str(synthetic_imdb_dir),
-        )
+        result = run_cli(*prepare)
         assert result.exit_code == 0, result.output
 
 
