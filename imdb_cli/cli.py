@@ -30,6 +30,7 @@ COMMANDS = (
     "sweep",
     "evaluate",
     "compare",
+    "report",
     "reproduce",
     "tsne",
     "attention",

@@ -106,6 +106,7 @@ class ModelRow:
     errors: Errors
     sweep: SweepSummary | None = None  # how the learning rate was chosen, when by a sweep
     best: bool = False  # highest test accuracy of the table
+    seed_curves: list[SeedCurve] = field(default_factory=list)  # every run of `run_ids`
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -158,6 +159,16 @@ class EpochPoint:
     train_acc: float
     val_loss: float
     val_acc: float
+
+
+@dataclass(frozen=True)
+class SeedCurve:
+    """The learning curve of one run a row's spread is over, and the epoch it tested."""
+
+    run_id: str
+    seed: int | None
+    tested_epoch: int | None  # the best validation epoch, whose checkpoint was tested
+    points: list[EpochPoint]
 
 
 @dataclass(frozen=True)
@@ -515,12 +526,25 @@ def _row(
             lr_selection=swept.describe() if swept is not None else None,
         ),
         sweep=SweepSummary.of(swept) if swept is not None else None,
-        curve=[
-            EpochPoint(e.epoch, e.train_loss, e.train_acc, e.val_loss, e.val_acc)
-            for e in ledger.epochs
-        ],
+        curve=_curve(ledger),
         errors=errors,
+        seed_curves=[
+            SeedCurve(
+                run_id=s.run_id,
+                seed=_int_or_none(s.ledger.config.get("seed")),
+                tested_epoch=s.ledger.test.epoch if s.ledger.test is not None else None,
+                points=_curve(s.ledger),
+            )
+            for s in seeds
+        ],
     )
+
+
+def _curve(ledger: Ledger) -> list[EpochPoint]:
+    return [
+        EpochPoint(e.epoch, e.train_loss, e.train_acc, e.val_loss, e.val_acc)
+        for e in ledger.epochs
+    ]
 
 
 def _errors(run: Run, workspace: Workspace | None) -> Errors:

@@ -1,5 +1,5 @@
 """The whole study in one call: prepare, train every model (per seed), compare, t-SNE,
-attention, and `<workdir>/report.md`.
+attention, and `<workdir>/report.md` with `report.html` beside it.
 
 Every step is one core function (the same ones the commands call), the report holds the
 exact command of each step, and a step that cannot run says so in the report instead of
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imdb_cli import __version__, registry, report, report_formats, study_report
 from imdb_cli.config import ModelSpec, TrainConfig, option_args, train_command
@@ -31,6 +31,10 @@ from imdb_cli.errors import ImdbError
 from imdb_cli.runs import Run
 from imdb_cli.sweep import SweepPlan, SweepRecord, train_sweep
 from imdb_cli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from imdb_cli.analysis.attention import SavedAttention
+    from imdb_cli.analysis.embeddings import TsneResult
 
 REPORT_NAME = "report.md"
 FIGURES_DIR = "report-figures"  # the comparison's PNGs, linked from report.md
@@ -159,17 +163,43 @@ def run_study(workspace: Workspace, options: StudyOptions) -> StudyResult:
                 str(_figures_dir(workspace)),
             )
         )
+    tsne: TsneResult | None = None
+    attention: list[SavedAttention] = []
     if options.analysis:
         shown_runs = _shown_runs(study, runs)
         info(f"[bold]step 3/{total_steps}: t-SNE[/bold]")
-        study.analyses.append(_tsne(workspace, shown_runs, options, study))
+        step, tsne = _tsne(workspace, shown_runs, options, study)
+        study.analyses.append(step)
         info(f"[bold]step 4/{total_steps}: attention[/bold]")
-        study.analyses.append(_attention(workspace, shown_runs, options, study))
+        step, attention = _attention(workspace, shown_runs, options, study)
+        study.analyses.append(step)
         study.steps += [step.command for step in study.analyses if step.command]
     study.seconds = time.perf_counter() - started
+    if study.comparison is not None:
+        study.page = _write_page(workspace, study, tsne, attention)
     path = workspace.root / REPORT_NAME
     report_formats.write_text(path, study_report.render_study_report(study))
     return StudyResult(study, path)
+
+
+def _write_page(
+    workspace: Workspace,
+    study: study_report.StudyReport,
+    tsne: TsneResult | None,
+    attention: list[SavedAttention],
+) -> Path | None:
+    """report.html beside report.md, from the analyses just computed (in memory)."""
+    from imdb_cli.compare import html
+
+    try:
+        html.require_libraries()
+    except ImdbError as exc:
+        warn(f"{html.REPORT_NAME} not written: {exc.message}")
+        return None
+    path = workspace.root / html.REPORT_NAME
+    size = html.write_html(path, html.for_study(workspace, study, tsne, attention))
+    info(f"wrote {path} ({size / 1e6:.1f} MB)")
+    return path
 
 
 def _prepare(
@@ -318,10 +348,10 @@ def _tsne(
     runs: Sequence[Run],
     options: StudyOptions,
     study: study_report.StudyReport,
-) -> study_report.AnalysisStep:
+) -> tuple[study_report.AnalysisStep, TsneResult | None]:
     name = "t-SNE"
     if not runs:
-        return study_report.AnalysisStep(name, skipped="no completed run to embed")
+        return study_report.AnalysisStep(name, skipped="no completed run to embed"), None
     from imdb_cli.analysis.embeddings import (  # torch, sklearn
         TsneOptions,
         compute_tsne,
@@ -351,7 +381,7 @@ def _tsne(
         result = compute_tsne(workspace, list(runs), tsne_options)
     except ImdbError as exc:
         study.failures.append(f"t-SNE failed: {exc.message}")
-        return study_report.AnalysisStep(name, command=command, failed=exc.message)
+        return study_report.AnalysisStep(name, command=command, failed=exc.message), None
     pngs = [p for p in result.files if p.suffix == ".png"]
     # The side-by-side figure holds every model's map; the single maps become links.
     side_by_side = [p for p in pngs if p.stem.endswith("side_by_side")]
@@ -361,9 +391,10 @@ def _tsne(
         f"{len(result.sample.review_ids)} {result.sample.split} reviews, perplexity "
         f"{perplexity:g}; {len(result.disagreements)} disagreements between the models"
     )
-    return study_report.AnalysisStep(
+    step = study_report.AnalysisStep(
         name, command=command, images=shown, files=others, summary=summary
     )
+    return step, result
 
 
 def _attention(
@@ -371,12 +402,12 @@ def _attention(
     runs: Sequence[Run],
     options: StudyOptions,
     study: study_report.StudyReport,
-) -> study_report.AnalysisStep:
+) -> tuple[study_report.AnalysisStep, list[SavedAttention]]:
     name = "attention"
     if not runs:
-        return study_report.AnalysisStep(name, skipped="no completed run to explain")
+        return study_report.AnalysisStep(name, skipped="no completed run to explain"), []
     if options.attention_reviews == 0:
-        return study_report.AnalysisStep(name, skipped="--attention-reviews 0")
+        return study_report.AnalysisStep(name, skipped="--attention-reviews 0"), []
     from imdb_cli.analysis.attention import LayerSelection, ReviewInput, explain
     from imdb_cli.analysis.embeddings import reviews_from_errors
 
@@ -394,7 +425,7 @@ def _attention(
         _, saved = explain(workspace, list(runs), reviews, LayerSelection.parse("last", "mean"))
     except ImdbError as exc:
         study.failures.append(f"attention failed: {exc.message}")
-        return study_report.AnalysisStep(name, command=command, failed=exc.message)
+        return study_report.AnalysisStep(name, command=command, failed=exc.message), []
     images = [p for item in saved for p in item.files if p.suffix == ".png"]
     files = [p for item in saved for p in item.files if p.suffix != ".png"]
     described = []
@@ -405,9 +436,10 @@ def _attention(
     summary = "reviews from the t-SNE boundary samples (disagreements first): " + "; ".join(
         described
     )
-    return study_report.AnalysisStep(
+    step = study_report.AnalysisStep(
         name, command=command, images=images, files=files, summary=summary
     )
+    return step, saved
 
 
 # --------------------------------------------------------------------------- commands

@@ -42,6 +42,7 @@ class StudyReport:
     analyses: list[AnalysisStep] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    page: Path | None = None  # report.html, the same study as one page to explore
 
 
 def _link(path: Path, base: Path) -> str:
@@ -61,6 +62,12 @@ def render_study_report(study: StudyReport) -> str:
         "",
         f"Made by `imdb reproduce` on {study.started_at} in {format_seconds(study.seconds)}.",
     ]
+    if study.page is not None:
+        lines += [
+            "",
+            f"The same study as one page to explore, offline in any browser: "
+            f"[{study.page.name}]({_link(study.page, study.workdir)}).",
+        ]
     if study.failures:
         lines += ["", "**Incomplete.** " + " ".join(f"{f}." for f in study.failures)]
     lines += ["", "## Command", "", "```bash", study.command, "```", ""]

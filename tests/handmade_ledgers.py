@@ -56,12 +56,13 @@ def write_run(
     probs: Sequence[Sequence[float]] | None = None,
     label_names: Sequence[str] | None = None,
     curve: Sequence[tuple[float, float, float, float]] | None = None,
+    data: dict[str, Any] | None = None,
 ) -> Path:
     """Write runs/<model>/<run_id>/ledger.json with a test of `len(labels)` reviews.
 
     `probs`: each review's class probabilities (any number of classes), instead of the
     two-class P(class 1) that `right` makes; `curve`: (train loss, train acc, val loss,
-    val acc) per epoch."""
+    val acc) per epoch; `data`: entries of the ledger's data section to add or replace."""
     run_dir = workspace.model_runs(model) / run_id
     run_dir.mkdir(parents=True)
     ids = list(review_ids) if review_ids is not None else list(range(len(labels)))
@@ -133,6 +134,7 @@ def write_run(
             "truncation": "head",
             "test_ids_sha256": "sha-" + "-".join(map(str, ids))[:40],
             **({"labels": list(label_names)} if label_names is not None else {}),
+            **(data or {}),
         },
         environment={**ENVIRONMENT, **(environment or {})},
         parameters=parameters,

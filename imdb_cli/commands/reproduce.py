@@ -76,7 +76,8 @@ def reproduce(
         bool, typer.Option("--analysis/--no-analysis", help="Run t-SNE and attention (default on).")
     ] = True,
 ) -> None:
-    """Run the whole study: prepare, train each model, compare, t-SNE, attention, report.md.
+    """Run the whole study: prepare, train each model, compare, t-SNE, attention, report.md
+    and report.html.
 
     Example (the demo, offline, about 10 minutes on 2 CPU cores):
     imdb reproduce --models minilm,tiny-modernbert --limit 3000 --data-dir ../shared/data/imdb
@@ -99,6 +100,8 @@ def reproduce(
     if comparison is not None:
         report_formats.print_comparison(out, comparison, skip_not_comparable=False)
     out.print(f"report: {result.path}", highlight=False)
+    if result.report.page is not None:
+        out.print(f"page:   {result.report.page} (open it in a browser)", highlight=False)
     if not result.complete:
         failures = "; ".join(result.report.failures)
         raise ImdbError(f"the study is incomplete ({failures}); see {result.path}")

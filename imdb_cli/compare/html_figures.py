@@ -1,0 +1,572 @@
+"""The report page's figures, drawn with plotly from the comparison and html_data.
+
+Every figure has a title, labelled axes and colours from the Okabe-Ito palette (told apart
+with the common colour-vision deficiencies); where colour carries meaning a marker shape or
+line style carries it too. plotly.js is not in the figures: the page inlines it once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from imdb_cli.breakdown import CALIBRATION_BINS
+from imdb_cli.report import CONFIDENCE, Comparison, ModelRow, PairResult
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from imdb_cli.compare.html_data import AttentionMap, TsneMaps
+
+# Okabe & Ito (2008), "Color Universal Design"; yellow last: it is faint on white.
+OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
+# True classes on the t-SNE maps: vermillion and blue first, apart from each other for all.
+CLASS_COLOURS = ("#D55E00", "#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
+GRID = "#e3e3e3"
+CONFIG = {
+    "responsive": True,
+    "displaylogo": False,
+    "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"],
+}
+
+
+def model_colour(index: int) -> str:
+    return OKABE_ITO[index % len(OKABE_ITO)]
+
+
+def class_colour(index: int) -> str:
+    return CLASS_COLOURS[index % len(CLASS_COLOURS)]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure of the page: its id (`fig-<name>`) and the plotly figure."""
+
+    name: str
+    figure: go.Figure
+
+    @property
+    def div_id(self) -> str:
+        return f"fig-{self.name}"
+
+    def to_html(self) -> str:
+        return str(
+            self.figure.to_html(
+                full_html=False, include_plotlyjs=False, div_id=self.div_id, config=CONFIG
+            )
+        )
+
+
+def _layout(title: str, height: int, **extra: Any) -> dict[str, Any]:
+    """What every figure shares: no template (plotly.js's plain defaults, nothing repeated
+    per figure), the page's font, a legend under the plot that wraps on a narrow page."""
+    return {
+        "template": "none",
+        "title": {"text": title, "x": 0, "xanchor": "left", "font": {"size": 15}},
+        "height": height,
+        "font": {"family": FONT, "size": 12, "color": "#222"},
+        "margin": {"l": 64, "r": 16, "t": 56, "b": 56},
+        "legend": {"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0},
+        "hoverlabel": {"align": "left", "font": {"family": FONT}},
+        "paper_bgcolor": "white",
+        "plot_bgcolor": "white",
+        **extra,
+    }
+
+
+def _axis(title: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "title": {"text": title},
+        "gridcolor": GRID,
+        "zerolinecolor": "#bbb",
+        "linecolor": "#888",
+        "showline": True,
+        "automargin": True,
+        **extra,
+    }
+
+
+def _go() -> Any:
+    import plotly.graph_objects as go
+
+    return go
+
+
+# --------------------------------------------------------------------------- the verdict
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A row of the forest plot: accuracy(a) - accuracy(b) and its interval."""
+
+    a: str
+    b: str
+    difference: float
+    low: float
+    high: float
+    verdict: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.a} − {self.b}"
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+
+def pairwise_differences(comparison: Comparison) -> list[Difference]:
+    """What the forest plot draws: each pair's difference in test accuracy on the same
+    reviews with its paired bootstrap interval (the pairs of the shown runs)."""
+    return [_difference(pair) for pair in comparison.pairs]
+
+
+def _difference(pair: PairResult) -> Difference:
+    boot = pair.bootstrap
+    return Difference(pair.a, pair.b, boot.difference, boot.low, boot.high, pair.verdict())
+
+
+def forest_figure(differences: Sequence[Difference]) -> Figure:
+    go = _go()
+    fig = go.Figure()
+    labels = [d.label for d in differences]
+    for clear, name, colour, symbol in (
+        (True, "interval excludes 0", OKABE_ITO[0], "diamond"),
+        (False, "interval includes 0", "#555555", "circle-open"),
+    ):
+        chosen = [d for d in differences if d.excludes_zero is clear]
+        if not chosen:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=[d.difference for d in chosen],
+                y=[d.label for d in chosen],
+                mode="markers",
+                name=name,
+                marker={"color": colour, "size": 12, "symbol": symbol, "line": {"width": 2}},
+                error_x={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [d.high - d.difference for d in chosen],
+                    "arrayminus": [d.difference - d.low for d in chosen],
+                    "thickness": 2,
+                    "width": 6,
+                    "color": colour,
+                },
+                customdata=[[d.low, d.high] for d in chosen],
+                hovertemplate=(
+                    "%{y}: %{x:+.4f}<br>"
+                    f"{CONFIDENCE:.0%} interval %{{customdata[0]:+.4f}} to %{{customdata[1]:+.4f}}"
+                    "<extra></extra>"
+                ),
+            )
+        )
+    fig.add_vline(x=0, line={"color": "#444", "dash": "dash", "width": 1})
+    fig.update_layout(
+        _layout(
+            f"Difference in test accuracy, {CONFIDENCE:.0%} paired bootstrap interval",
+            height=150 + 48 * len(differences),
+            xaxis=_axis("accuracy of the first model minus the second's", tickformat="+.3f"),
+            yaxis=_axis(
+                "pair",
+                categoryorder="array",
+                categoryarray=list(reversed(labels)),
+                showgrid=False,
+            ),
+            legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 1, "xanchor": "right"},
+        )
+    )
+    return Figure("forest", fig)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def curves_figure(rows: Sequence[ModelRow]) -> Figure:
+    """Loss and accuracy per epoch of every seed: train dotted, validation solid; the
+    tested (best validation) epoch of each run is a star on its validation curve."""
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        subplot_titles=("loss (cross-entropy)", "accuracy"),
+    )
+    for index, row in enumerate(rows):
+        colour = model_colour(index)
+        curves = row.seed_curves or []
+        for number, curve in enumerate(curves):
+            epochs = [p.epoch for p in curve.points]
+            who = f"{row.label} seed {curve.seed}" if curve.seed is not None else row.label
+            for kind, dash, loss, acc in (
+                ("train", "dot", [p.train_loss for p in curve.points], [p.train_acc for p in curve.points]),
+                ("val", "solid", [p.val_loss for p in curve.points], [p.val_acc for p in curve.points]),
+            ):
+                for subplot, values, metric in ((1, loss, "loss"), (2, acc, "accuracy")):
+                    fig.add_trace(
+                        go.Scatter(
+                            x=epochs,
+                            y=values,
+                            mode="lines+markers",
+                            name=f"{row.label} {kind}",
+                            legendgroup=f"{row.label} {kind}",
+                            showlegend=number == 0 and subplot == 2,
+                            line={"color": colour, "dash": dash, "width": 2},
+                            marker={"size": 5},
+                            hovertemplate=f"{who} {kind} {metric}: %{{y:.4f}} at epoch %{{x}}<extra></extra>",
+                        ),
+                        row=subplot,
+                        col=1,
+                    )
+            tested = curve.tested_epoch
+            point = next((p for p in curve.points if p.epoch == tested), None)
+            if point is not None:
+                for subplot, value, metric in ((1, point.val_loss, "loss"), (2, point.val_acc, "accuracy")):
+                    fig.add_trace(
+                        go.Scatter(
+                            x=[point.epoch],
+                            y=[value],
+                            mode="markers",
+                            name="tested epoch (best validation)",
+                            legendgroup="tested",
+                            showlegend=False,
+                            marker={
+                                "symbol": "star",
+                                "size": 15,
+                                "color": colour,
+                                "line": {"color": "#111", "width": 1},
+                            },
+                            hovertemplate=(
+                                f"{who}: tested epoch {point.epoch}, val {metric} "
+                                "%{y:.4f}<extra></extra>"
+                            ),
+                        ),
+                        row=subplot,
+                        col=1,
+                    )
+    # The legend's star is grey: each model's stars are in its own colour.
+    fig.add_trace(
+        go.Scatter(
+            x=[None],
+            y=[None],
+            mode="markers",
+            name="tested epoch (best validation)",
+            legendgroup="tested",
+            marker={"symbol": "star", "size": 13, "color": "#999", "line": {"color": "#111", "width": 1}},
+        ),
+        row=2,
+        col=1,
+    )
+    epochs_all = sorted({p.epoch for row in rows for c in row.seed_curves for p in c.points})
+    fig.update_layout(
+        _layout(
+            "Learning curves of every seed (train dotted, validation solid)",
+            height=640,
+            legend={"orientation": "h", "yanchor": "top", "y": -0.1, "x": 0},
+        )
+    )
+    fig.update_xaxes(_axis("", tickvals=epochs_all))
+    fig.update_xaxes(title_text="epoch", row=2, col=1)
+    fig.update_yaxes(_axis(""))
+    fig.update_yaxes(title_text="loss", row=1, col=1)
+    fig.update_yaxes(title_text="accuracy", row=2, col=1)
+    return Figure("curves", fig)
+
+
+def sweep_figure(rows: Sequence[ModelRow]) -> Figure:
+    """Validation accuracy per learning rate: each seed's best epoch as a dot, their mean
+    as the line; the chosen rate ringed."""
+    go = _go()
+    fig = go.Figure()
+    for index, row in enumerate(rows):
+        if row.sweep is None:
+            continue
+        colour = model_colour(index)
+        done = [r for r in row.sweep.rates if r.mean_val_acc is not None]
+        fig.add_trace(
+            go.Scatter(
+                x=[r.lr for r in done],
+                y=[r.mean_val_acc for r in done],
+                mode="lines+markers",
+                name=f"{row.label}: mean over {len(row.sweep.seeds)} seed(s)",
+                line={"color": colour, "width": 2},
+                marker={"size": 8},
+                hovertemplate=f"{row.label} lr %{{x:g}}: mean val acc %{{y:.4f}}<extra></extra>",
+            )
+        )
+        seeds_x = [r.lr for r in row.sweep.rates for _ in r.val_accs]
+        seeds_y = [v for r in row.sweep.rates for v in r.val_accs]
+        fig.add_trace(
+            go.Scatter(
+                x=seeds_x,
+                y=seeds_y,
+                mode="markers",
+                name=f"{row.label}: each seed",
+                marker={"color": colour, "size": 6, "symbol": "circle-open"},
+                hovertemplate=f"{row.label} lr %{{x:g}}: a seed's val acc %{{y:.4f}}<extra></extra>",
+            )
+        )
+        chosen = [r for r in done if r.lr == row.sweep.selected_lr]
+        fig.add_trace(
+            go.Scatter(
+                x=[r.lr for r in chosen],
+                y=[r.mean_val_acc for r in chosen],
+                mode="markers+text",
+                name=f"{row.label}: chosen rate",
+                text=["chosen"] * len(chosen),
+                textposition="top center",
+                marker={"color": colour, "size": 22, "symbol": "circle-open", "line": {"width": 3}},
+                hovertemplate=f"{row.label}: chosen lr %{{x:g}} (mean val acc %{{y:.4f}})<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        _layout(
+            "Learning rates tried: validation accuracy (the chosen rate ringed; test never used)",
+            height=440,
+            xaxis=_axis("learning rate (log scale)", type="log"),
+            yaxis=_axis("validation accuracy (best epoch)"),
+        )
+    )
+    return Figure("sweep", fig)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def confusion_figure(row: ModelRow, index: int) -> Figure:
+    """Counts, shaded by the share of each true class (rows sum to 100%)."""
+    go = _go()
+    confusion = row.errors.confusion
+    counts = np.asarray(confusion.matrix, dtype=np.int64)
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    text = [[f"{c:,}<br>{s:.0%}" for c, s in zip(r, sr, strict=True)] for r, sr in zip(counts, shares, strict=True)]
+    fig = go.Figure(
+        go.Heatmap(
+            z=shares,
+            x=confusion.classes,
+            y=confusion.classes,
+            text=text,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            zmin=0,
+            zmax=1,
+            colorbar={"title": {"text": "share"}, "tickformat": ".0%", "thickness": 12},
+            hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        _layout(
+            f"{row.label}: confusion matrix (macro F1 {confusion.macro_f1:.3f})",
+            height=360,
+            xaxis=_axis("predicted class", side="bottom", showgrid=False),
+            yaxis=_axis("true class", autorange="reversed", showgrid=False),
+        )
+    )
+    return Figure(f"confusion-{index}", fig)
+
+
+def reliability_figure(rows: Sequence[ModelRow]) -> Figure:
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    fig = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.06
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1],
+            y=[0, 1],
+            mode="lines",
+            name="perfectly calibrated",
+            line={"color": "#777", "dash": "dot"},
+            hoverinfo="skip",
+        ),
+        row=1,
+        col=1,
+    )
+    for index, row in enumerate(rows):
+        colour = model_colour(index)
+        calibration = row.errors.calibration
+        filled = [b for b in calibration.bins if b.reviews]
+        fig.add_trace(
+            go.Scatter(
+                x=[b.confidence for b in filled],
+                y=[b.accuracy for b in filled],
+                mode="lines+markers",
+                name=f"{row.label} (ECE {calibration.ece:.3f})",
+                legendgroup=row.label,
+                line={"color": colour, "width": 2},
+                marker={"size": 7, "symbol": ["circle", "square", "diamond", "triangle-up"][index % 4]},
+                customdata=[b.reviews for b in filled],
+                hovertemplate=(
+                    f"{row.label}: confidence %{{x:.3f}}, accuracy %{{y:.3f}} "
+                    "(%{customdata} reviews)<extra></extra>"
+                ),
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Bar(
+                x=[(b.low + b.high) / 2 for b in calibration.bins],
+                y=[b.reviews for b in calibration.bins],
+                name=f"{row.label} reviews",
+                legendgroup=row.label,
+                showlegend=False,
+                marker={"color": colour},
+                hovertemplate=f"{row.label}: %{{y}} reviews<extra></extra>",
+            ),
+            row=2,
+            col=1,
+        )
+    fig.update_layout(
+        _layout(
+            "Reliability on the test split (below the diagonal: over-confident)",
+            height=560,
+            barmode="group",
+            bargap=0.15,
+        )
+    )
+    ticks = [round(i / CALIBRATION_BINS, 2) for i in range(CALIBRATION_BINS + 1)]
+    fig.update_xaxes(_axis("", range=[0, 1], tickvals=ticks))
+    fig.update_xaxes(title_text="confidence: probability of the predicted class", row=2, col=1)
+    fig.update_yaxes(_axis(""))
+    fig.update_yaxes(title_text="accuracy in the bin", range=[0, 1.02], row=1, col=1)
+    fig.update_yaxes(title_text="reviews", row=2, col=1)
+    return Figure("reliability", fig)
+
+
+def lengths_figure(rows: Sequence[ModelRow]) -> Figure:
+    go = _go()
+    fig = go.Figure()
+    for index, row in enumerate(rows):
+        buckets = row.errors.lengths
+        if not buckets:
+            continue
+        fig.add_trace(
+            go.Bar(
+                x=[f"{b.label} tokens" for b in buckets],
+                y=[b.accuracy for b in buckets],
+                name=f"{row.label} (max {row.max_length} tokens)",
+                marker={"color": model_colour(index)},
+                customdata=[b.reviews for b in buckets],
+                hovertemplate=(
+                    f"{row.label}, %{{x}}: accuracy %{{y:.3f}} over %{{customdata}} reviews"
+                    "<extra></extra>"
+                ),
+            )
+        )
+    fig.update_layout(
+        _layout(
+            "Test accuracy by review length (full token count before truncation)",
+            height=420,
+            barmode="group",
+            xaxis=_axis("full review length", showgrid=False),
+            yaxis=_axis("test accuracy", range=[0, 1.05]),
+        )
+    )
+    return Figure("lengths", fig)
+
+
+# --------------------------------------------------------------------------- maps
+
+
+def tsne_figure(maps: TsneMaps, index: int) -> Figure:
+    """One model's t-SNE: colour is the true class, a cross a wrong prediction, a ring a
+    review the models disagree on. Each point's customdata is its index into the page's
+    list of sampled reviews, from which the hover panel shows the review; the points carry
+    nothing else, which keeps a map of 1,000 reviews at some 15 kB."""
+    go = _go()
+    view = maps.maps[index]
+    correct = view.predicted == maps.labels
+    disagree = maps.disagree if len(maps.maps) > 1 else np.zeros(len(maps.labels), dtype=bool)
+    positions = np.arange(len(maps.labels), dtype=np.uint16 if len(maps.labels) < 65536 else np.int32)
+    coords = view.coords.astype(np.float32)
+    fig = go.Figure()
+    for class_id, class_name in enumerate(maps.classes):
+        for right, symbol, verdict in ((True, "circle", "right"), (False, "x", "wrong")):
+            chosen = (maps.labels == class_id) & (correct == right)
+            if not chosen.any():
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=coords[chosen, 0],
+                    y=coords[chosen, 1],
+                    mode="markers",
+                    name=f"{class_name}, {view.label} {verdict}",
+                    marker={
+                        "color": class_colour(class_id),
+                        "symbol": symbol,
+                        "size": 7 if right else 9,
+                        "opacity": 0.75 if right else 1.0,
+                        "line": {"width": 0 if right else 1.5, "color": class_colour(class_id)},
+                    },
+                    customdata=positions[chosen],
+                    hovertemplate=(
+                        f"true {class_name}, {view.label} {verdict}<br>"
+                        "the review: below the map<extra></extra>"
+                    ),
+                )
+            )
+    if disagree.any():
+        fig.add_trace(
+            go.Scatter(
+                x=coords[disagree, 0],
+                y=coords[disagree, 1],
+                mode="markers",
+                name="models disagree",
+                marker={"symbol": "circle-open", "size": 14, "color": "#111", "line": {"width": 1}},
+                hoverinfo="skip",
+            )
+        )
+    accuracy = float(correct.mean())
+    fig.update_layout(
+        _layout(
+            f"{view.label}: t-SNE of {len(maps.labels)} {maps.split} reviews (accuracy {accuracy:.1%})",
+            height=520,
+            xaxis=_axis("t-SNE 1 (no unit)", showticklabels=False),
+            yaxis=_axis("t-SNE 2 (no unit)", showticklabels=False),
+            hovermode="closest",
+            legend={"orientation": "h", "yanchor": "top", "y": -0.08, "x": 0},
+        )
+    )
+    return Figure(f"tsne-{index}", fig)
+
+
+def attention_figure(item: AttentionMap, number: int) -> Figure:
+    """Query tokens down, key tokens across; special tokens in brackets as the tokenizer
+    writes them."""
+    go = _go()
+    labels = [f"{token} ·{i}" for i, token in enumerate(item.tokens)]
+    head = "mean over heads" if item.head == "mean" else f"head {item.head}"
+    truth = f", true {item.true_label}" if item.true_label else ""
+    fig = go.Figure(
+        go.Heatmap(
+            z=item.matrix,
+            x=labels,
+            y=labels,
+            colorscale="Viridis",
+            zmin=0,
+            colorbar={"title": {"text": "weight"}, "thickness": 12},
+            hovertemplate="query %{y} → key %{x}: %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        _layout(
+            f"{item.label} on {item.review}: predicted {item.prediction}{truth}<br>"
+            f"<sup>layer {item.layer} ({item.layer_type}), {head}, {len(item.tokens)} tokens</sup>",
+            height=600,
+            xaxis=_axis("key token (attended to)", showgrid=False, tickangle=-60, nticks=40),
+            yaxis=_axis("query token", autorange="reversed", showgrid=False, nticks=40),
+            margin={"l": 90, "r": 16, "t": 76, "b": 90},
+        )
+    )
+    return Figure(f"attention-{number}", fig)
