@@ -37,8 +37,9 @@ def data_env() -> dict[str, str]:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The offline test suite (with the onnx extra, so the ONNX export tests run)."""
-    install(session, extras="dev,onnx")
+    """The offline test suite (with the onnx and report extras, so the ONNX export and the
+    report page's tests run; the page's browser tests need Debian's chromium too)."""
+    install(session, extras="dev,onnx,report")
     session.run("pytest", *(session.posargs or ["-q"]), env=data_env())
 
 
@@ -51,14 +52,14 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    install(session, extras="dev,onnx")
+    install(session, extras="dev,onnx,report")
     session.run("mypy")
 
 
 @nox.session
 def demo(session: nox.Session) -> None:
     """The study, small: minilm (real weights) vs tiny-modernbert on a seeded slice of IMDB."""
-    install(session)
+    install(session, extras="dev,report")
     workdir = Path(os.environ.get("IMDB_WORKDIR", str(ROOT / "imdb-workspace" / "demo")))
     session.run(
         "imdb",
@@ -77,6 +78,7 @@ def demo(session: nox.Session) -> None:
     # Where the results are and how to go on from here with the same environment.
     activate = Path(session.virtualenv.location) / "bin" / "activate"
     session.log(f"report: {workdir / 'report.md'}")
+    session.log(f"page:   {workdir / 'report.html'} (open it in a browser)")
     session.log("to continue with the `imdb` command in this workspace:")
     session.log(f"  source {activate}")
     session.log(f"  export IMDB_WORKDIR={workdir}")

@@ -535,15 +535,19 @@ def _row(
                 tested_epoch=s.ledger.test.epoch if s.ledger.test is not None else None,
                 points=_curve(s.ledger),
             )
-            for s in seeds
+            for s in sorted(seeds, key=_by_seed)
         ],
     )
 
 
+def _by_seed(run: Run) -> tuple[bool, int, str]:
+    seed = _int_or_none(run.ledger.config.get("seed"))
+    return seed is None, seed or 0, run.run_id
+
+
 def _curve(ledger: Ledger) -> list[EpochPoint]:
     return [
-        EpochPoint(e.epoch, e.train_loss, e.train_acc, e.val_loss, e.val_acc)
-        for e in ledger.epochs
+        EpochPoint(e.epoch, e.train_loss, e.train_acc, e.val_loss, e.val_acc) for e in ledger.epochs
     ]
 
 

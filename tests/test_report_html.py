@@ -11,7 +11,6 @@ the browser tests open that page offline in Debian's chromium (browser_support).
 from __future__ import annotations
 
 import json
-import re
 import sys
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -20,7 +19,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from browser_support import chromium, drawn_charts, hover_point, needs_browser, not_blank, open_offline
+from browser_support import (
+    chromium,
+    drawn_charts,
+    hover_point,
+    needs_browser,
+    not_blank,
+    open_offline,
+)
 from cli_support import assert_one_red_line
 from handmade_ledgers import write_run
 from training_support import copy_workspace
@@ -31,7 +37,7 @@ from imdb_cli.analysis import attention, embeddings, folders
 from imdb_cli.compare import html, html_data
 from imdb_cli.data.tokenized import TokenizedCache, load_texts, open_cache
 from imdb_cli.files import write_json_atomic
-from imdb_cli.ledger import read_ledger
+from imdb_cli.ledger import Ledger, read_ledger
 from imdb_cli.review_lengths import counts_path
 from imdb_cli.runs import Run, resolve_run
 from imdb_cli.workspace import Workspace
@@ -66,11 +72,16 @@ def _cache(workspace: Workspace) -> TokenizedCache:
     return cache
 
 
-def _curve(seed: int, best: int) -> list[tuple[float, float, float, float]]:
+def _curve(seed: int, best: int, accuracy: float) -> list[tuple[float, float, float, float]]:
     """Three epochs; validation accuracy peaks at `best`."""
     shift = (seed - 42) * 0.01
     return [
-        (0.7 - 0.15 * e + shift, 0.6 + 0.1 * e, 0.5 - 0.05 * e, 0.8 + (0.05 if e == best else 0.0))
+        (
+            0.7 - 0.15 * e + shift,
+            accuracy - 0.2 + 0.1 * e,
+            0.6 - accuracy / 2 - 0.03 * e + shift,
+            accuracy - 0.04 + (0.04 if e == best else 0.0) + shift,
+        )
         for e in range(1, 4)
     ]
 
@@ -102,7 +113,7 @@ def handmade_study(root: Path, prepared_root: Path) -> Workspace:
                         seed=seed,
                         best_epoch=2,
                         best_val_acc=0.85 if rate == 3e-5 else 0.8 + 0.01 * day,
-                        curve=_curve(seed, 2),
+                        curve=_curve(seed, 2, accuracy),
                         config={"lr": rate},
                         created_at=f"2026-01-0{day}T00:00:00+00:00",
                         **common,  # type: ignore[arg-type]
@@ -115,7 +126,7 @@ def handmade_study(root: Path, prepared_root: Path) -> Workspace:
                     right=right,
                     seed=seed,
                     best_epoch=day + 1,
-                    curve=_curve(seed, day + 1),
+                    curve=_curve(seed, day + 1, accuracy),
                     created_at=f"2026-01-0{day}T00:00:00+00:00",
                     **common,  # type: ignore[arg-type]
                 )
@@ -271,7 +282,9 @@ class Cells(HTMLParser):
         return [
             (row, cell)
             for found, row, cell in self.values
-            if all(table_value in (found.get(key) or "").split() for key, table_value in table.items())
+            if all(
+                table_value in (found.get(key) or "").split() for key, table_value in table.items()
+            )
         ]
 
 
@@ -326,7 +339,9 @@ def test_the_pages_tables_hold_compare_jsons_numbers(study: Study) -> None:
         for c in m["errors"]["confusion"]["per_class"]
         for value in (c["precision"], c["recall"], c["f1"], c["support"])
     ]
-    counts = [int(cell["data-value"] or -1) for _, cell in page.cells(**{"class": "confusion-table"})]
+    counts = [
+        int(cell["data-value"] or -1) for _, cell in page.cells(**{"class": "confusion-table"})
+    ]
     assert counts == [
         v for m in compared["models"] for r in m["errors"]["confusion"]["matrix"] for v in r
     ]
@@ -360,6 +375,11 @@ def test_a_review_that_holds_html_is_shown_as_text(tmp_path: Path) -> None:
     assert "bad \n\nfilm" in text  # IMDB's <br /> shown as line breaks
 
 
+def probs(ledger: Ledger) -> np.ndarray:
+    assert ledger.test is not None
+    return ledger.test.prob_matrix()
+
+
 def test_three_models_with_two_seeds_make_a_page_under_6_mb(tmp_path: Path) -> None:
     """At the study's scale: 200 disagreements shown (the table's cap; a 5,000-review test
     split shows no more), 1,000 t-SNE points with texts as long as IMDB's, attention on
@@ -374,7 +394,7 @@ def test_three_models_with_two_seeds_make_a_page_under_6_mb(tmp_path: Path) -> N
             write_run(workspace, model, f"s{seed}", labels=labels, right=right, seed=seed, epochs=5)
     comparison = report.compare(workspace, list(MODELS))
     ledgers = html_data.ledgers_of(comparison)
-    words = "the film was surprisingly moving and the cast superb but the plot dragged".split()
+    words = ["the", "film", "was", "surprisingly", "moving", "and", "the", "cast", "superb"]
     texts = {i: " ".join(rng.choice(words, size=230)) + " <br /><br />" for i in range(n)}
     maps = html_data.TsneMaps(
         source="handmade",
@@ -386,16 +406,27 @@ def test_three_models_with_two_seeds_make_a_page_under_6_mb(tmp_path: Path) -> N
         texts=[texts[i] for i in range(n)],
         classes=["negative", "positive"],
         maps=[
-            html_data.TsneMap(row.label, rng.normal(size=(n, 2)), ledgers[row.label].test.prob_matrix())  # type: ignore[union-attr]
+            html_data.TsneMap(row.label, rng.normal(size=(n, 2)), probs(ledgers[row.label]))
             for row in comparison.rows
         ],
     )
-    tokens = ["[CLS]", *words * 10][:127] + ["[SEP]"]
+    tokens = [*["[CLS]", *(words * 10)][:127], "[SEP]"]
     maps_of_attention = [
         html_data.AttentionMap(
-            row.label, "review #0", 0, "negative", "negative (P = 0.9)", tokens,
-            [t == "[CLS]" or t == "[SEP]" for t in tokens], 11, "full", "mean",
-            rng.dirichlet(np.ones(128), size=128).astype(np.float32), 0, words[:8], None,
+            row.label,
+            "review #0",
+            0,
+            "negative",
+            "negative (P = 0.9)",
+            tokens,
+            [t == "[CLS]" or t == "[SEP]" for t in tokens],
+            11,
+            "full",
+            "mean",
+            rng.dirichlet(np.ones(128), size=128).astype(np.float32),
+            0,
+            words[:8],
+            None,
         )
         for row in comparison.rows
     ]
@@ -426,7 +457,15 @@ def test_report_refuses_what_is_not_a_page_and_folders_that_are_not_there(
     )
     missing = tmp_path / "no-such-tsne"
     assert_one_red_line(
-        imdb(study.workspace, "report", "bert", "--tsne", str(missing), "-o", str(tmp_path / "p.html")),
+        imdb(
+            study.workspace,
+            "report",
+            "bert",
+            "--tsne",
+            str(missing),
+            "-o",
+            str(tmp_path / "p.html"),
+        ),
         f"--tsne {missing}: no such folder",
     )
     assert not (tmp_path / "p.html").exists()
@@ -450,7 +489,10 @@ def test_analyses_of_other_runs_are_left_out_with_the_command_that_makes_them(
     assert "No t-SNE on this page" in text and "is of other runs" in text
     assert "<code>imdb tsne modernbert/seed42 minilm/seed42</code>" in text
     assert "No attention maps on this page" in text
-    assert "<code>imdb attention --from-errors 1 --models modernbert/seed42,minilm/seed42</code>" in text
+    assert (
+        "<code>imdb attention --from-errors 1 --models modernbert/seed42,minilm/seed42</code>"
+        in text
+    )
 
 
 # --------------------------------------------------------------------------- in a browser
@@ -486,9 +528,18 @@ def test_the_page_opens_offline_draws_every_chart_and_logs_no_error(
 def test_the_disagreement_table_holds_the_right_reviews_and_filters_by_who_was_right(
     study: Study, browser: Any
 ) -> None:
-    ledgers = {m: read_ledger(Path(r["run_path"])) for r in study.compared["models"] for m in [r["label"]]}
-    predicted = {m: dict(zip(l.test.review_ids, l.test.predicted().tolist(), strict=True)) for m, l in ledgers.items()}  # type: ignore[union-attr]
-    truth = dict(zip(ledgers["bert"].test.review_ids, ledgers["bert"].test.labels, strict=True))  # type: ignore[union-attr]
+    ledgers = {
+        m: read_ledger(Path(r["run_path"])) for r in study.compared["models"] for m in [r["label"]]
+    }
+    tests = {model: ledger.test for model, ledger in ledgers.items()}
+    predicted = {
+        model: dict(zip(test.review_ids, test.predicted().tolist(), strict=True))
+        for model, test in tests.items()
+        if test is not None
+    }
+    bert = tests["bert"]
+    assert bert is not None
+    truth = dict(zip(bert.review_ids, bert.labels, strict=True))
     disagree = {r for r in truth if len({predicted[m][r] for m in MODELS}) > 1}
     with open_offline(browser, study.page, width=1280) as visit:
         page = visit.page
@@ -542,7 +593,9 @@ def test_hovering_a_tsne_point_shows_its_review_label_and_predictions(
         assert study.tsne_texts[review_id][:40].strip() in text
         assert f"true label: {island['classes'][label]}" in text
         assert all(f"{model}: " in text for model in MODELS)
-        assert f"true {island['classes'][label]}" in (page.text_content("#fig-tsne-1 .hoverlayer") or "")
+        assert f"true {island['classes'][label]}" in (
+            page.text_content("#fig-tsne-1 .hoverlayer") or ""
+        )
         assert visit.errors == []
 
 
@@ -556,7 +609,8 @@ def test_the_charts_draw_compare_jsons_numbers(study: Study, browser: Any) -> No
         )
         curves = visit.page.evaluate(
             """() => document.getElementById('fig-curves').data
-                .filter(t => t.mode === 'lines+markers').map(t => [t.hovertemplate, Array.from(t.y)])"""
+                .filter(t => t.mode === 'lines+markers')
+                .map(t => [t.hovertemplate, Array.from(t.y)])"""
         )
     drawn = {label: (x, low, high) for label, x, low, high in forest}
     for pair in compared["pairs"]:
@@ -582,7 +636,8 @@ def test_the_page_fits_800_pixels_and_reads_without_javascript(
         width = visit.page.evaluate("document.documentElement.scrollWidth")
         assert width <= 800
         widest = visit.page.evaluate(
-            "Math.max(...Array.from(document.querySelectorAll('.js-plotly-plot')).map(e => e.getBoundingClientRect().right))"
+            """Math.max(...Array.from(document.querySelectorAll('.js-plotly-plot'))
+                .map(e => e.getBoundingClientRect().right))"""
         )
         assert widest <= 800
         shot = tmp_path / "page-800.png"

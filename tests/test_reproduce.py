@@ -75,6 +75,16 @@ def test_reproduce_trains_compares_and_reports_what_the_ledgers_say(
         assert f"imdb --workdir {workdir} {command}" in steps
     assert "| torch |" in section(text, "Versions")
     assert f"reproduce --models tiny-bert,tiny-modernbert --data-dir {synthetic_imdb_dir}" in text
+    # report.html beside report.md: the same table, and no analysis to show.
+    page = (workdir / "report.html").read_text(encoding="utf-8")
+    assert "[report.html](report.html)" in text and f"page:   {workdir / 'report.html'}" in (
+        result.stdout
+    )
+    for found in runs.values():
+        ledger = found[0].ledger
+        assert ledger.test is not None
+        assert f'data-key="test_acc" data-value="{ledger.test.acc!r}"' in page
+    assert "No t-SNE on this page: not run (--no-analysis)." in page
 
 
 @pytest.mark.slow

@@ -93,4 +93,6 @@ def report(
     for section, note in page.notes.items():
         info(f"{section}: {note}")
     size = html.write_html(output, page)
-    info(f"wrote {output} ({size / 1e6:.1f} MB): open it in a browser; it needs no server or network")
+    info(
+        f"wrote {output} ({size / 1e6:.1f} MB): open it in a browser; it needs no server or network"
+    )

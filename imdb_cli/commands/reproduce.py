@@ -99,9 +99,10 @@ def reproduce(
     comparison = result.report.comparison
     if comparison is not None:
         report_formats.print_comparison(out, comparison, skip_not_comparable=False)
-    out.print(f"report: {result.path}", highlight=False)
+    # Whole paths on their lines, so that they can be copied.
+    out.print(f"report: {result.path}", highlight=False, soft_wrap=True)
     if result.report.page is not None:
-        out.print(f"page:   {result.report.page} (open it in a browser)", highlight=False)
+        out.print(f"page:   {result.report.page}", highlight=False, soft_wrap=True)
     if not result.complete:
         failures = "; ".join(result.report.failures)
         raise ImdbError(f"the study is incomplete ({failures}); see {result.path}")

@@ -401,5 +401,9 @@ def render_html(report: HtmlReport) -> str:
 def write_html(path: Path, report: HtmlReport) -> int:
     """Write the page atomically; its size in bytes."""
     data = render_html(report).encode("utf-8")
-    write_atomic(path, lambda tmp: tmp.write_bytes(data))
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    write_atomic(path, write)
     return len(data)

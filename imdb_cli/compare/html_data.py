@@ -109,7 +109,9 @@ def find_disagreements(
     first = comparison.rows[0]
     paired = {p.b for p in comparison.pairs if p.a == first.label}
     paired |= {p.a for p in comparison.pairs if p.b == first.label}
-    models = [row.label for row in comparison.rows if row.label == first.label or row.label in paired]
+    models = [
+        row.label for row in comparison.rows if row.label == first.label or row.label in paired
+    ]
     notes = [
         f"{row.label} is not in the table: it was not tested on the same reviews as {first.label}"
         for row in comparison.rows
@@ -218,7 +220,10 @@ def read_tsne(folder: Path, comparison: Comparison) -> tuple[TsneMaps | None, st
             coords = np.full((len(review_ids), 2), np.nan)
             for point in points:
                 if point["model"] == name:
-                    coords[position[int(point["review_id"])]] = (float(point["x"]), float(point["y"]))
+                    coords[position[int(point["review_id"])]] = (
+                        float(point["x"]),
+                        float(point["y"]),
+                    )
             if np.isnan(coords).any():
                 raise ValueError(f"{POINTS_CSV} lacks points of {name}")
             probs = np.asarray(
@@ -367,7 +372,8 @@ def read_attention(
         return [], f"{folder}: cannot read the attention maps ({exc}); rerun `imdb attention`"
     if not found:
         return [], f"the attention maps in {folder} are of other runs"
-    return first_reviews(found, folder)
+    order = [row.label for row in comparison.rows]
+    return first_reviews(sorted(found, key=lambda m: order.index(m.label)), folder)
 
 
 def first_reviews(found: list[AttentionMap], folder: Path) -> tuple[list[AttentionMap], str | None]:
@@ -411,7 +417,9 @@ def _run_versions(ledgers: Mapping[str, Ledger]) -> list[tuple[str, str]]:
     lines = []
     for label, ledger in ledgers.items():
         env = ledger.environment
-        parts = [f"{name} {env[name]}" for name in ("torch", "transformers", "python") if env.get(name)]
+        parts = [
+            f"{name} {env[name]}" for name in ("torch", "transformers", "python") if env.get(name)
+        ]
         if parts:
             lines.append((f"{label} trained with", ", ".join(parts)))
     return lines
@@ -439,7 +447,9 @@ def for_comparison(
             commands.append(prepare)
         by_seed = sorted(row.seed_curves, key=lambda c: (c.seed is None, c.seed or 0, c.run_id))
         for run_id in [c.run_id for c in by_seed] or row.run_ids:
-            ledger = first if run_id == row.run_id else read_ledger(Path(row.run_path).parent / run_id)
+            ledger = (
+                first if run_id == row.run_id else read_ledger(Path(row.run_path).parent / run_id)
+            )
             try:
                 spec = registry.load_spec(ledger.model)
                 config = TrainConfig.from_dict(ledger.config, f"{row.run_path}: config")
@@ -479,4 +489,3 @@ def for_study(study: StudyReport, ledgers: Mapping[str, Ledger], made_by: str) -
         data=data,
         machines=_machines(study.comparison),
     )
-

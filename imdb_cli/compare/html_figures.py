@@ -27,6 +27,7 @@ OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "
 CLASS_COLOURS = ("#D55E00", "#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 GRID = "#e3e3e3"
+SEED_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "pentagon")
 CONFIG = {
     "responsive": True,
     "displaylogo": False,
@@ -172,7 +173,7 @@ def forest_figure(differences: Sequence[Difference]) -> Figure:
             height=150 + 48 * len(differences),
             xaxis=_axis("accuracy of the first model minus the second's", tickformat="+.3f"),
             yaxis=_axis(
-                "pair",
+                "",
                 categoryorder="array",
                 categoryarray=list(reversed(labels)),
                 showgrid=False,
@@ -203,11 +204,22 @@ def curves_figure(rows: Sequence[ModelRow]) -> Figure:
         colour = model_colour(index)
         curves = row.seed_curves or []
         for number, curve in enumerate(curves):
+            symbol = SEED_SYMBOLS[number % len(SEED_SYMBOLS)]
             epochs = [p.epoch for p in curve.points]
             who = f"{row.label} seed {curve.seed}" if curve.seed is not None else row.label
             for kind, dash, loss, acc in (
-                ("train", "dot", [p.train_loss for p in curve.points], [p.train_acc for p in curve.points]),
-                ("val", "solid", [p.val_loss for p in curve.points], [p.val_acc for p in curve.points]),
+                (
+                    "train",
+                    "dot",
+                    [p.train_loss for p in curve.points],
+                    [p.train_acc for p in curve.points],
+                ),
+                (
+                    "val",
+                    "solid",
+                    [p.val_loss for p in curve.points],
+                    [p.val_acc for p in curve.points],
+                ),
             ):
                 for subplot, values, metric in ((1, loss, "loss"), (2, acc, "accuracy")):
                     fig.add_trace(
@@ -219,8 +231,10 @@ def curves_figure(rows: Sequence[ModelRow]) -> Figure:
                             legendgroup=f"{row.label} {kind}",
                             showlegend=number == 0 and subplot == 2,
                             line={"color": colour, "dash": dash, "width": 2},
-                            marker={"size": 5},
-                            hovertemplate=f"{who} {kind} {metric}: %{{y:.4f}} at epoch %{{x}}<extra></extra>",
+                            marker={"size": 6, "symbol": symbol},
+                            hovertemplate=(
+                                f"{who} {kind} {metric}: %{{y:.4f}} at epoch %{{x}}<extra></extra>"
+                            ),
                         ),
                         row=subplot,
                         col=1,
@@ -228,7 +242,10 @@ def curves_figure(rows: Sequence[ModelRow]) -> Figure:
             tested = curve.tested_epoch
             point = next((p for p in curve.points if p.epoch == tested), None)
             if point is not None:
-                for subplot, value, metric in ((1, point.val_loss, "loss"), (2, point.val_acc, "accuracy")):
+                for subplot, value, metric in (
+                    (1, point.val_loss, "loss"),
+                    (2, point.val_acc, "accuracy"),
+                ):
                     fig.add_trace(
                         go.Scatter(
                             x=[point.epoch],
@@ -251,7 +268,25 @@ def curves_figure(rows: Sequence[ModelRow]) -> Figure:
                         row=subplot,
                         col=1,
                     )
-    # The legend's star is grey: each model's stars are in its own colour.
+    # Legend-only markers in grey: each model's are in its own colour.
+    seeds = [[c.seed for c in row.seed_curves] for row in rows]
+    same = all(s == seeds[0] for s in seeds)
+    for number in range(max((len(s) for s in seeds), default=0)):
+        fig.add_trace(
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="markers",
+                name=f"seed {seeds[0][number]}" if same else f"seed no. {number + 1}",
+                marker={
+                    "symbol": SEED_SYMBOLS[number % len(SEED_SYMBOLS)],
+                    "size": 8,
+                    "color": "#777",
+                },
+            ),
+            row=2,
+            col=1,
+        )
     fig.add_trace(
         go.Scatter(
             x=[None],
@@ -259,7 +294,12 @@ def curves_figure(rows: Sequence[ModelRow]) -> Figure:
             mode="markers",
             name="tested epoch (best validation)",
             legendgroup="tested",
-            marker={"symbol": "star", "size": 13, "color": "#999", "line": {"color": "#111", "width": 1}},
+            marker={
+                "symbol": "star",
+                "size": 13,
+                "color": "#999",
+                "line": {"color": "#111", "width": 1},
+            },
         ),
         row=2,
         col=1,
@@ -310,7 +350,9 @@ def sweep_figure(rows: Sequence[ModelRow]) -> Figure:
                 mode="markers",
                 name=f"{row.label}: each seed",
                 marker={"color": colour, "size": 6, "symbol": "circle-open"},
-                hovertemplate=f"{row.label} lr %{{x:g}}: a seed's val acc %{{y:.4f}}<extra></extra>",
+                hovertemplate=(
+                    f"{row.label} lr %{{x:g}}: a seed's val acc %{{y:.4f}}<extra></extra>"
+                ),
             )
         )
         chosen = [r for r in done if r.lr == row.sweep.selected_lr]
@@ -323,14 +365,22 @@ def sweep_figure(rows: Sequence[ModelRow]) -> Figure:
                 text=["chosen"] * len(chosen),
                 textposition="top center",
                 marker={"color": colour, "size": 22, "symbol": "circle-open", "line": {"width": 3}},
-                hovertemplate=f"{row.label}: chosen lr %{{x:g}} (mean val acc %{{y:.4f}})<extra></extra>",
+                hovertemplate=(
+                    f"{row.label}: chosen lr %{{x:g}} (mean val acc %{{y:.4f}})<extra></extra>"
+                ),
             )
         )
+    rates = sorted({r.lr for row in rows if row.sweep for r in row.sweep.rates})
     fig.update_layout(
         _layout(
             "Learning rates tried: validation accuracy (the chosen rate ringed; test never used)",
             height=440,
-            xaxis=_axis("learning rate (log scale)", type="log"),
+            xaxis=_axis(
+                "learning rate (log scale)",
+                type="log",
+                tickvals=rates,
+                ticktext=[f"{rate:g}" for rate in rates],
+            ),
             yaxis=_axis("validation accuracy (best epoch)"),
         )
     )
@@ -347,7 +397,10 @@ def confusion_figure(row: ModelRow, index: int) -> Figure:
     counts = np.asarray(confusion.matrix, dtype=np.int64)
     totals = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
-    text = [[f"{c:,}<br>{s:.0%}" for c, s in zip(r, sr, strict=True)] for r, sr in zip(counts, shares, strict=True)]
+    text = [
+        [f"{c:,}<br>{s:.0%}" for c, s in zip(r, sr, strict=True)]
+        for r, sr in zip(counts, shares, strict=True)
+    ]
     fig = go.Figure(
         go.Heatmap(
             z=shares,
@@ -404,7 +457,10 @@ def reliability_figure(rows: Sequence[ModelRow]) -> Figure:
                 name=f"{row.label} (ECE {calibration.ece:.3f})",
                 legendgroup=row.label,
                 line={"color": colour, "width": 2},
-                marker={"size": 7, "symbol": ["circle", "square", "diamond", "triangle-up"][index % 4]},
+                marker={
+                    "size": 7,
+                    "symbol": ["circle", "square", "diamond", "triangle-up"][index % 4],
+                },
                 customdata=[b.reviews for b in filled],
                 hovertemplate=(
                     f"{row.label}: confidence %{{x:.3f}}, accuracy %{{y:.3f}} "
@@ -488,7 +544,9 @@ def tsne_figure(maps: TsneMaps, index: int) -> Figure:
     view = maps.maps[index]
     correct = view.predicted == maps.labels
     disagree = maps.disagree if len(maps.maps) > 1 else np.zeros(len(maps.labels), dtype=bool)
-    positions = np.arange(len(maps.labels), dtype=np.uint16 if len(maps.labels) < 65536 else np.int32)
+    positions = np.arange(
+        len(maps.labels), dtype=np.uint16 if len(maps.labels) < 65536 else np.int32
+    )
     coords = view.coords.astype(np.float32)
     fig = go.Figure()
     for class_id, class_name in enumerate(maps.classes):
@@ -530,12 +588,13 @@ def tsne_figure(maps: TsneMaps, index: int) -> Figure:
     accuracy = float(correct.mean())
     fig.update_layout(
         _layout(
-            f"{view.label}: t-SNE of {len(maps.labels)} {maps.split} reviews (accuracy {accuracy:.1%})",
+            f"{view.label}: t-SNE of {len(maps.labels)} {maps.split} reviews "
+            f"(accuracy {accuracy:.1%})",
             height=520,
             xaxis=_axis("t-SNE 1 (no unit)", showticklabels=False),
             yaxis=_axis("t-SNE 2 (no unit)", showticklabels=False),
             hovermode="closest",
-            legend={"orientation": "h", "yanchor": "top", "y": -0.08, "x": 0},
+            legend={"orientation": "h", "yanchor": "top", "y": -0.14, "x": 0},
         )
     )
     return Figure(f"tsne-{index}", fig)
