@@ -32,14 +32,14 @@ from handmade_ledgers import write_run
 from training_support import copy_workspace
 from typer.testing import CliRunner
 
-from imdb_cli import report
 from imdb_cli.analysis import attention, embeddings, folders
 from imdb_cli.compare import html, html_data
+from imdb_cli.compare.comparison import compare
+from imdb_cli.compare.review_lengths import counts_path
 from imdb_cli.data.tokenized import TokenizedCache, load_texts, open_cache
 from imdb_cli.files import write_json_atomic
-from imdb_cli.ledger import Ledger, read_ledger
-from imdb_cli.review_lengths import counts_path
-from imdb_cli.runs import Run, resolve_run
+from imdb_cli.runs.ledger import Ledger, read_ledger
+from imdb_cli.runs.select import Run, resolve_run
 from imdb_cli.workspace import Workspace
 
 MODELS = {"bert": 0.82, "modernbert": 0.9, "minilm": 0.72}  # accuracy each aims at
@@ -157,7 +157,7 @@ def handmade_study(root: Path, prepared_root: Path) -> Workspace:
 
 
 def _shown_runs(workspace: Workspace) -> list[Run]:
-    comparison = report.compare(workspace, list(MODELS))
+    comparison = compare(workspace, list(MODELS))
     return [Run(Path(row.run_path), read_ledger(Path(row.run_path))) for row in comparison.rows]
 
 
@@ -358,7 +358,7 @@ def test_a_review_that_holds_html_is_shown_as_text(tmp_path: Path) -> None:
     labels = [0, 1, 0, 1]
     write_run(workspace, "bert", "r1", labels=labels, right=[True, True, False, True])
     write_run(workspace, "modernbert", "r2", labels=labels, right=[False, True, True, True])
-    comparison = report.compare(workspace, ["bert", "modernbert"])
+    comparison = compare(workspace, ["bert", "modernbert"])
     ledgers = html_data.ledgers_of(comparison)
     texts = {0: HOSTILE + "bad <br /><br />film", 2: "</script><script>window.pwned = 3</script>"}
     page = html.HtmlReport(
@@ -392,7 +392,7 @@ def test_three_models_with_two_seeds_make_a_page_under_6_mb(tmp_path: Path) -> N
         for seed in SEEDS:
             right = (rng.random(n) < accuracy).tolist()
             write_run(workspace, model, f"s{seed}", labels=labels, right=right, seed=seed, epochs=5)
-    comparison = report.compare(workspace, list(MODELS))
+    comparison = compare(workspace, list(MODELS))
     ledgers = html_data.ledgers_of(comparison)
     words = ["the", "film", "was", "surprisingly", "moving", "and", "the", "cast", "superb"]
     texts = {i: " ".join(rng.choice(words, size=230)) + " <br /><br />" for i in range(n)}

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from imdb_cli import report_formats
 from imdb_cli.commands.common import RunsDatasetOption, handles_errors, runs_dataset, workspace
+from imdb_cli.compare import formats
 from imdb_cli.console import info, warn
 from imdb_cli.errors import ImdbError
 
@@ -67,16 +67,16 @@ def report(
 
     Example: imdb report bert modernbert -o report.html
     """
-    from imdb_cli import report as comparisons
     from imdb_cli.compare import html
+    from imdb_cli.compare.comparison import compare
 
     html.require_libraries()
     if output.suffix.lower() not in HTML_SUFFIXES:
         raise ImdbError(f"--output {output}: give a file name ending in .html")
-    report_formats.check_output_path(output)
+    formats.check_output_path(output)
     space = workspace()
     on = runs_dataset(dataset)
-    comparison = comparisons.compare(space, targets or [], dataset=on, lengths=True)
+    comparison = compare(space, targets or [], dataset=on, lengths=True)
     for problem in comparison.not_comparable:
         warn(f"not comparable: {problem.message()}")
     dataset_args = ["--dataset", dataset] if dataset is not None else []

@@ -8,5 +8,8 @@ the comparison as tables, files, figures and the study's report.
 - `review_lengths`: the full token counts of the test reviews;
 - `formats`: the comparison as rich tables, markdown, csv and json;
 - `figures`: the comparison's PNG figures;
-- `study_report`: `report.md` of `imdb reproduce`.
+- `study_report`: `report.md` of `imdb reproduce`;
+- `html`, `html_data`, `html_figures`: `report.html`, the comparison as one self-contained
+  page (`imdb report`, `imdb reproduce`): the page, what it shows beside the comparison,
+  its plotly figures.
 """

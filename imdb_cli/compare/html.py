@@ -23,8 +23,15 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imdb_cli import __version__, report_formats
-from imdb_cli.compare import html_data, html_figures
+from imdb_cli import __version__
+from imdb_cli.compare import formats, html_data, html_figures
+from imdb_cli.compare.comparison import (
+    CALIBRATION_METHOD,
+    CONFIDENCE,
+    LENGTHS_METHOD,
+    Comparison,
+    format_p,
+)
 from imdb_cli.compare.html_data import (
     AttentionMap,
     Disagreements,
@@ -34,12 +41,11 @@ from imdb_cli.compare.html_data import (
 )
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_atomic
-from imdb_cli.report import CALIBRATION_METHOD, CONFIDENCE, LENGTHS_METHOD, Comparison, format_p
 
 if TYPE_CHECKING:
     from imdb_cli.analysis.attention import SavedAttention
     from imdb_cli.analysis.embeddings import TsneResult
-    from imdb_cli.study_report import StudyReport
+    from imdb_cli.compare.study_report import StudyReport
     from imdb_cli.workspace import Workspace
 
 REPORT_NAME = "report.html"
@@ -260,11 +266,11 @@ def _model_rows(comparison: Comparison) -> list[dict[str, Any]]:
                 "label": row.label,
                 "best": row.best,
                 "cells": [
-                    ("best_val_acc", report_formats.format_best_val(row), row.best_val_acc),
+                    ("best_val_acc", formats.format_best_val(row), row.best_val_acc),
                     ("test_loss", f"{row.test_loss:.4f}", row.test_loss),
                     ("test_acc", f"{row.test_acc:.4f}", row.test_acc),
-                    ("ci", report_formats.format_ci(row), f"{row.ci_low!r} {row.ci_high!r}"),
-                    ("test_acc_spread", report_formats.format_spread(spread), spread.mean),
+                    ("ci", formats.format_ci(row), f"{row.ci_low!r} {row.ci_high!r}"),
+                    ("test_acc_spread", formats.format_spread(spread), spread.mean),
                     ("macro_f1", f"{confusion.macro_f1:.4f}", confusion.macro_f1),
                     ("ece", f"{calibration.ece:.4f}", calibration.ece),
                 ],
@@ -374,21 +380,21 @@ def render_html(report: HtmlReport) -> str:
             for section, items in built.items()
         },
         figure_count=sum(len(items) for items in built.values()),
-        warnings=report_formats.warning_lines(comparison),
+        warnings=formats.warning_lines(comparison),
         ci_label=f"{CONFIDENCE:.0%}",
-        caption=report_formats.caption(comparison),
-        setup=report_formats.setup_rows(comparison),
+        caption=formats.caption(comparison),
+        setup=formats.setup_rows(comparison),
         model_headers=MODEL_HEADERS,
         model_rows=_model_rows(comparison),
         pair_rows=_pair_rows(comparison),
         differences=html_figures.pairwise_differences(comparison),
-        sweep_header=report_formats.SWEEP_HEADER,
-        sweep_rows=report_formats.sweep_rows(comparison),
-        length_labels=report_formats.length_labels(comparison),
-        format_bucket=report_formats.format_bucket,
+        sweep_header=formats.SWEEP_HEADER,
+        sweep_rows=formats.sweep_rows(comparison),
+        length_labels=formats.length_labels(comparison),
+        format_bucket=formats.format_bucket,
         calibration_method=CALIBRATION_METHOD,
         lengths_method=LENGTHS_METHOD,
-        result_lines=report_formats.result_lines(comparison),
+        result_lines=formats.result_lines(comparison),
         model_colours=[html_figures.model_colour(i) for i in range(len(comparison.rows))],
         disagreements=found,
         disagreement_rows=_disagreement_rows(found),

@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from imdb_cli.compare.comparison import Comparison, ModelRow
 from imdb_cli.errors import ImdbError
-from imdb_cli.ledger import Ledger, read_ledger
-from imdb_cli.report import Comparison, ModelRow
+from imdb_cli.runs.ledger import Ledger, read_ledger
 from imdb_cli.workspace import Workspace
 
 if TYPE_CHECKING:
     from imdb_cli.analysis.attention import SavedAttention
     from imdb_cli.analysis.embeddings import ReviewRow, TsneResult
-    from imdb_cli.study_report import StudyReport
+    from imdb_cli.compare.study_report import StudyReport
 
 # The page's budget (at most 6 MB for three models with two seeds, of which plotly.js is
 # 4.8): the table holds the disagreements with the largest spread of probabilities, a
@@ -436,7 +436,7 @@ def for_comparison(
     from imdb_cli import registry
     from imdb_cli.config import TrainConfig, train_command
     from imdb_cli.data.locate import prepare_command
-    from imdb_cli.reproduce import versions
+    from imdb_cli.study.reproduce import versions
 
     commands: list[str] = []
     for row in comparison.rows:

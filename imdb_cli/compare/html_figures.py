@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imdb_cli.breakdown import CALIBRATION_BINS
-from imdb_cli.report import CONFIDENCE, Comparison, ModelRow, PairResult
+from imdb_cli.compare.breakdown import CALIBRATION_BINS
+from imdb_cli.compare.comparison import CONFIDENCE, Comparison, ModelRow, PairResult
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
