@@ -33,7 +33,7 @@ from training_support import copy_workspace
 from typer.testing import CliRunner
 
 from imdb_cli.analysis import attention, embeddings, folders
-from imdb_cli.compare import html, html_data
+from imdb_cli.compare import html, html_data, html_figures
 from imdb_cli.compare.comparison import compare
 from imdb_cli.compare.review_lengths import counts_path
 from imdb_cli.data.tokenized import TokenizedCache, load_texts, open_cache
@@ -373,6 +373,33 @@ def test_a_review_that_holds_html_is_shown_as_text(tmp_path: Path) -> None:
     assert "&lt;script&gt;window.pwned = 1&lt;/script&gt;&lt;img src=x" in text
     assert "imdb report &lt;b&gt;" in text
     assert "bad \n\nfilm" in text  # IMDB's <br /> shown as line breaks
+    # Tokens and class names are text in figures too (plotly reads tags in its labels).
+    tokens = ["<s>", "<b>great</b>", "</s>"]
+    heatmap = html_figures.attention_figure(
+        html_data.AttentionMap(
+            "bert",
+            "review #0",
+            0,
+            "<i>neg</i>",
+            "pos (P = 0.9)",
+            tokens,
+            [True, False, True],
+            0,
+            "full_attention",
+            "mean",
+            np.eye(3, dtype=np.float32),
+            0,
+            [],
+            None,
+        ),
+        0,
+    ).figure
+    assert list(heatmap.data[0].x) == [
+        "&lt;s&gt; ·0",
+        "&lt;b&gt;great&lt;/b&gt; ·1",
+        "&lt;/s&gt; ·2",
+    ]
+    assert "&lt;i&gt;neg&lt;/i&gt;" in heatmap.layout.title.text
 
 
 def probs(ledger: Ledger) -> np.ndarray:

@@ -200,6 +200,36 @@ def sweep_rows(comparison: Comparison) -> list[list[str]]:
 
 
 SWEEP_HEADER = ["model", "learning rate", "val acc (mean)", "seeds done", ""]
+PAIR_HEADER = [
+    "A",
+    "B",
+    "reviews",
+    "b (A right, B wrong)",
+    "c (A wrong, B right)",
+    "p-value",
+    "test",
+    "acc A - B",
+    f"{CONFIDENCE:.0%} bootstrap CI",
+]
+PAIR_ALIGN = ["l", "l", "r", "r", "r", "r", "l", "r", "r"]
+
+
+def pair_rows(comparison: Comparison) -> list[list[str]]:
+    """Each pair's McNemar test and bootstrap interval, one row per pair (PAIR_HEADER)."""
+    return [
+        [
+            p.a,
+            p.b,
+            str(p.mcnemar.n),
+            str(p.mcnemar.b),
+            str(p.mcnemar.c),
+            format_p(p.mcnemar.p_value),
+            p.mcnemar.method,
+            f"{p.bootstrap.difference:+.4f}",
+            f"{p.bootstrap.low:+.4f} to {p.bootstrap.high:+.4f}",
+        ]
+        for p in comparison.pairs
+    ]
 
 
 def _rich_table(title: str, caption_text: str | None = None) -> Any:
@@ -373,34 +403,7 @@ def render_markdown(
     lines += ["", "Settings in bold differ between the models."]
     if comparison.pairs:
         lines += ["", f"{h} Paired tests", ""]
-        lines += _md_table(
-            [
-                "A",
-                "B",
-                "reviews",
-                "b (A right, B wrong)",
-                "c (A wrong, B right)",
-                "p-value",
-                "test",
-                "acc A - B",
-                f"{CONFIDENCE:.0%} bootstrap CI",
-            ],
-            ["l", "l", "r", "r", "r", "r", "l", "r", "r"],
-            [
-                [
-                    p.a,
-                    p.b,
-                    str(p.mcnemar.n),
-                    str(p.mcnemar.b),
-                    str(p.mcnemar.c),
-                    format_p(p.mcnemar.p_value),
-                    p.mcnemar.method,
-                    f"{p.bootstrap.difference:+.4f}",
-                    f"{p.bootstrap.low:+.4f} to {p.bootstrap.high:+.4f}",
-                ]
-                for p in comparison.pairs
-            ],
-        )
+        lines += _md_table(PAIR_HEADER, PAIR_ALIGN, pair_rows(comparison))
         lines.append("")
         lines += [f"- {p.verdict()}" for p in comparison.pairs]
     others = [u.message() for u in comparison.unpaired] + [f"note: {n}" for n in comparison.notes]

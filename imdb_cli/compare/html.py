@@ -30,7 +30,6 @@ from imdb_cli.compare.comparison import (
     CONFIDENCE,
     LENGTHS_METHOD,
     Comparison,
-    format_p,
 )
 from imdb_cli.compare.html_data import (
     AttentionMap,
@@ -290,23 +289,6 @@ MODEL_HEADERS = (
 )
 
 
-def _pair_rows(comparison: Comparison) -> list[list[str]]:
-    return [
-        [
-            p.a,
-            p.b,
-            f"{p.mcnemar.n:,}",
-            str(p.mcnemar.b),
-            str(p.mcnemar.c),
-            format_p(p.mcnemar.p_value),
-            p.mcnemar.method,
-            f"{p.bootstrap.difference:+.4f}",
-            f"{p.bootstrap.low:+.4f} to {p.bootstrap.high:+.4f}",
-        ]
-        for p in comparison.pairs
-    ]
-
-
 def _disagreement_rows(found: Disagreements) -> list[dict[str, Any]]:
     from imdb_cli.analysis.embeddings import excerpt
 
@@ -381,12 +363,13 @@ def render_html(report: HtmlReport) -> str:
         },
         figure_count=sum(len(items) for items in built.values()),
         warnings=formats.warning_lines(comparison),
-        ci_label=f"{CONFIDENCE:.0%}",
         caption=formats.caption(comparison),
         setup=formats.setup_rows(comparison),
         model_headers=MODEL_HEADERS,
         model_rows=_model_rows(comparison),
-        pair_rows=_pair_rows(comparison),
+        pair_header=formats.PAIR_HEADER,
+        pair_align=formats.PAIR_ALIGN,
+        pair_rows=formats.pair_rows(comparison),
         differences=html_figures.pairwise_differences(comparison),
         sweep_header=formats.SWEEP_HEADER,
         sweep_rows=formats.sweep_rows(comparison),

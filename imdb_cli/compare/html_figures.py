@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from html import escape
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +34,12 @@ CONFIG = {
     "displaylogo": False,
     "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"],
 }
+
+
+def plain(text: str) -> str:
+    """A class name, token or review name as text in a figure: plotly reads `<b>`, `<br>`
+    and `<a href>` in its labels, and a tokenizer's or a data set's strings may hold them."""
+    return escape(str(text), quote=False)
 
 
 def model_colour(index: int) -> str:
@@ -404,8 +411,8 @@ def confusion_figure(row: ModelRow, index: int) -> Figure:
     fig = go.Figure(
         go.Heatmap(
             z=shares,
-            x=confusion.classes,
-            y=confusion.classes,
+            x=[plain(c) for c in confusion.classes],
+            y=[plain(c) for c in confusion.classes],
             text=text,
             texttemplate="%{text}",
             colorscale="Blues",
@@ -549,7 +556,7 @@ def tsne_figure(maps: TsneMaps, index: int) -> Figure:
     )
     coords = view.coords.astype(np.float32)
     fig = go.Figure()
-    for class_id, class_name in enumerate(maps.classes):
+    for class_id, class_name in enumerate(plain(c) for c in maps.classes):
         for right, symbol, verdict in ((True, "circle", "right"), (False, "x", "wrong")):
             chosen = (maps.labels == class_id) & (correct == right)
             if not chosen.any():
@@ -604,9 +611,9 @@ def attention_figure(item: AttentionMap, number: int) -> Figure:
     """Query tokens down, key tokens across; special tokens in brackets as the tokenizer
     writes them."""
     go = _go()
-    labels = [f"{token} ·{i}" for i, token in enumerate(item.tokens)]
-    head = "mean over heads" if item.head == "mean" else f"head {item.head}"
-    truth = f", true {item.true_label}" if item.true_label else ""
+    labels = [f"{plain(token)} ·{i}" for i, token in enumerate(item.tokens)]
+    head = "mean over heads" if item.head == "mean" else f"head {plain(item.head)}"
+    truth = f", true {plain(item.true_label)}" if item.true_label else ""
     fig = go.Figure(
         go.Heatmap(
             z=item.matrix,
@@ -620,7 +627,7 @@ def attention_figure(item: AttentionMap, number: int) -> Figure:
     )
     fig.update_layout(
         _layout(
-            f"{item.label} on {item.review}: predicted {item.prediction}{truth}<br>"
+            f"{item.label} on {plain(item.review)}: predicted {plain(item.prediction)}{truth}<br>"
             f"<sup>layer {item.layer} ({item.layer_type}), {head}, {len(item.tokens)} tokens</sup>",
             height=600,
             xaxis=_axis("key token (attended to)", showgrid=False, tickangle=-60, nticks=40),
