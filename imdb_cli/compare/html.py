@@ -301,7 +301,8 @@ def _disagreement_rows(found: Disagreements) -> list[dict[str, Any]]:
             cells.append(
                 {
                     "right": row.correct[name],
-                    "text": f"{found.classes[guess]} {probability:.2f}",
+                    "label": found.classes[guess],
+                    "probability": f"{probability:.2f}",
                     "sort": f"{probability:.6f}",
                 }
             )

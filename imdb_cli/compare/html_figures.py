@@ -627,8 +627,9 @@ def attention_figure(item: AttentionMap, number: int) -> Figure:
     )
     fig.update_layout(
         _layout(
-            f"{item.label} on {plain(item.review)}: predicted {plain(item.prediction)}{truth}<br>"
-            f"<sup>layer {item.layer} ({item.layer_type}), {head}, {len(item.tokens)} tokens</sup>",
+            f"{item.label} on {plain(item.review)}<br><sup>predicted {plain(item.prediction)}"
+            f"{truth}; layer {item.layer} ({item.layer_type}), {head}, {len(item.tokens)} tokens"
+            "</sup>",
             height=600,
             xaxis=_axis("key token (attended to)", showgrid=False, tickangle=-60, nticks=40),
             yaxis=_axis("query token", autorange="reversed", showgrid=False, nticks=40),
