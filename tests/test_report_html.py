@@ -37,6 +37,7 @@ from imdb_cli.compare import html, html_data, html_figures
 from imdb_cli.compare.comparison import compare
 from imdb_cli.compare.review_lengths import counts_path
 from imdb_cli.data.tokenized import TokenizedCache, load_texts, open_cache
+from imdb_cli.errors import install_hint
 from imdb_cli.files import write_json_atomic
 from imdb_cli.runs.ledger import Ledger, read_ledger
 from imdb_cli.runs.select import Run, resolve_run
@@ -503,7 +504,8 @@ def test_without_plotly_the_report_says_which_pip_install_brings_it(
 ) -> None:
     monkeypatch.setitem(sys.modules, "plotly", None)  # import plotly raises ImportError
     result = imdb(study.workspace, "report", "bert", "-o", str(tmp_path / "p.html"))
-    assert_one_red_line(result, "needs plotly", "pip install 'imdb-cli[report]'")
+    assert_one_red_line(result, "needs plotly", install_hint("report"))
+    assert "plotly" in install_hint("report") or ".[report]" in install_hint("report")
 
 
 def test_analyses_of_other_runs_are_left_out_with_the_command_that_makes_them(
@@ -514,12 +516,11 @@ def test_analyses_of_other_runs_are_left_out_with_the_command_that_makes_them(
     assert result.exit_code == 0, result.output
     text = page.read_text(encoding="utf-8")
     assert "No t-SNE on this page" in text and "is of other runs" in text
-    assert "<code>imdb tsne modernbert/seed42 minilm/seed42</code>" in text
+    workdir = f"<code>imdb --workdir {study.workspace.root}"
+    assert f"{workdir} tsne modernbert/seed42 minilm/seed42</code>" in text
     assert "No attention maps on this page" in text
-    assert (
-        "<code>imdb attention --from-errors 1 --models modernbert/seed42,minilm/seed42</code>"
-        in text
-    )
+    models = "modernbert/seed42,minilm/seed42"
+    assert f"{workdir} attention --from-errors 1 --models {models}</code>" in text
 
 
 # --------------------------------------------------------------------------- in a browser

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +9,7 @@ import typer
 
 from imdb_cli.commands.common import RunsDatasetOption, handles_errors, runs_dataset, workspace
 from imdb_cli.compare import formats
+from imdb_cli.config import Invocation
 from imdb_cli.console import info, warn
 from imdb_cli.errors import ImdbError
 
@@ -79,14 +79,15 @@ def report(
     comparison = compare(space, targets or [], dataset=on, lengths=True)
     for problem in comparison.not_comparable:
         warn(f"not comparable: {problem.message()}")
-    dataset_args = ["--dataset", dataset] if dataset is not None else []
-    base = ["imdb", "--workdir", str(space.root)]
-    refs = [html.run_ref(space, row.run_path) for row in comparison.rows]
     page = html.for_workspace(
         space,
         comparison,
-        made_by=shlex.join([*base, "report", *(targets or []), *dataset_args, "-o", str(output)]),
-        compare_command=shlex.join([*base, "compare", *refs, "--format", "json"]),
+        made_by=Invocation(
+            "report",
+            tuple(targets or []),
+            (("output", output), ("dataset", dataset)) if dataset else (("output", output),),
+            space.root,
+        ),
         tsne_dir=_folder("--tsne", tsne),
         attention_dir=_folder("--attention", attention),
     )

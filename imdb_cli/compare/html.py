@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +38,8 @@ from imdb_cli.compare.html_data import (
     TsneMaps,
     shorten,
 )
-from imdb_cli.errors import ImdbError
+from imdb_cli.config import Invocation
+from imdb_cli.errors import ImdbError, install_hint
 from imdb_cli.files import write_atomic
 
 if TYPE_CHECKING:
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
     from imdb_cli.workspace import Workspace
 
 REPORT_NAME = "report.html"
-INSTALL_HINT = "pip install 'imdb-cli[report]'"
 TEMPLATE = "report.html.j2"
 
 
@@ -62,7 +62,8 @@ def require_libraries() -> None:
             missing.append(module)
     if missing:
         raise ImdbError(
-            f"the HTML report needs {' and '.join(missing)} (not installed): {INSTALL_HINT}"
+            f"the HTML report needs {' and '.join(missing)} (not installed): "
+            f"{install_hint('report')}"
         )
 
 
@@ -77,9 +78,7 @@ class HtmlReport:
     tsne: TsneMaps | None = None
     attention: list[AttentionMap] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)  # section -> why it is empty
-    made_at: str = field(
-        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
-    )
+    made_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 
 def page_title(comparison: Comparison) -> str:
@@ -94,8 +93,7 @@ def for_workspace(
     workspace: Workspace,
     comparison: Comparison,
     *,
-    made_by: str,
-    compare_command: str,
+    made_by: Invocation,
     tsne_dir: Path | None,
     attention_dir: Path | None,
 ) -> HtmlReport:
@@ -105,10 +103,10 @@ def for_workspace(
 
     ledgers = html_data.ledgers_of(comparison)
     texts, texts_note = html_data.test_texts(workspace, ledgers[comparison.rows[0].label])
+    refs = tuple(run_ref(workspace, row.run_path) for row in comparison.rows)
     notes: dict[str, str] = {}
     tsne = None
     tsne_dir = tsne_dir or folders.latest_dir(workspace, "tsne")
-    refs = " ".join(run_ref(workspace, row.run_path) for row in comparison.rows)
     if tsne_dir is None:
         notes["tsne"] = f"no t-SNE in {workspace.analysis / 'tsne'}"
     else:
@@ -116,7 +114,8 @@ def for_workspace(
         if note:
             notes["tsne"] = note
     if "tsne" in notes:
-        notes["tsne"] += f"; make one with `imdb tsne {refs}`, then run this again"
+        make = Invocation("tsne", refs, workdir=workspace.root)
+        notes["tsne"] += f"; make one with `{make}`, then run this again"
     attention: list[AttentionMap] = []
     attention_dir = attention_dir or folders.latest_dir(workspace, "attention")
     if attention_dir is None:
@@ -126,24 +125,24 @@ def for_workspace(
         if note:
             notes["attention"] = note
     if "attention" in notes and not attention:
-        models = ",".join(run_ref(workspace, row.run_path) for row in comparison.rows)
-        notes["attention"] += (
-            f"; make them with `imdb attention --from-errors 1 --models {models}` (after "
-            "`imdb tsne`), then run this again"
+        make = Invocation(
+            "attention",
+            options=(("from_errors", 1), ("models", ",".join(refs))),
+            workdir=workspace.root,
         )
+        notes["attention"] += f"; make them with `{make}` (after the t-SNE), then run this again"
     if tsne is not None:
         # Reviews the data cache no longer holds still have their text in the t-SNE.
         texts = {**dict(zip(tsne.review_ids.tolist(), tsne.texts, strict=True)), **texts}
     disagreements = html_data.find_disagreements(comparison, ledgers, texts)
     if texts_note and not all(r.text for r in disagreements.rows):
         disagreements.notes.append(texts_note)
+    compare_json = Invocation("compare", refs, (("fmt", "json"),), workspace.root)
     return HtmlReport(
         title=page_title(comparison),
         comparison=comparison,
         disagreements=disagreements,
-        reproduce=html_data.for_comparison(
-            workspace, comparison, ledgers, made_by, compare_command
-        ),
+        reproduce=html_data.for_comparison(workspace, comparison, ledgers, made_by, compare_json),
         tsne=tsne,
         attention=attention,
         notes=notes,

@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import csv
 import json
-import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from imdb_cli.compare.comparison import Comparison, ModelRow
+from imdb_cli.config import Invocation
 from imdb_cli.errors import ImdbError
 from imdb_cli.runs.ledger import Ledger, read_ledger
+from imdb_cli.runs.run import Run
 from imdb_cli.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -84,8 +85,8 @@ def ledgers_of(comparison: Comparison) -> dict[str, Ledger]:
 
 def test_texts(workspace: Workspace, ledger: Ledger) -> tuple[dict[int, str], str | None]:
     """Test review id -> text from the run's data cache, or why there are none."""
-    from imdb_cli.data.locate import cache_of_run
     from imdb_cli.data.tokenized import load_texts
+    from imdb_cli.runs.caches import cache_of_run
 
     try:
         cache = cache_of_run(workspace, ledger)
@@ -391,8 +392,8 @@ def first_reviews(found: list[AttentionMap], folder: Path) -> tuple[list[Attenti
 
 @dataclass(frozen=True)
 class HowToReproduce:
-    made_by: str  # the command that wrote the page
-    commands: list[str]  # each step as its own command
+    made_by: Invocation  # the command that wrote the page
+    commands: list[Invocation]  # each step as its own command
     versions: list[tuple[str, str]]
     data: list[tuple[str, str]]
     machines: list[tuple[str, str]]  # row label -> machine and its load
@@ -417,9 +418,8 @@ def _run_versions(ledgers: Mapping[str, Ledger]) -> list[tuple[str, str]]:
     lines = []
     for label, ledger in ledgers.items():
         env = ledger.environment
-        parts = [
-            f"{name} {env[name]}" for name in ("torch", "transformers", "python") if env.get(name)
-        ]
+        found = {"torch": env.torch, "transformers": env.transformers, "python": env.python}
+        parts = [f"{name} {version}" for name, version in found.items() if version]
         if parts:
             lines.append((f"{label} trained with", ", ".join(parts)))
     return lines
@@ -429,51 +429,34 @@ def for_comparison(
     workspace: Workspace,
     comparison: Comparison,
     ledgers: Mapping[str, Ledger],
-    made_by: str,
-    compare_command: str,
+    made_by: Invocation,
+    compare_command: Invocation,
 ) -> HowToReproduce:
-    """How to make the compared runs again and this page (`imdb report`)."""
-    from imdb_cli import registry
-    from imdb_cli.config import TrainConfig, train_command
-    from imdb_cli.data.locate import prepare_command
+    """How to make the compared runs again, each seed's, and this page (`imdb report`)."""
+    from imdb_cli.runs.caches import prepare_invocation
     from imdb_cli.study.reproduce import versions
 
-    commands: list[str] = []
+    commands: list[Invocation] = []
     for row in comparison.rows:
-        first = ledgers[row.label]
-        prepare = prepare_command(first).removeprefix("imdb ")
-        prepare = f"imdb --workdir {shlex.quote(str(workspace.root))} {prepare}"
+        prepare = replace(prepare_invocation(ledgers[row.label]), workdir=workspace.root)
         if prepare not in commands:
             commands.append(prepare)
-        by_seed = sorted(row.seed_curves, key=lambda c: (c.seed is None, c.seed or 0, c.run_id))
-        for run_id in [c.run_id for c in by_seed] or row.run_ids:
-            ledger = (
-                first if run_id == row.run_id else read_ledger(Path(row.run_path).parent / run_id)
-            )
-            try:
-                spec = registry.load_spec(ledger.model)
-                config = TrainConfig.from_dict(ledger.config, f"{row.run_path}: config")
-            except ImdbError:
-                continue  # a model YAML that is gone: its run still compares
-            extra = ["--run-name", ledger.run_id]
-            if ledger.dataset != "imdb":
-                extra += ["--dataset", ledger.dataset]
-            try:
-                commands.append(train_command(spec, config, workspace.root, *extra))
-            except ValueError:
-                continue  # a setting the command line cannot give
+        for curve in row.seed_curves:
+            path = Path(row.run_path).parent / curve.run_id
+            commands.append(Run(path, read_ledger(path)).train_invocation(workspace.root))
     commands.append(compare_command)
-    here = [(name, version) for name, version in versions().items()]
     return HowToReproduce(
         made_by=made_by,
         commands=commands,
-        versions=[*here, *_run_versions(ledgers)],
+        versions=[*versions().items(), *_run_versions(ledgers)],
         data=_data_lines(comparison),
         machines=_machines(comparison),
     )
 
 
-def for_study(study: StudyReport, ledgers: Mapping[str, Ledger], made_by: str) -> HowToReproduce:
+def for_study(
+    study: StudyReport, ledgers: Mapping[str, Ledger], made_by: Invocation
+) -> HowToReproduce:
     """`imdb reproduce`'s command and steps, versions and data."""
     assert study.comparison is not None
     data = _data_lines(study.comparison)
