@@ -477,6 +477,32 @@ def make_plan(
     return SweepPlan(spec.key, tuple(sorted(rates)), tuple(seeds), base, cache.data_fingerprint)
 
 
+def train_trial(
+    workspace: Workspace,
+    spec: ModelSpec,
+    plan: SweepPlan,
+    trial: Trial,
+    resume: str | Path | None,
+    *,
+    use_wandb: bool = False,
+    cache: TokenizedCache | None = None,
+) -> Run:
+    """Train one trial here: a new run under its name, or its folder `resume`d, on the
+    plan's data (`cache`: that data already loaded, for a new run)."""
+    from imdb_cli.training.loop import train  # torch: only when training
+
+    return train(
+        workspace,
+        spec,
+        trial.config,
+        resume=resume,
+        run_name=None if resume is not None else trial.run_name,
+        use_wandb=use_wandb,
+        cache=cache if resume is None else None,
+        data_fingerprint=plan.data_fingerprint,
+    )
+
+
 def train_sweep(
     workspace: Workspace,
     spec: ModelSpec,
@@ -487,21 +513,11 @@ def train_sweep(
 ) -> SweepRecord:
     """`run_sweep` with each trial trained here, one after another (`cache`: the prepared
     data to pin, as `imdb reproduce` does; else the plan's data set)."""
-    from imdb_cli.training.loop import train  # torch: only when training
 
-    def train_trial(trial: Trial, resume: str | Path | None) -> Run:
-        return train(
-            workspace,
-            spec,
-            trial.config,
-            resume=resume,
-            run_name=None if resume is not None else trial.run_name,
-            use_wandb=use_wandb,
-            cache=cache if resume is None else None,
-            data_fingerprint=plan.data_fingerprint,
-        )
+    def train_one(trial: Trial, resume: str | Path | None) -> Run:
+        return train_trial(workspace, spec, plan, trial, resume, use_wandb=use_wandb, cache=cache)
 
     def command_of(trial: Trial) -> str:
         return trial_command(workspace, spec, plan, trial)
 
-    return run_sweep(workspace, spec, plan, train_trial, command_of)
+    return run_sweep(workspace, spec, plan, train_one, command_of)

@@ -9,10 +9,17 @@ import typer
 from imdb_cli import registry
 from imdb_cli import sweep as sweeps
 from imdb_cli.commands.common import DatasetOption, compact_table, handles_errors, workspace
+from imdb_cli.commands.study_options import (
+    NprocOption,
+    StorageOption,
+    WorkersOption,
+    pool_options,
+)
 from imdb_cli.commands.training_options import TrainOverrides, training_options
 from imdb_cli.console import info, out, verbosity
 from imdb_cli.data.entry import load_dataset_entry
 from imdb_cli.reproduce import parse_seeds
+from imdb_cli.study.workers import SweepJob, run_pool
 
 
 @handles_errors
@@ -64,6 +71,9 @@ def sweep(
             "--wandb/--no-wandb", help="Log every trial to Weights & Biases (default off)."
         ),
     ] = False,
+    workers: WorkersOption = None,
+    storage: StorageOption = None,
+    nproc_per_trial: NprocOption = 1,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bars; only the result.")
     ] = False,
@@ -71,8 +81,9 @@ def sweep(
     """Train MODEL once per learning rate (and seed); select the rate on validation.
 
     Each trial is an ordinary run (runs/MODEL/<sweep-id>-lr<rate>-seed<seed>/),
-    trained one after another; the rest of the recipe comes from the model's YAML
-    and the options given (any option of `imdb train`).
+    trained one after another, or N at once with --workers N; the rest of the recipe
+    comes from the model's YAML and the options given (any option of `imdb train`).
+    The same command with --storage on several machines shares the trials out.
 
     The rate with the highest mean validation accuracy over the seeds wins; a tie
     goes to the smaller rate; test accuracy is never used. The same command again
@@ -102,7 +113,13 @@ def sweep(
             )
         info(f"sweep record: {record.path}")
         return
-    render(sweeps.train_sweep(space, spec, plan, use_wandb=wandb))
+    pool = pool_options(workers, storage, nproc_per_trial, wandb)
+    if pool is None:
+        render(sweeps.train_sweep(space, spec, plan, use_wandb=wandb))
+        return
+    commands = {t.run_name: sweeps.trial_command(space, spec, plan, t) for t in plan.trials()}
+    (record,) = run_pool(space, [SweepJob(model, plan, commands)], pool)
+    render(record)
 
 
 def render(record: sweeps.SweepRecord) -> None:

@@ -1,0 +1,2 @@
+"""Studies: learning-rate sweeps, seeds, the whole study (reproduce), and the workers that
+run their trials side by side."""
