@@ -126,27 +126,43 @@ def open_storage(
     return heartbeat_journal_class()(backend, interval, interval * GRACE_FACTOR, stale)
 
 
-def _open_rdb(optuna: Any, choice: StorageChoice, interval: int, stale: Callable[..., None]) -> Any:
-    if choice.url.split(":", 1)[0].lower() in ("postgresql", "postgres", "postgresql+psycopg2"):
+def _open_rdb(
+    optuna: Any, choice: StorageChoice, interval: int, stale: Callable[..., None]
+) -> Any:
+    scheme, rest = choice.url.split("://", 1)
+    url = choice.url
+    if scheme.lower() in ("postgresql", "postgres"):
+        # psycopg2 named: SQLAlchemy 2.1 would otherwise look for psycopg 3.
+        url = f"postgresql+psycopg2://{rest}"
+    if url.startswith("postgresql+psycopg2://"):
         try:
             import psycopg2  # noqa: F401
         except ImportError as exc:
             raise ImdbError(
                 f"--storage {choice.describe()}: PostgreSQL needs psycopg2: {INSTALL_HINT}"
             ) from exc
-    url = re.sub(r"^postgres://", "postgresql://", choice.url)
-    try:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs={"pool_pre_ping": True},
-            heartbeat_interval=interval,
-            grace_period=interval * GRACE_FACTOR,
-            heartbeat_stale_trial_callback=stale,
-        )
-    except Exception as exc:  # sqlalchemy's errors: a refused connection, a bad password
-        raise ImdbError(
-            f"--storage {choice.describe()}: cannot open the database ({first_line(exc)})"
-        ) from exc
+    from sqlalchemy.exc import IntegrityError
+
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs={"pool_pre_ping": True},
+                heartbeat_interval=interval,
+                grace_period=interval * GRACE_FACTOR,
+                heartbeat_stale_trial_callback=stale,
+            )
+        except IntegrityError:
+            # Two commands started together on an empty database both create Optuna's
+            # tables; PostgreSQL refuses the second one's: its tables are there now.
+            if attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+        except Exception as exc:  # sqlalchemy's errors: a refused connection, a password
+            raise ImdbError(
+                f"--storage {choice.describe()}: cannot open the database ({first_line(exc)})"
+            ) from exc
+    raise AssertionError("unreachable")
 
 
 _journal_class: type | None = None
