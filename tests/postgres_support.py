@@ -56,7 +56,7 @@ def postgres_server() -> Iterator[str]:
     binaries = server_binaries()
     if binaries is None:
         pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql)")
-    pytest.importorskip("psycopg2", reason="psycopg2 is not installed (pip install psycopg2-binary)")
+    pytest.importorskip("psycopg2", reason="no psycopg2 (pip install psycopg2-binary)")
     prefix, user = _as_user()
     folder = Path(tempfile.mkdtemp(prefix="imdb-pg-"))
     data, log = folder / "data", folder / "server.log"

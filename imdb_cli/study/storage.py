@@ -126,9 +126,7 @@ def open_storage(
     return heartbeat_journal_class()(backend, interval, interval * GRACE_FACTOR, stale)
 
 
-def _open_rdb(
-    optuna: Any, choice: StorageChoice, interval: int, stale: Callable[..., None]
-) -> Any:
+def _open_rdb(optuna: Any, choice: StorageChoice, interval: int, stale: Callable[..., None]) -> Any:
     scheme, rest = choice.url.split("://", 1)
     url = choice.url
     if scheme.lower() in ("postgresql", "postgres"):
