@@ -22,7 +22,7 @@ from postgres_support import postgres_server
 from typer.testing import Result
 
 from imdb_cli.errors import ImdbError
-from imdb_cli.ledger import read_ledger
+from imdb_cli.runs.ledger import read_ledger
 from imdb_cli.study import storage as study_storage
 from imdb_cli.study.storage import StorageChoice
 from imdb_cli.workspace import Workspace
@@ -138,7 +138,7 @@ from pathlib import Path
 from imdb_cli import registry
 from imdb_cli.study.storage import StorageChoice, open_storage
 from imdb_cli.study.workers import SweepJob, SweepQueue
-from imdb_cli.sweep import SweepPlan
+from imdb_cli.study.sweep import SweepPlan
 from imdb_cli.workspace import Workspace
 
 plan = SweepPlan("tiny-bert", tuple(float(r) for r in range(1, 5)), tuple(range(6)),

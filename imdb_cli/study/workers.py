@@ -53,7 +53,7 @@ from imdb_cli.console import err, set_verbosity, verbosity, warn
 from imdb_cli.errors import ImdbError, first_line
 from imdb_cli.study.storage import StorageChoice, beating, heartbeat_seconds, import_optuna
 from imdb_cli.study.storage import open_storage as _open_storage
-from imdb_cli.sweep import (
+from imdb_cli.study.sweep import (
     SweepPlan,
     SweepRecord,
     Trial,
@@ -561,7 +561,7 @@ def is_live(trial: Any, states: Any) -> bool:
 def _wait_unlocked(path: Path, worker: str, name: str) -> None:
     """A trainer here still holds the run (its worker's heartbeat came late): wait for it
     rather than train beside it."""
-    from imdb_cli.training.run_lock import is_locked  # torch
+    from imdb_cli.runs.lock import is_locked  # torch
 
     said = False
     while is_locked(path):
