@@ -37,8 +37,9 @@ def data_env() -> dict[str, str]:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The offline test suite (with the onnx extra, so the ONNX export tests run)."""
-    install(session, extras="dev,onnx")
+    """The offline test suite (with the onnx and study extras, so the ONNX export and the
+    parallel-study tests run; .ci/run installs the PostgreSQL server they start)."""
+    install(session, extras="dev,onnx,study")
     session.run("pytest", *(session.posargs or ["-q"]), env=data_env())
 
 
@@ -51,7 +52,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    install(session, extras="dev,onnx")
+    install(session, extras="dev,onnx,study")
     session.run("mypy")
 
 

@@ -108,7 +108,7 @@ def test_without_optuna_the_error_names_a_pip_install_that_works(
     monkeypatch.setitem(sys.modules, "optuna", None)
     with pytest.raises(ImdbError) as caught:
         study_storage.import_optuna()
-    assert caught.value.message.endswith("pip install 'optuna>=4.5' psycopg2-binary")
+    assert caught.value.message.endswith("pip install 'optuna>=4.9' psycopg2-binary")
 
 
 def test_a_trial_without_heartbeats_is_failed_by_optunas_fail_stale_trials_and_queued_again(
@@ -300,3 +300,17 @@ def _epochs(run_dir: Path) -> int:
         return len(json.loads((run_dir / "ledger.json").read_text())["epochs"])
     except (OSError, ValueError, KeyError):
         return 0
+
+
+@pytest.mark.slow
+def test_a_trial_with_nproc_per_trial_is_one_torchrun_whose_ranks_train_that_trial(
+    prepared: Workspace,
+) -> None:
+    workdir = prepared.root
+    command = sweep_command(workdir, "1e-3", "7", "--epochs", "1", "--nproc-per-trial", "2")
+    ran = subprocess.run(command, env=env(), capture_output=True, text=True, timeout=600)
+    assert ran.returncode == 0, ran.stderr
+    (name,) = os.listdir(workdir / "runs" / TINY)
+    ledger = read_ledger(workdir / "runs" / TINY / name)
+    assert ledger.status == "completed" and ledger.environment["world_size"] == 2
+    assert (ledger.config["lr"], ledger.config["seed"]) == (1e-3, 7)

@@ -35,7 +35,7 @@ from imdb_cli.errors import ImdbError, first_line
 from imdb_cli.workspace import Workspace
 
 # What works from any folder: the extra of this project needs a checkout, these two do not.
-INSTALL_HINT = "pip install 'optuna>=4.5' psycopg2-binary"
+INSTALL_HINT = "pip install 'optuna>=4.9' psycopg2-binary"
 DEFAULT_JOURNAL = "studies.journal"  # under <workdir>/sweeps/
 HEARTBEAT_ATTR = "imdb:heartbeat"
 # Seconds between heartbeats, and how long a silent trial is trusted. The journal compares

@@ -666,7 +666,12 @@ def train_torchrun(
             "rank",
             str(path),
         ]
-        code = subprocess.run(command, check=False).returncode
+        import torch
+
+        # Each rank's share of this worker's threads (torchrun would set 1 and say so).
+        threads = max(1, torch.get_num_threads() // job.nproc_per_trial)
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(threads))}
+        code = subprocess.run(command, env=env, check=False).returncode
     if code != 0:
         raise ImdbError(f"torchrun of {trial.run_name} exited with status {code}")
 
