@@ -49,7 +49,7 @@ from typing import Any
 
 from imdb_cli import registry
 from imdb_cli.config import TrainConfig
-from imdb_cli.console import err, set_verbosity, verbosity, warn
+from imdb_cli.console import err, info, set_verbosity, verbosity, warn
 from imdb_cli.errors import ImdbError, first_line
 from imdb_cli.study.storage import StorageChoice, beating, heartbeat_seconds, import_optuna
 from imdb_cli.study.storage import open_storage as _open_storage
@@ -256,7 +256,7 @@ def run_pool(
         _write_record(workspace, job)
     slots = layout(options, sweeps[0].plan.base.device)
     where = socket.gethostname()
-    say(
+    info(
         f"study storage {choice.describe()}; {len(slots)} worker(s) on {where} "
         f"({'; '.join(s.describe() for s in slots)})"
     )
@@ -501,19 +501,20 @@ class SweepQueue:
                 event = "continued"
             done, total = self.counts()
             say(f"{self.worker}: {name} {event}, {how} ({done}/{total} done)")
-            if resume is None:
-                _clear_unstarted(path)
+            error = None
             try:
+                if resume is None:
+                    _clear_unstarted(path)
                 self._train(trial, resume, job)
             except KeyboardInterrupt:
                 claim.trial.set_user_attr(OUTCOME, "interrupted")
                 self.study.tell(claim.trial, state=self.states.FAIL, skip_if_finished=True)
                 raise
             except ImdbError as exc:
-                warn(f"{self.worker}: {name}: {exc.message}")
+                error = exc.message
             except Exception as exc:  # the ledger says failed; the other trials go on
-                warn(f"{self.worker}: {name}: {first_line(exc)}")
-            self._tell(claim, self.ledger(claim.point))
+                error = first_line(exc)
+            self._tell(claim, self.ledger(claim.point), error)
         _write_record(self.workspace, self.job)
 
     def _train(self, trial: Trial, resume: Path | None, job: WorkerJob) -> None:
@@ -523,15 +524,15 @@ class SweepQueue:
         spec = registry.load_spec(self.job.spec_source)
         train_trial(self.workspace, spec, self.plan, trial, resume, use_wandb=job.use_wandb)
 
-    def _tell(self, claim: Claim, result: TrialResult) -> None:
+    def _tell(self, claim: Claim, result: TrialResult, error: str | None = None) -> None:
         """The trial's outcome as its ledger says: completed with its validation accuracy,
-        or failed (the error kept)."""
+        or failed (the error kept: the ledger's, else `error`, which stopped it here)."""
         name = f"{self.plan.model} lr {format_rate(claim.point[0])} seed {claim.point[1]}"
         if result.status == "completed" and result.best_val_acc is not None:
             self.study.tell(claim.trial, result.best_val_acc, skip_if_finished=True)
             what = f"finished, val acc {result.best_val_acc:.4f}"
         else:
-            error = result.error or f"its run is {result.status}"
+            error = result.error or error or f"its run is {result.status}"
             claim.trial.set_user_attr(OUTCOME, "failed")
             claim.trial.set_user_attr("imdb:error", error)
             self.study.tell(claim.trial, state=self.states.FAIL, skip_if_finished=True)
@@ -747,6 +748,9 @@ def main(argv: Sequence[str]) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a storage that went away: its trial is retried elsewhere
+        console.print(f"[red]error:[/red] {first_line(exc)}", highlight=False, soft_wrap=True)
+        return 1
     return 0
 
 
