@@ -11,10 +11,11 @@ record is written from the ledgers as `imdb sweep` without workers writes it.
 
 Claiming: `study.ask()` pops a queued trial (Optuna's WAITING -> RUNNING is atomic in the
 journal and in an RDB) or makes a new one, to which the GridSampler gives the grid point of
-the trial's number. Where a race still gives two trials one point (two workers queueing a
-reopened point at once, or an RDB numbering two new trials alike), the lowest-numbered
-trial of the point owns it and the other is dropped as a duplicate (failed with
-`imdb:outcome` = duplicate) before anything trains.
+the trial's number (so every point's trial is known from its creation). Where a race still
+gives two trials one point (two workers queueing a reopened point at once, an RDB numbering
+two new trials alike), the lowest-numbered trial of the point owns it and the other is
+dropped as a duplicate (failed with `imdb:outcome` = duplicate) before anything trains; so
+is a new trial past the grid's numbers, whose point was drawn at random.
 
 A worker that dies: its heartbeat stops, the next worker that looks fails the trial
 (storage.py) and Optuna queues it again; whoever pops it resumes the run folder from its
@@ -463,7 +464,7 @@ class SweepQueue:
                 self.study.enqueue_trial({"lr": lr, "seed": seed})
             trial = self.study.ask(self.distributions)
             point = (float(trial.params["lr"]), int(trial.params["seed"]))
-            if self._duplicate(trial.number, point):
+            if self._stray(trial) or self._duplicate(trial.number, point):
                 trial.set_user_attr(OUTCOME, "duplicate")
                 self.study.tell(trial, state=self.states.FAIL, skip_if_finished=True)
                 continue
@@ -471,8 +472,27 @@ class SweepQueue:
             trial.set_user_attr(WORKDIR, self.workdir)
             return Claim(trial, point)
 
+    def _stray(self, trial: Any) -> bool:
+        """A new trial past the grid's numbers (the queue emptied between a look and an
+        ask): its point was drawn at random, so it may compete with one already held."""
+        attrs = self.storage.get_trial_system_attrs(trial._trial_id)
+        queued = "fixed_params" in attrs or "failed_trial" in attrs
+        return trial.number >= len(self.trials) and not queued
+
     def _duplicate(self, number: int, point: Point) -> bool:
-        """Whether the point is done, or held by a lower-numbered trial (its owner)."""
+        """Whether the point is done, or held by a lower-numbered trial (its owner).
+
+        A trial's point is known from its creation (queued with it, or the grid point of
+        its number), except for a moment while a new trial is being given its grid point:
+        a lower-numbered live trial without one yet is waited for."""
+        for _ in range(50):
+            trials = self.study.get_trials(deepcopy=False)
+            if not any(
+                is_live(t, self.states) and t.number < number and point_of(t) is None
+                for t in trials
+            ):
+                break
+            time.sleep(0.1)
         same = [t for t in self.by_point().get(point, []) if t.number != number]
         if self.state(point, same) == DONE:
             return True
