@@ -302,6 +302,32 @@ def _epochs(run_dir: Path) -> int:
         return 0
 
 
+def test_a_tpe_search_draws_each_runs_settings_in_the_ranges_and_selects_on_validation(
+    prepared: Workspace, run_cli: Callable[..., Result]
+) -> None:
+    args = ("sweep", TINY, "--search", "tpe", "--lr", "1e-4:3e-3", "--seeds", "5",
+            "--epochs", "1", *OPTIONS)  # fmt: skip
+    result = run_cli(*args, "--trials", "2", "--workers", "1")
+    assert result.exit_code == 0, result.output
+    (path,) = (prepared.root / "sweeps" / TINY).glob("tpe-*.json")
+    record = json.loads(path.read_text())
+    assert [r["run_name"] for r in record["results"]] == [
+        f"{record['sweep_id']}-trial001",
+        f"{record['sweep_id']}-trial002",
+    ]
+    accs = {}
+    for entry in record["results"]:
+        ledger = read_ledger(prepared.root / "runs" / TINY / entry["run_name"])
+        assert ledger.status == "completed" and ledger.config["seed"] == 5
+        assert 1e-4 <= ledger.config["lr"] <= 3e-3 and entry["params"]["lr"] == ledger.config["lr"]
+        accs[entry["run_name"]] = ledger.best_val_acc
+    assert record["selected"] == max(accs, key=lambda name: (accs[name], -int(name[-3:])))
+    assert "test" not in json.dumps(record["results"])
+    assert "selected" in result.stdout
+    bad = run_cli(*args)  # no --trials
+    assert bad.exit_code != 0 and "--trials 20" in bad.output
+
+
 @pytest.mark.slow
 def test_a_trial_with_nproc_per_trial_is_one_torchrun_whose_ranks_train_that_trial(
     prepared: Workspace,

@@ -264,6 +264,7 @@ def _sweep_all(
         rates = options.rates or (base.lr,)
         plans.append((spec, SweepPlan(spec.key, rates, seeds, base, cache.data_fingerprint), cache))
         study.steps.append(sweep_command(workspace, spec.key, options, rates))
+    records: list[SweepRecord] = []
     if options.pool is not None:
         jobs = [
             SweepJob(
@@ -278,9 +279,9 @@ def _sweep_all(
         ]
         trials = sum(len(p.trials()) for _, p, _ in plans)
         info(f"{trials} trial(s) of {len(plans)} model(s), {options.pool.workers} at once here")
-        records = run_pool(workspace, jobs, options.pool)
+        pooled = run_pool(workspace, jobs, options.pool)
+        records = [r for r in pooled if isinstance(r, SweepRecord)]
     else:
-        records = []
         for spec, sweep_plan, cache in plans:
             info(
                 f"sweeping {spec.key}: {len(sweep_plan.rates)} rate(s) x "

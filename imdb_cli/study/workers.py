@@ -55,6 +55,9 @@ from imdb_cli.errors import ImdbError, first_line
 from imdb_cli.study.storage import StorageChoice, beating, heartbeat_seconds, import_optuna
 from imdb_cli.study.storage import open_storage as _open_storage
 from imdb_cli.study.sweep import (
+    SEARCHED,
+    SearchPlan,
+    SearchRecord,
     SweepPlan,
     SweepRecord,
     Trial,
@@ -67,10 +70,12 @@ from imdb_cli.study.sweep import (
     train_trial,
     trial_result,
     write_record,
+    write_search_record,
 )
 from imdb_cli.workspace import Workspace
 
 # User attributes of an Optuna trial.
+SLOT = "imdb:slot"  # a TPE search's trial: which of its N runs it is
 OUTCOME = "imdb:outcome"  # why a trial did not complete: failed, interrupted, duplicate
 WORKER = "imdb:worker"  # who held it: w1@host (pid)
 WORKDIR = "imdb:workdir"  # the workspace it trained in (its ledger is there)
@@ -84,34 +89,54 @@ Point = tuple[float, int]
 
 @dataclass(frozen=True)
 class SweepJob:
-    """One sweep as workers get it: the model as given (a key or a YAML path), the plan,
-    and each trial's `imdb train` line for the record."""
+    """One sweep as workers get it: the model as given (a key or a YAML path), the plan (a
+    grid of rates and seeds, or a TPE search), and each grid trial's `imdb train` line for
+    the record."""
 
     spec_source: str
-    plan: SweepPlan
+    plan: SweepPlan | SearchPlan
     commands: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        plan = self.plan
+        common = {
             "spec_source": self.spec_source,
-            "model": self.plan.model,
-            "rates": list(self.plan.rates),
-            "seeds": list(self.plan.seeds),
-            "base": self.plan.base.to_dict(),
-            "data_fingerprint": self.plan.data_fingerprint,
-            "sweep_id": self.plan.sweep_id,
+            "model": plan.model,
+            "base": plan.base.to_dict(),
+            "data_fingerprint": plan.data_fingerprint,
+            "sweep_id": plan.sweep_id,
             "commands": self.commands,
         }
+        if isinstance(plan, SearchPlan):
+            return common | {
+                "search": "tpe",
+                "trials": plan.trials,
+                "ranges": [list(r) for r in plan.ranges],
+                "seed": plan.seed,
+            }
+        return common | {"rates": list(plan.rates), "seeds": list(plan.seeds)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepJob:
-        plan = SweepPlan(
-            str(data["model"]),
-            tuple(float(r) for r in data["rates"]),
-            tuple(int(s) for s in data["seeds"]),
-            TrainConfig.from_dict(data["base"], "study job: base"),
-            str(data["data_fingerprint"]),
-        )
+        base = TrainConfig.from_dict(data["base"], "study job: base")
+        plan: SweepPlan | SearchPlan
+        if data.get("search") == "tpe":
+            plan = SearchPlan(
+                str(data["model"]),
+                int(data["trials"]),
+                tuple((str(n), float(lo), float(hi)) for n, lo, hi in data["ranges"]),
+                int(data["seed"]),
+                base,
+                str(data["data_fingerprint"]),
+            )
+        else:
+            plan = SweepPlan(
+                str(data["model"]),
+                tuple(float(r) for r in data["rates"]),
+                tuple(int(s) for s in data["seeds"]),
+                base,
+                str(data["data_fingerprint"]),
+            )
         if plan.sweep_id != data["sweep_id"]:
             raise ImdbError(
                 f"study job: the plan gives {plan.sweep_id}, not {data['sweep_id']} (was the "
@@ -246,7 +271,7 @@ def visible_gpus(device: str) -> list[str]:
 
 def run_pool(
     workspace: Workspace, sweeps: Sequence[SweepJob], options: PoolOptions
-) -> list[SweepRecord]:
+) -> list[SweepRecord | SearchRecord]:
     """Every trial of `sweeps` not done yet, by `options.workers` workers here (and by any
     other machine's workers on the same storage); the sweeps' records, from the ledgers."""
     options.check()
@@ -279,17 +304,22 @@ def run_pool(
         work(jobs[0])
     else:
         _run_processes(jobs)
-    return [read_record(workspace, _write_record(workspace, job)) for job in sweeps]
+    return [_read_record(workspace, job) for job in sweeps]
 
 
 def create_study(storage: Any, job: SweepJob) -> Any:
     """The sweep's study, made by whoever comes first (the others load it)."""
     optuna = import_optuna()
     plan = job.plan
+    if isinstance(plan, SearchPlan):
+        # Unseeded: workers with one seed would each draw the same settings.
+        sampler = optuna.samplers.TPESampler()
+    else:
+        sampler = grid_sampler_class()({"lr": list(plan.rates), "seed": list(plan.seeds)})
     return optuna.create_study(
         study_name=job.study_name,
         storage=storage,
-        sampler=grid_sampler_class()({"lr": list(plan.rates), "seed": list(plan.seeds)}),
+        sampler=sampler,
         direction="maximize",
         load_if_exists=True,
     )
@@ -362,9 +392,17 @@ def _worker_env(slot: Slot) -> dict[str, str]:
 
 def _write_record(workspace: Workspace, job: SweepJob) -> Path:
     plan = job.plan
+    if isinstance(plan, SearchPlan):
+        return write_search_record(workspace, plan).path
     states = [trial_result(workspace, plan.model, t.run_name, t.lr, t.seed) for t in plan.trials()]
     created = _created_at(record_path(workspace, plan))
     return write_record(workspace, plan, states, job.commands, created)
+
+
+def _read_record(workspace: Workspace, job: SweepJob) -> SweepRecord | SearchRecord:
+    if isinstance(job.plan, SearchPlan):
+        return write_search_record(workspace, job.plan)
+    return read_record(workspace, _write_record(workspace, job))
 
 
 # --------------------------------------------------------------------------- a worker
@@ -379,55 +417,88 @@ def say(message: str) -> None:
 @dataclass
 class Claim:
     trial: Any  # optuna.Trial, RUNNING and held by this worker
-    point: Point
+    key: Any  # what it trains: a grid's (rate, seed), or a search's slot
 
 
 class SweepQueue:
-    """One sweep's study as a worker sees it: the state of each point, claiming one, and
-    running it."""
+    """One sweep's study as a worker sees it: the state of each of its keys (a grid point),
+    claiming one, and running it. SearchQueue: the same for a TPE search's slots."""
 
     def __init__(self, storage: Any, job: SweepJob, workspace: Workspace, worker: str) -> None:
         optuna = import_optuna()
         self.optuna = optuna
         self.storage = storage
         self.job = job
-        self.plan = job.plan
         self.workspace = workspace
         self.workdir = str(workspace.root.resolve())
         self.worker = worker
+        self.model = job.plan.model
         self.study = create_study(storage, job)
-        self.trials: dict[Point, Trial] = {(t.lr, t.seed): t for t in self.plan.trials()}
-        self.distributions = {
-            "lr": optuna.distributions.CategoricalDistribution(list(self.plan.rates)),
-            "seed": optuna.distributions.CategoricalDistribution(list(self.plan.seeds)),
-        }
         self.states = optuna.trial.TrialState
+        self.setup()
+
+    # ------------------------------------------------------------------ the grid
+
+    def setup(self) -> None:
+        plan = self.job.plan
+        assert isinstance(plan, SweepPlan)
+        self.grid: dict[Point, Trial] = {(t.lr, t.seed): t for t in plan.trials()}
+        self.keys: list[Any] = list(self.grid)
+        self.distributions = {
+            "lr": self.optuna.distributions.CategoricalDistribution(list(plan.rates)),
+            "seed": self.optuna.distributions.CategoricalDistribution(list(plan.seeds)),
+        }
+
+    def key_of(self, trial: Any) -> Any:
+        """The (rate, seed) of a trial: its parameters, or those it was queued with."""
+        params = trial.params or trial.system_attrs.get("fixed_params") or {}
+        if "lr" not in params or "seed" not in params:
+            return None
+        return float(params["lr"]), int(params["seed"])
+
+    def run_name(self, key: Any) -> str:
+        return self.grid[key].run_name
+
+    def describe(self, key: Any) -> str:
+        return f"{self.model} lr {format_rate(key[0])} seed {key[1]}"
+
+    def describe_claim(self, claim: Claim) -> str:
+        return self.describe(claim.key)
+
+    def enqueue(self, key: Any, trials: Sequence[Any]) -> None:
+        self.study.enqueue_trial({"lr": key[0], "seed": key[1]})
+
+    def after_ask(self, trial: Any) -> Any:
+        return self.key_of(trial)
+
+    def trial_to_train(self, claim: Claim) -> Trial:
+        return self.grid[claim.key]
 
     # ------------------------------------------------------------------ what is done
 
-    def ledger(self, point: Point) -> TrialResult:
-        trial = self.trials[point]
-        return trial_result(self.workspace, self.plan.model, trial.run_name, *point)
+    def ledger(self, key: Any) -> TrialResult:
+        return trial_result(self.workspace, self.model, self.run_name(key), 0.0, 0)
 
-    def by_point(self) -> dict[Point, list[Any]]:
-        grouped: dict[Point, list[Any]] = defaultdict(list)
+    def by_key(self) -> dict[Any, list[Any]]:
+        grouped: dict[Any, list[Any]] = defaultdict(list)
         for trial in self.study.get_trials(deepcopy=False):
-            point = point_of(trial)
-            if point in self.trials:
-                grouped[point].append(trial)
+            key = self.key_of(trial)
+            if key is not None:
+                grouped[key].append(trial)
         return grouped
 
-    def state(self, point: Point, trials: Sequence[Any], skip: int | None = None) -> str:
-        """done, held (a live trial has it) or open; `skip`: a trial number not to count."""
-        if self.ledger(point).status in ("completed", "failed"):
+    def state(self, key: Any, trials: Sequence[Any]) -> str:
+        """done, held (a live trial has it) or open."""
+        if self.ledger(key).status in ("completed", "failed"):
             return DONE
-        mine = [t for t in trials if t.number != skip]
-        if any(t.state == self.states.COMPLETE for t in mine):
+        if any(t.state == self.states.COMPLETE for t in trials):
             return DONE  # completed elsewhere, its run folder in another workspace
-        if any(is_live(t, self.states) for t in mine):
+        if any(is_live(t, self.states) for t in trials):
             return HELD
         failed = [
-            t for t in mine if t.state == self.states.FAIL and t.user_attrs.get(OUTCOME) == "failed"
+            t
+            for t in trials
+            if t.state == self.states.FAIL and t.user_attrs.get(OUTCOME) == "failed"
         ]
         # Where its ledger cannot be read, a failure elsewhere is final; here, the ledger
         # decides (a removed folder asks for the trial again, as without workers).
@@ -438,76 +509,78 @@ class SweepQueue:
         return OPEN
 
     def counts(self) -> tuple[int, int]:
-        grouped = self.by_point()
-        done = sum(self.state(p, grouped.get(p, [])) == DONE for p in self.trials)
-        return done, len(self.trials)
+        grouped = self.by_key()
+        done = sum(self.state(k, grouped.get(k, [])) == DONE for k in self.keys)
+        return done, len(self.keys)
 
     # ------------------------------------------------------------------ claiming
 
     def claim(self) -> Claim | str:
-        """A trial of an open point, now held by this worker; else DONE or HELD."""
+        """A trial of an open key, now held by this worker; else DONE or HELD."""
         while True:
             self.optuna.storages.fail_stale_trials(self.study)
-            grouped = self.by_point()
-            states = {p: self.state(p, grouped.get(p, [])) for p in self.trials}
+            grouped = self.by_key()
+            states = {k: self.state(k, grouped.get(k, [])) for k in self.keys}
             if all(s == DONE for s in states.values()):
                 return DONE
-            open_points = [p for p in self.trials if states[p] == OPEN]
-            if not open_points:
+            open_keys = [k for k in self.keys if states[k] == OPEN]
+            if not open_keys:
                 return HELD
             trials = self.study.get_trials(deepcopy=False)
             waiting = any(t.state == self.states.WAITING for t in trials)
-            if not waiting and len(trials) >= len(self.trials):
-                # The grid has given out its points; a reopened one (interrupted, its
-                # folder removed after a failure) goes on the queue.
-                lr, seed = open_points[0]
-                self.study.enqueue_trial({"lr": lr, "seed": seed})
+            reopened = [k for k in open_keys if grouped.get(k)]
+            if not waiting and (len(trials) >= len(self.keys) or reopened):
+                # The study has given out its new trials' numbers, or a key had a trial
+                # that ended without a result (interrupted, its folder removed after a
+                # failure): it goes on the queue.
+                key = (reopened or open_keys)[0]
+                self.enqueue(key, grouped.get(key, []))
             trial = self.study.ask(self.distributions)
-            point = (float(trial.params["lr"]), int(trial.params["seed"]))
-            if self._stray(trial) or self._duplicate(trial.number, point):
+            key = self.after_ask(trial)
+            if key is None or self._stray(trial) or self._duplicate(trial.number, key):
                 trial.set_user_attr(OUTCOME, "duplicate")
                 self.study.tell(trial, state=self.states.FAIL, skip_if_finished=True)
                 continue
             trial.set_user_attr(WORKER, self.worker)
             trial.set_user_attr(WORKDIR, self.workdir)
-            return Claim(trial, point)
+            return Claim(trial, key)
 
     def _stray(self, trial: Any) -> bool:
-        """A new trial past the grid's numbers (the queue emptied between a look and an
-        ask): its point was drawn at random, so it may compete with one already held."""
+        """A new trial past the study's numbers (the queue emptied between a look and an
+        ask): its key was drawn at random, so it may compete with one already held."""
         attrs = self.storage.get_trial_system_attrs(trial._trial_id)
         queued = "fixed_params" in attrs or "failed_trial" in attrs
-        return trial.number >= len(self.trials) and not queued
+        return trial.number >= len(self.keys) and not queued
 
-    def _duplicate(self, number: int, point: Point) -> bool:
-        """Whether the point is done, or held by a lower-numbered trial (its owner).
+    def _duplicate(self, number: int, key: Any) -> bool:
+        """Whether the key is done, or held by a lower-numbered trial (its owner).
 
-        A trial's point is known from its creation (queued with it, or the grid point of
-        its number), except for a moment while a new trial is being given its grid point:
-        a lower-numbered live trial without one yet is waited for."""
+        A trial's key is known from its creation (queued with it, or following from its
+        number), except for a moment while a new grid trial is given its point: a
+        lower-numbered live trial without one yet is waited for."""
         for _ in range(50):
             trials = self.study.get_trials(deepcopy=False)
             if not any(
-                is_live(t, self.states) and t.number < number and point_of(t) is None
+                is_live(t, self.states) and t.number < number and self.key_of(t) is None
                 for t in trials
             ):
                 break
             time.sleep(0.1)
-        same = [t for t in self.by_point().get(point, []) if t.number != number]
-        if self.state(point, same) == DONE:
+        same = [t for t in self.by_key().get(key, []) if t.number != number]
+        if self.state(key, same) == DONE:
             return True
         return any(is_live(t, self.states) and t.number < number for t in same)
 
     # ------------------------------------------------------------------ running
 
     def run(self, claim: Claim, job: WorkerJob) -> None:
-        trial = self.trials[claim.point]
-        path = self.workspace.model_runs(self.plan.model) / trial.run_name
-        name = f"{self.plan.model} lr {format_rate(trial.lr)} seed {trial.seed}"
+        trial = self.trial_to_train(claim)
+        path = self.workspace.model_runs(self.model) / trial.run_name
+        name = self.describe_claim(claim)
         before = self.storage.get_trial_system_attrs(claim.trial._trial_id).get("failed_trial")
         with beating(self.storage, claim.trial._trial_id):
             _wait_unlocked(path, self.worker, name)
-            now = self.ledger(claim.point)
+            now = self.ledger(claim.key)
             if now.status in ("completed", "failed"):
                 self._tell(claim, now)
                 return
@@ -534,7 +607,7 @@ class SweepQueue:
                 error = exc.message
             except Exception as exc:  # the ledger says failed; the other trials go on
                 error = first_line(exc)
-            self._tell(claim, self.ledger(claim.point), error)
+            self._tell(claim, self.ledger(claim.key), error)
         _write_record(self.workspace, self.job)
 
     def _train(self, trial: Trial, resume: Path | None, job: WorkerJob) -> None:
@@ -542,12 +615,12 @@ class SweepQueue:
             train_torchrun(self.workspace, self.job, trial, resume, job)
             return
         spec = registry.load_spec(self.job.spec_source)
-        train_trial(self.workspace, spec, self.plan, trial, resume, use_wandb=job.use_wandb)
+        train_trial(self.workspace, spec, self.job.plan, trial, resume, use_wandb=job.use_wandb)
 
     def _tell(self, claim: Claim, result: TrialResult, error: str | None = None) -> None:
         """The trial's outcome as its ledger says: completed with its validation accuracy,
         or failed (the error kept: the ledger's, else `error`, which stopped it here)."""
-        name = f"{self.plan.model} lr {format_rate(claim.point[0])} seed {claim.point[1]}"
+        name = self.describe(claim.key)
         if result.status == "completed" and result.best_val_acc is not None:
             self.study.tell(claim.trial, result.best_val_acc, skip_if_finished=True)
             what = f"finished, val acc {result.best_val_acc:.4f}"
@@ -567,12 +640,57 @@ class SweepQueue:
         return None
 
 
-def point_of(trial: Any) -> Point | None:
-    """The (rate, seed) of a trial: its parameters, or those it was queued with."""
-    params = trial.params or trial.system_attrs.get("fixed_params") or {}
-    if "lr" not in params or "seed" not in params:
-        return None
-    return float(params["lr"]), int(params["seed"])
+class SearchQueue(SweepQueue):
+    """A TPE search: N slots, each one run; a new trial numbered k < N is slot k and TPE
+    draws its settings; a slot whose trial ended without a result is queued again with
+    the settings it had."""
+
+    def setup(self) -> None:
+        plan = self.job.plan
+        assert isinstance(plan, SearchPlan)
+        self.search = plan
+        self.keys = list(range(plan.trials))
+        dist = self.optuna.distributions
+        self.distributions = {
+            name: dist.FloatDistribution(low, high, log=name == "lr")
+            for name, low, high in plan.ranges
+        }
+
+    def key_of(self, trial: Any) -> Any:
+        slot = trial.user_attrs.get(SLOT)
+        if slot is not None:
+            return int(slot)
+        attrs = trial.system_attrs
+        fresh = "fixed_params" not in attrs and "failed_trial" not in attrs
+        return trial.number if fresh and trial.number < self.search.trials else None
+
+    def run_name(self, key: Any) -> str:
+        return self.search.run_name(int(key))
+
+    def describe(self, key: Any) -> str:
+        return f"{self.model} trial {int(key) + 1}/{self.search.trials}"
+
+    def enqueue(self, key: Any, trials: Sequence[Any]) -> None:
+        params = next((t.params for t in reversed(trials) if t.params), None)
+        if params is None:  # never drawn: TPE draws them when it is asked
+            params = {}
+        self.study.enqueue_trial(params, user_attrs={SLOT: int(key)})
+
+    def after_ask(self, trial: Any) -> Any:
+        key = self.key_of(self.study._storage.get_trial(trial._trial_id))
+        if key is not None:
+            trial.set_user_attr(SLOT, int(key))  # kept by a retry of this trial
+        return key
+
+    def trial_to_train(self, claim: Claim) -> Trial:
+        params = {name: float(value) for name, value in claim.trial.params.items()}
+        return self.search.trial(int(claim.key), params)
+
+    def describe_claim(self, claim: Claim) -> str:
+        shown = ", ".join(
+            f"{SEARCHED[n].lstrip('-')} {v:.3g}" for n, v in claim.trial.params.items()
+        )
+        return f"{self.describe(claim.key)} ({shown})"
 
 
 def is_live(trial: Any, states: Any) -> bool:
@@ -604,16 +722,19 @@ def work(job: WorkerJob) -> None:
     queues: list[SweepQueue] = []
 
     def on_stale(study: Any, trial: Any) -> None:
-        point = point_of(trial)
-        what = f"lr {format_rate(point[0])} seed {point[1]}" if point else f"trial {trial.number}"
+        mine = [q for q in queues if q.job.study_name == study.study_name]
+        key = mine[0].key_of(trial) if mine else None
+        what = mine[0].describe(key) if key is not None else f"trial {trial.number}"
         holder = trial.user_attrs.get(WORKER, "its worker")
-        say(
-            f"{worker}: {study.study_name.split('/')[0]} {what}: {holder} sent no heartbeat "
-            "for a while; queued again"
-        )
+        say(f"{worker}: {what}: {holder} sent no heartbeat for a while; queued again")
 
     storage = _open_storage(job.storage, on_stale=on_stale)
-    queues = [SweepQueue(storage, sweep, workspace, worker) for sweep in job.sweeps]
+    queues = [
+        (SearchQueue if isinstance(sweep.plan, SearchPlan) else SweepQueue)(
+            storage, sweep, workspace, worker
+        )
+        for sweep in job.sweeps
+    ]
     waiting = False
     with _training_output(job.quiet_training):
         while True:
@@ -666,8 +787,12 @@ def train_torchrun(
         "workdir": str(workspace.root.resolve()),
         "spec_source": sweep.spec_source,
         "sweep": sweep.to_dict(),
-        "lr": trial.lr,
-        "seed": trial.seed,
+        "trial": {
+            "lr": trial.lr,
+            "seed": trial.seed,
+            "run_name": trial.run_name,
+            "config": trial.config.to_dict(),
+        },
         "resume": str(resume) if resume is not None else None,
         "use_wandb": job.use_wandb,
         "worker": os.getpid(),
@@ -702,9 +827,9 @@ def rank_main(path: Path) -> None:
     settings = json.loads(path.read_text(encoding="utf-8"))
     _die_with(int(settings["worker"]))
     sweep = SweepJob.from_dict(settings["sweep"])
-    (trial,) = [
-        t for t in sweep.plan.trials() if (t.lr, t.seed) == (settings["lr"], settings["seed"])
-    ]
+    fixed = settings["trial"]
+    config = TrainConfig.from_dict(fixed["config"], f"{path}: trial")
+    trial = Trial(float(fixed["lr"]), int(fixed["seed"]), str(fixed["run_name"]), config)
     spec = registry.load_spec(str(settings["spec_source"]))
     set_verbosity(quiet=True, verbose=False)
     resume = settings["resume"]
