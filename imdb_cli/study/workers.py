@@ -524,10 +524,13 @@ class SweepQueue:
             if all(s == DONE for s in states.values()):
                 return DONE
             open_keys = [k for k in self.keys if states[k] == OPEN]
-            if not open_keys:
-                return HELD
             trials = self.study.get_trials(deepcopy=False)
-            waiting = any(t.state == self.states.WAITING for t in trials)
+            # A queued trial (a dead worker's, queued again) holds its key until popped.
+            waiting = any(
+                t.state == self.states.WAITING and OUTCOME not in t.user_attrs for t in trials
+            )
+            if not open_keys and not waiting:
+                return HELD
             reopened = [k for k in open_keys if grouped.get(k)]
             if not waiting and (len(trials) >= len(self.keys) or reopened):
                 # The study has given out its new trials' numbers, or a key had a trial
@@ -677,7 +680,7 @@ class SearchQueue(SweepQueue):
         self.study.enqueue_trial(params, user_attrs={SLOT: int(key)})
 
     def after_ask(self, trial: Any) -> Any:
-        key = self.key_of(self.study._storage.get_trial(trial._trial_id))
+        key = self.key_of(self.storage.get_trial(trial._trial_id))
         if key is not None:
             trial.set_user_attr(SLOT, int(key))  # kept by a retry of this trial
         return key
