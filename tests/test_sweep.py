@@ -165,13 +165,13 @@ def test_a_trial_folder_killed_before_its_first_record_is_cleared_for_the_trial(
     started = tmp_path / "sweep-1-lr0.001-seed42"
     (started / "encoder").mkdir(parents=True)
     (started / "config.yaml").write_text("name: tiny-bert\n")
-    sweep._clear_unstarted(started)
+    sweep.clear_unstarted(started)
     assert not started.exists()
     kept = tmp_path / "with-weights"
     (kept / "checkpoints").mkdir(parents=True)
     (kept / "checkpoints" / "epoch_1_acc_0.5000.safetensors").write_bytes(b"x")
     with pytest.raises(ImdbError, match="move it away"):
-        sweep._clear_unstarted(kept)
+        sweep.clear_unstarted(kept)
     assert kept.is_dir()
 
 
