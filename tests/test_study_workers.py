@@ -220,6 +220,7 @@ def test_two_worker_processes_sharing_one_journal_run_each_trial_of_a_grid_once(
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("a finished trial was trained again")
 
+    import imdb_cli.commands.train  # noqa: F401  # bound to the real train before the patch
     from imdb_cli.training import loop
 
     monkeypatch.setattr(loop, "train", no_training)
@@ -328,8 +329,8 @@ def test_a_tpe_search_draws_each_runs_settings_in_the_ranges_and_selects_on_vali
     accs = {}
     for entry in record["results"]:
         ledger = read_ledger(prepared.root / "runs" / TINY / entry["run_name"])
-        assert ledger.status == "completed" and ledger.config["seed"] == 5
-        assert 1e-4 <= ledger.config["lr"] <= 3e-3 and entry["params"]["lr"] == ledger.config["lr"]
+        assert ledger.status == "completed" and ledger.config.seed == 5
+        assert 1e-4 <= ledger.config.lr <= 3e-3 and entry["params"]["lr"] == ledger.config.lr
         accs[entry["run_name"]] = ledger.best_val_acc
     assert record["selected"] == max(accs, key=lambda name: (accs[name], -int(name[-3:])))
     assert "test" not in json.dumps(record["results"])
@@ -349,4 +350,4 @@ def test_a_trial_with_nproc_per_trial_is_one_torchrun_whose_ranks_train_that_tri
     (name,) = os.listdir(workdir / "runs" / TINY)
     ledger = read_ledger(workdir / "runs" / TINY / name)
     assert ledger.status == "completed" and ledger.environment["world_size"] == 2
-    assert (ledger.config["lr"], ledger.config["seed"]) == (1e-3, 7)
+    assert (ledger.config.lr, ledger.config.seed) == (1e-3, 7)

@@ -133,6 +133,7 @@ def test_a_sweep_trains_each_rate_as_a_run_selects_on_validation_and_resumes(
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("a finished trial was trained again")
 
+    import imdb_cli.commands.train  # noqa: F401  # bound to the real train before the patch
     from imdb_cli.training import loop
 
     monkeypatch.setattr(loop, "train", no_training)
