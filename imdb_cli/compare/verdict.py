@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from imdb_cli import stats
+from imdb_cli.compare import stats
 
 ALPHA = 0.05
 CONFIDENCE = 0.95

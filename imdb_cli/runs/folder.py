@@ -12,9 +12,9 @@ import yaml
 from imdb_cli.config import ModelSpec, TrainConfig
 from imdb_cli.data.tokenized import TokenizedCache
 from imdb_cli.files import write_text_atomic
-from imdb_cli.ledger import Ledger
 from imdb_cli.model import EncoderForClassification
-from imdb_cli.runs import CONFIG_NAME, ENCODER_DIR, new_run_id, now_iso
+from imdb_cli.runs.ledger import Ledger
+from imdb_cli.runs.select import CONFIG_NAME, ENCODER_DIR, new_run_id, now_iso
 from imdb_cli.training.distributed import Distributed, from_rank0
 from imdb_cli.workspace import Workspace
 

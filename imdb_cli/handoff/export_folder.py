@@ -106,7 +106,7 @@ def load_model(folder: Path, export: Export) -> EncoderForClassification:
     """The exported weights in imdb's own model class (the folder's modeling file is not run)."""
     from transformers import AutoConfig, AutoModel
 
-    from imdb_cli.checkpoints import load_weights
+    from imdb_cli.runs.checkpoints import load_weights
 
     values = dict(export.config["encoder"])
     model_type = values.pop("model_type", None)

@@ -24,7 +24,7 @@ from rich.table import Table
 from imdb_cli.console import file_console, out
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import atomic_path
-from imdb_cli.predict import ScoredChunk
+from imdb_cli.handoff.predict import ScoredChunk
 
 FORMATS = ("table", "jsonl", "csv", "tsv", "json")
 DELIMITERS = {"csv": ",", "tsv": "\t"}

@@ -23,9 +23,9 @@ from transformers import AutoModel, PreTrainedTokenizerBase
 from imdb_cli import guarded_loading
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_atomic
-from imdb_cli.ledger import LEDGER_NAME, Ledger
 from imdb_cli.model import EncoderForClassification
-from imdb_cli.runs import ENCODER_DIR, Run
+from imdb_cli.runs.ledger import LEDGER_NAME, Ledger
+from imdb_cli.runs.select import ENCODER_DIR, Run
 
 CHECKPOINT_DIR = "checkpoints"
 
