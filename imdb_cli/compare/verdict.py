@@ -623,3 +623,294 @@ def length_buckets(
         interval = stats.wilson_interval(k, n, confidence) if n else (None, None)
         buckets.append(LengthBucket(low, high, n, k, *interval))
     return buckets
+
+
+# --------------------------------------------------------------------------- one model
+
+
+@dataclass(frozen=True)
+class MeanInterval:
+    """A model's mean test accuracy over its seeds and its interval."""
+
+    mean: float
+    low: float
+    high: float
+    seeds: int
+    method: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+WILSON_METHOD = "Wilson score interval (one run)"
+MEAN_METHOD = (
+    "t interval of the mean over seeds; variance from the seeds and from the test reviews "
+    "(method of moments), Welch-Satterthwaite degrees of freedom"
+)
+
+
+def mean_interval(correct: Any, *, confidence: float = CONFIDENCE) -> MeanInterval:
+    """One seed: Wilson; several: the same two variance parts as `across_seeds`, for
+    one model (its review part is how hard the drawn reviews happen to be)."""
+    from scipy import special
+
+    x = as_correctness(correct)
+    seeds, reviews = x.shape
+    mean = float(x.mean())
+    if seeds == 1:
+        low, high = stats.wilson_interval(int(x.sum()), reviews, confidence)
+        return MeanInterval(mean, low, high, 1, WILSON_METHOD)
+    seed_part = float(x.mean(axis=1).var(ddof=1)) / seeds
+    per_review = float(x.mean(axis=0).var(ddof=1)) if reviews > 1 else 0.0
+    review_part = max(0.0, per_review - _residual_mean_square(x) / seeds) / reviews
+    variance = seed_part + review_part
+    pieces = [(seed_part, seeds - 1), (review_part, reviews - 1)]
+    denominator = sum(v * v / df for v, df in pieces if v > 0 and df > 0)
+    df = variance * variance / denominator if denominator > 0 else math.inf
+    half = float(special.stdtrit(df, 0.5 + confidence / 2)) * math.sqrt(variance)
+    return MeanInterval(mean, max(0.0, mean - half), min(1.0, mean + half), seeds, MEAN_METHOD)
+
+
+# --------------------------------------------------------------------------- the verdict
+
+ENCODERS = "encoders"  # two or more seeds each: the test across seeds
+CHECKPOINTS = "checkpoints"  # one seed on a side: McNemar on the two checkpoints
+TEST_ACROSS_SEEDS = "t-test across seeds"
+TEST_MCNEMAR = "McNemar (checkpoints)"
+
+
+def format_p(p: float) -> str:
+    if p == 0:
+        return "< 1e-300"
+    return f"{p:.1e}" if p < 1e-3 else f"{p:.2g}"
+
+
+@dataclass(frozen=True)
+class ModelRuns:
+    """One compared model: its runs' correctness on the shared test reviews."""
+
+    label: str
+    correct: np.ndarray  # seeds x reviews, 0/1
+    latest: int  # the row of the run shown, whose checkpoint McNemar tests
+
+
+@dataclass(frozen=True)
+class PairVerdict:
+    a: str
+    b: str
+    level: str  # ENCODERS or CHECKPOINTS
+    seeds_a: int
+    seeds_b: int
+    reviews: int
+    mean_a: float  # over seeds
+    mean_b: float
+    difference: float  # the verdict's: mean_a - mean_b (ENCODERS), latest runs' (CHECKPOINTS)
+    low: float
+    high: float
+    interval_method: str
+    test: str
+    p_value: float
+    p_adjusted: float  # Holm over `pairs` pairs (the same as p_value for one pair)
+    pairs: int
+    alpha: float
+    power: Power
+    mcnemar: stats.McNemarResult  # the latest run of each: a checkpoint-level view
+    checkpoint_acc_a: float
+    checkpoint_acc_b: float
+    across: AcrossSeeds | None = None
+    bootstrap: BootstrapInterval | None = None  # two-level, a description
+    aso_first: str | None = None  # the model whose order over the other ASO gives
+    aso_eps_min: float | None = None
+    caveat: str | None = None  # why even a clear result says little about the encoders
+
+    @property
+    def significant(self) -> bool:
+        return self.p_adjusted < self.alpha
+
+    @property
+    def winner(self) -> str | None:
+        """The better encoder: only across seeds, only when the adjusted test says so."""
+        if self.level != ENCODERS or not self.significant:
+            return None
+        return self.a if self.difference > 0 else self.b
+
+    @property
+    def better_checkpoint(self) -> str | None:
+        if self.level != CHECKPOINTS or not self.significant:
+            return None
+        return self.a if self.mcnemar.b > self.mcnemar.c else self.b
+
+    def _p(self) -> str:
+        if self.pairs > 1:
+            return f"Holm-adjusted p = {format_p(self.p_adjusted)} over {self.pairs} pairs"
+        return f"p = {format_p(self.p_value)}"
+
+    def _interval(self) -> str:
+        return f"{CONFIDENCE:.0%} CI {self.low:+.4f} to {self.high:+.4f}"
+
+    def _one_point(self) -> str:
+        seeds = self.power.seeds_for_one_point
+        if self.level == CHECKPOINTS:
+            if seeds is None:
+                return f"one point is out of reach on {self.reviews} test reviews"
+            return f"at least {seeds} seeds per model to find one point"
+        if seeds is None:
+            return (
+                f"one point is out of reach on {self.reviews} test reviews with any number of "
+                "seeds (more test reviews would help)"
+            )
+        return f"one point would need about {seeds} seeds per model"
+
+    def sentence(self) -> str:
+        """The verdict in words: "beats" only when the adjusted test across seeds says so."""
+        caveat = f" ({self.caveat})" if self.caveat else ""
+        if self.level == ENCODERS:
+            seeds = f"{self.seeds_a} and {self.seeds_b} seeds, {self.reviews} test reviews"
+            if self.winner is not None:
+                sign = 1 if self.winner == self.a else -1
+                loser = self.b if self.winner == self.a else self.a
+                means = (self.mean_a, self.mean_b)[::sign]
+                low, high = sorted((sign * self.low, sign * self.high))
+                return (
+                    f"{self.winner} beats {loser} across seeds{caveat}: mean test accuracy "
+                    f"{means[0]:.4f} vs {means[1]:.4f}, {sign * self.difference:+.4f} "
+                    f"({CONFIDENCE:.0%} CI {low:+.4f} to {high:+.4f}), {self._p()} ({seeds})"
+                )
+            return (
+                f"{self.a} vs {self.b}: no difference detected across seeds{caveat}: "
+                f"{self.mean_a:.4f} vs {self.mean_b:.4f}, {self.difference:+.4f} "
+                f"({self._interval()}), {self._p()} ({seeds}); it could find "
+                f"{self.power.detectable:.4f} with probability {self.power.power:.0%}; "
+                f"{self._one_point()}"
+            )
+        m = self.mcnemar
+        if self.seeds_a == self.seeds_b == 1:
+            single = "one seed each"
+        else:
+            single = f"one seed of {self.a if self.seeds_a == 1 else self.b}"
+        what = (
+            f"{self.a} vs {self.b} compares two checkpoints, not two encoders ({single}){caveat}: "
+        )
+        counts = f"{self._p().replace('p =', 'McNemar p =')} (b={m.b}, c={m.c})"
+        better = self.better_checkpoint
+        if better is None:
+            found = (
+                f"no difference detected between the checkpoints, {self.checkpoint_acc_a:.4f} "
+                f"vs {self.checkpoint_acc_b:.4f}, {counts}"
+            )
+        else:
+            other = self.b if better == self.a else self.a
+            accs = (
+                (self.checkpoint_acc_a, self.checkpoint_acc_b)
+                if better == self.a
+                else (self.checkpoint_acc_b, self.checkpoint_acc_a)
+            )
+            found = (
+                f"{better}'s checkpoint is more accurate than {other}'s on these "
+                f"{self.reviews} test reviews, {accs[0]:.4f} vs {accs[1]:.4f}, {counts}"
+            )
+        return f"{what}{found}; to compare the encoders, {self._one_point()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data |= {
+            "significant": self.significant,
+            "winner": self.winner,
+            "better_checkpoint": self.better_checkpoint,
+            "verdict": self.sentence(),
+        }
+        return data
+
+
+def _judge_pair(
+    first: ModelRuns, second: ModelRuns, aso_comparisons: int, alpha: float
+) -> PairVerdict:
+    a, b = _pair(first.correct, second.correct)
+    latest_a, latest_b = a[first.latest], b[second.latest]
+    mcnemar = stats.mcnemar(latest_a.astype(bool).tolist(), latest_b.astype(bool).tolist())
+    common = {
+        "a": first.label,
+        "b": second.label,
+        "seeds_a": a.shape[0],
+        "seeds_b": b.shape[0],
+        "reviews": a.shape[1],
+        "mean_a": float(a.mean()),
+        "mean_b": float(b.mean()),
+        "pairs": 1,
+        "alpha": alpha,
+        "mcnemar": mcnemar,
+        "checkpoint_acc_a": float(latest_a.mean()),
+        "checkpoint_acc_b": float(latest_b.mean()),
+    }
+    if a.shape[0] < 2 or b.shape[0] < 2:
+        boot = stats.paired_bootstrap(latest_a.astype(bool), latest_b.astype(bool))
+        return PairVerdict(
+            level=CHECKPOINTS,
+            difference=boot.difference,
+            low=boot.low,
+            high=boot.high,
+            interval_method=stats.BOOTSTRAP_METHOD,
+            test=TEST_MCNEMAR,
+            p_value=mcnemar.p_value,
+            p_adjusted=mcnemar.p_value,
+            power=power_one_seed(latest_a, latest_b, alpha=alpha),
+            **common,
+        )
+    result = across_seeds(a, b)
+    scores_a, scores_b = a.mean(axis=1), b.mean(axis=1)
+    first_label, others = (
+        (first.label, (scores_a, scores_b))
+        if result.difference >= 0
+        else (second.label, (scores_b, scores_a))
+    )
+    return PairVerdict(
+        level=ENCODERS,
+        difference=result.difference,
+        low=result.low,
+        high=result.high,
+        interval_method=ACROSS_SEEDS_METHOD,
+        test=TEST_ACROSS_SEEDS,
+        p_value=result.p_value,
+        p_adjusted=result.p_value,
+        power=power_across_seeds(result.parts, alpha=alpha),
+        across=result,
+        bootstrap=two_level_bootstrap(a, b),
+        aso_first=first_label,
+        aso_eps_min=aso(*others, comparisons=aso_comparisons),
+        **common,
+    )
+
+
+def judge(
+    pairs: Sequence[tuple[ModelRuns, ModelRuns]],
+    *,
+    alpha: float = ALPHA,
+    caveats: dict[tuple[str, str], str] | None = None,
+) -> list[PairVerdict]:
+    """Each pair's verdict, the p-values Holm-adjusted over all of them."""
+    from dataclasses import replace
+
+    across = sum(1 for x, y in pairs if x.correct.shape[0] > 1 and y.correct.shape[0] > 1)
+    found = [_judge_pair(x, y, max(1, across), alpha) for x, y in pairs]
+    adjusted = holm([v.p_value for v in found], alpha)
+    return [
+        replace(
+            v,
+            p_adjusted=p,
+            pairs=len(found),
+            caveat=(caveats or {}).get((v.a, v.b)),
+        )
+        for v, p in zip(found, adjusted, strict=True)
+    ]
+
+
+def suggested_seeds(pairs: Sequence[PairVerdict], floor: int = 3) -> int | None:
+    """Seeds per model for the pairs not settled across seeds: the most any of them needs
+    to find one point (at least `floor`; MAX_SEEDS + 1 when out of reach); None when no
+    pair asks for more."""
+    needs = [
+        v.power.seeds_for_one_point for v in pairs if v.level == CHECKPOINTS or v.winner is None
+    ]
+    if not needs:
+        return None
+    return max(floor, *[MAX_SEEDS + 1 if n is None else n for n in needs])
