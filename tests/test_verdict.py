@@ -240,9 +240,7 @@ def test_one_seed_power_is_a_lower_bound_from_the_disagreements() -> None:
     a, b = crossed(4, seeds=1, reviews=300)
     power = verdict.power_one_seed(a, b)
     spread = np.var(a[0] - b[0], ddof=1)
-    assert power.detectable == pytest.approx(
-        verdict.detectable(math.sqrt(spread / 300), math.inf)
-    )
+    assert power.detectable == pytest.approx(verdict.detectable(math.sqrt(spread / 300), math.inf))
     seeds = power.seeds_for_one_point
     assert seeds is not None
     assert verdict.power_of_t(0.01, math.sqrt(spread / (300 * seeds)), 2 * (seeds - 1)) >= 0.8

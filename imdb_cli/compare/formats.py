@@ -26,7 +26,6 @@ from imdb_cli.compare.comparison import (
     WHY_OTHERS_DIFFER,
     Comparison,
     ModelRow,
-    Spread,
     format_p,
     primary_test,
 )
@@ -52,14 +51,6 @@ def format_seconds(seconds: float) -> str:
 
 def format_params(count: int) -> str:
     return f"{count / 1e6:.1f}M" if count >= 100_000 else f"{count / 1e3:.1f}k"
-
-
-def format_spread(spread: Spread | None, *, wrap: bool = False) -> str:
-    if spread is None:
-        return "—"
-    if spread.std is None:
-        return "1 run"
-    return f"{spread.mean:.4f} ± {spread.std:.4f}{chr(10) if wrap else ' '}(n={spread.n})"
 
 
 def format_best_val(row: ModelRow) -> str:

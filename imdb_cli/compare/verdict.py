@@ -788,9 +788,9 @@ class PairVerdict:
             single = "one seed each"
         else:
             single = f"one seed of {self.a if self.seeds_a == 1 else self.b}"
-        what = (
-            f"{self.a} vs {self.b} compares two checkpoints, not two encoders ({single}){caveat}: "
-        )
+        if self.caveat:
+            single += f"; {self.caveat}"
+        what = f"{self.a} vs {self.b} compares two checkpoints, not two encoders ({single}): "
         counts = f"{self._p().replace('p =', 'McNemar p =')} (b={m.b}, c={m.c})"
         better = self.better_checkpoint
         if better is None:
