@@ -130,6 +130,15 @@ class SweepRate:
     mean_val_acc: float | None  # over the completed seeds
     val_accs: list[float]
     complete: bool
+    low: float | None = None  # the interval of mean_val_acc (verdict.validation_interval)
+    high: float | None = None
+    within_noise: bool = False  # its interval overlaps the selected rate's
+
+
+def _overlap(a: SweepRate, b: SweepRate) -> bool:
+    if a.low is None or a.high is None or b.low is None or b.high is None:
+        return False
+    return a.low <= b.high and b.low <= a.high
 
 
 @dataclass(frozen=True)
@@ -142,20 +151,44 @@ class SweepSummary:
     reason: str
     seeds: list[int]
     rates: list[SweepRate]
+    val_reviews: int | None = None  # how many validation reviews each accuracy is over
 
     @classmethod
-    def of(cls, record: SweepRecord) -> SweepSummary:
+    def of(cls, record: SweepRecord, val_reviews: int | None = None) -> SweepSummary:
         assert record.selection.lr is not None
+        rates = []
+        for r in record.selection.rates:
+            interval = verdict.validation_interval(r.val_accs, val_reviews) if r.complete else None
+            low, high = interval if interval is not None else (None, None)
+            rates.append(SweepRate(r.lr, r.mean_val_acc, list(r.val_accs), r.complete, low, high))
+        chosen = next(r for r in rates if r.lr == record.selection.lr)
+        rates = [replace(r, within_noise=r.lr != chosen.lr and _overlap(r, chosen)) for r in rates]
         return cls(
             sweep_id=record.sweep_id,
             path=str(record.path),
             selected_lr=record.selection.lr,
             reason=record.selection.reason,
             seeds=list(record.seeds),
-            rates=[
-                SweepRate(r.lr, r.mean_val_acc, list(r.val_accs), r.complete)
-                for r in record.selection.rates
-            ],
+            rates=rates,
+            val_reviews=val_reviews,
+        )
+
+    def certainty(self) -> str:
+        """How sure the choice is, and what the model's result is instead."""
+        reviews = (
+            f"{self.val_reviews:,} validation reviews"
+            if self.val_reviews
+            else ("an unknown number of validation reviews")
+        )
+        close = [f"{r.lr:g}" for r in self.rates if r.within_noise]
+        noise = (
+            f"{', '.join(close)} within noise of it (intervals overlap)"
+            if close
+            else "no other rate within noise of it"
+        )
+        return (
+            f"chose {self.selected_lr:g} on {reviews}, {noise}; the best validation accuracy "
+            "is a maximum and biased upward, so the model's result is its test accuracy"
         )
 
 
@@ -536,6 +569,10 @@ def _seed_matrix(runs: Sequence[Run]) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64)
 
 
+def _val_reviews(ledger: Ledger) -> int | None:
+    return ledger.epochs[-1].val_samples if ledger.epochs else None
+
+
 def _accuracy(seeds: Sequence[Run]) -> verdict.MeanInterval:
     """The mean over seeds and its interval; runs without per-review predictions (older
     ledgers) give the shown run's Wilson interval."""
@@ -678,7 +715,7 @@ def _row(
             lr_selection=swept.describe() if swept is not None else None,
             lr_grid=list(swept.rates) if swept is not None else None,
         ),
-        sweep=SweepSummary.of(swept) if swept is not None else None,
+        sweep=SweepSummary.of(swept, _val_reviews(ledger)) if swept is not None else None,
         curve=[
             EpochPoint(e.epoch, e.train_loss, e.train_acc, e.val_loss, e.val_acc)
             for e in ledger.epochs

@@ -224,13 +224,19 @@ def sweep_rows(comparison: Comparison) -> list[list[str]]:
             continue
         for rate in row.sweep.rates:
             mean = "—" if rate.mean_val_acc is None else f"{rate.mean_val_acc:.4f}"
+            if rate.low is not None and rate.high is not None:
+                mean += f" ({rate.low:.3f}–{rate.high:.3f})"
             done = f"{len(rate.val_accs)}/{len(row.sweep.seeds)}"
-            chosen = "selected" if rate.lr == row.sweep.selected_lr else ""
+            chosen = (
+                "selected"
+                if rate.lr == row.sweep.selected_lr
+                else ("within noise" if rate.within_noise else "")
+            )
             rows.append([row.label, f"{rate.lr:g}", mean, done, chosen])
     return rows
 
 
-SWEEP_HEADER = ["model", "learning rate", "val acc (mean)", "seeds done", ""]
+SWEEP_HEADER = ["model", "learning rate", f"val acc (mean, {CONFIDENCE:.0%} CI)", "seeds done", ""]
 
 
 def _rich_table(title: str, caption_text: str | None = None) -> Any:
@@ -299,7 +305,11 @@ def rich_tables(comparison: Comparison) -> list[Any]:
     if sweep_rows(comparison):
         grid = _rich_table(
             "Learning rates, chosen on validation accuracy (never test)",
-            "\n".join(f"{r.label}: {r.sweep.reason}." for r in comparison.rows if r.sweep),
+            "\n".join(
+                f"{r.label}: {r.sweep.reason}; {r.sweep.certainty()}."
+                for r in comparison.rows
+                if r.sweep
+            ),
         )
         for number, header in enumerate(SWEEP_HEADER):
             grid.add_column(header, justify="left" if number in (0, 4) else "right")
@@ -455,7 +465,7 @@ def render_markdown(
         lines += _md_table(SWEEP_HEADER, ["l", "r", "r", "r", "l"], sweep_rows(comparison))
         lines.append("")
         lines += [
-            f"- {r.label}: {r.sweep.reason} (sweep record `{r.sweep.path}`)"
+            f"- {r.label}: {r.sweep.reason}; {r.sweep.certainty()} (sweep record `{r.sweep.path}`)"
             for r in comparison.rows
             if r.sweep
         ]

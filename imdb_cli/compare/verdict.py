@@ -625,6 +625,29 @@ def length_buckets(
     return buckets
 
 
+# --------------------------------------------------------------------------- validation
+
+
+def validation_interval(
+    val_accs: Sequence[float], reviews: int | None, confidence: float = CONFIDENCE
+) -> tuple[float, float] | None:
+    """How sure one learning rate's validation accuracy is: one seed, the Wilson interval
+    on the validation reviews; several, a t interval over the seeds, never narrower than
+    the Wilson interval of all their reviews together. None without the review count."""
+    from scipy import special
+
+    if not val_accs or not reviews:
+        return None
+    seeds = len(val_accs)
+    mean = sum(val_accs) / seeds
+    pooled = stats.wilson_interval(round(mean * reviews * seeds), reviews * seeds, confidence)
+    if seeds == 1:
+        return pooled
+    sd = float(np.std(val_accs, ddof=1))
+    half = float(special.stdtrit(seeds - 1, 0.5 + confidence / 2)) * sd / math.sqrt(seeds)
+    return min(pooled[0], mean - half), max(pooled[1], mean + half)
+
+
 # --------------------------------------------------------------------------- one model
 
 
