@@ -101,7 +101,7 @@ class Result:
     n_simulations: int  # per arm: that many "equal" and that many "apart" comparisons
     alpha: float
     difference: float
-    world: dict[str, float]
+    world: dict[str, float | int]
     seed_disagreements: float  # mean reviews two seeds of one model disagree on
     model_disagreements: float  # ... and two models' runs
     mean_detectable: float  # the verdict's own power figure, averaged over "equal" ones
@@ -151,7 +151,7 @@ def simulate(
         n_simulations=simulations,
         alpha=alpha,
         difference=difference,
-        world={k: float(v) for k, v in asdict(world).items()},
+        world=asdict(world),
         seed_disagreements=float(np.mean(disagree_seeds)),
         model_disagreements=float(np.mean(disagree_models)),
         mean_detectable=float(np.mean(detectable)),
