@@ -11,26 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from handmade_ledgers import write_run
-from typer.testing import CliRunner
+from test_compare import LABELS, N, as_json, imdb
 
-from imdb_cli.cli import app
 from imdb_cli.compare import verdict
 from imdb_cli.compare.comparison import compare
 from imdb_cli.workspace import Workspace
-
-runner = CliRunner()
-N = 200
-LABELS = [i % 2 for i in range(N)]
-
-
-def imdb(workspace: Workspace, *args: str):  # type: ignore[no-untyped-def]
-    return runner.invoke(app, ["--workdir", str(workspace.root), *args])
-
-
-def as_json(workspace: Workspace, *targets: str) -> dict:  # type: ignore[type-arg]
-    result = imdb(workspace, "compare", *targets, "--format", "json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 def seeds_of(accuracy: float, seeds: int, seed: int, flip: float = 0.08) -> np.ndarray:

@@ -224,16 +224,6 @@ def across_seeds(correct_a: Any, correct_b: Any, *, confidence: float = CONFIDEN
     )
 
 
-@dataclass(frozen=True)
-class BootstrapInterval:
-    difference: float
-    low: float
-    high: float
-    confidence: float
-    resamples: int
-    seed: int
-
-
 def _resample_counts(rng: np.random.Generator, rows: int, n: int) -> np.ndarray:
     """How often each of n items is drawn in each of `rows` resamples with replacement."""
     return rng.multinomial(n, np.full(n, 1.0 / n), size=rows).astype(np.float64)
@@ -246,7 +236,7 @@ def two_level_bootstrap(
     confidence: float = CONFIDENCE,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
-) -> BootstrapInterval:
+) -> stats.BootstrapResult:
     """Percentile interval of mean accuracy A - B: each resample draws seeds with
     replacement within each model and test reviews with replacement once for both models
     (the reviews stay paired). A description: see the module docstring for why the
@@ -267,7 +257,7 @@ def two_level_bootstrap(
     tail = (1 - confidence) / 2
     low, high = np.quantile(differences, [tail, 1 - tail])
     difference = float(a.mean() - b.mean())
-    return BootstrapInterval(difference, float(low), float(high), confidence, resamples, seed)
+    return stats.BootstrapResult(difference, float(low), float(high), confidence, resamples, seed)
 
 
 # --------------------------------------------------------------------------- ASO
@@ -741,7 +731,7 @@ class PairVerdict:
     checkpoint_acc_a: float
     checkpoint_acc_b: float
     across: AcrossSeeds | None = None
-    bootstrap: BootstrapInterval | None = None  # two-level, a description
+    bootstrap: stats.BootstrapResult | None = None  # two-level, a description
     aso_first: str | None = None  # the model whose order over the other ASO gives
     aso_eps_min: float | None = None
     caveat: str | None = None  # why even a clear result says little about the encoders
