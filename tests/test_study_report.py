@@ -71,7 +71,7 @@ def test_the_demo_report_warns_and_carries_every_figure(tmp_path: Path) -> None:
     # model against a random-init toy says nothing about encoders.
     assert text.index("## Verdict") < text.index("## Command") < text.index("## Results")
     verdict_part = text[text.index("## Verdict") : text.index("## Command")]
-    assert "compares two checkpoints, not two encoders (one seed each)" in verdict_part
+    assert "compares two checkpoints, not two encoders (one seed each; pretrained" in verdict_part
     assert "(random init) says nothing about the encoders" in verdict_part
     assert "beats" not in text
     (pair,) = study.comparison.pairs

@@ -314,27 +314,11 @@ class Comparison:
     not_comparable: list[NotComparable] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # not like for like, one line each
-    verdict: list[verdict.PairVerdict] = field(default_factory=list)  # one per paired pair
-    seeds_hint: str | None = None  # how to add the seeds the verdict asks for
-
-    def verdict_dict(self) -> dict[str, Any]:
-        """The verdict as json and the HTML report read it."""
-        return {
-            "primary_test": primary_test(self.verdict),
-            "why_others_differ": WHY_OTHERS_DIFFER,
-            "adjustment": verdict.HOLM_METHOD if len(self.verdict) > 1 else None,
-            "alpha": ALPHA,
-            "aso_threshold": verdict.ASO_THRESHOLD,
-            "aso_method": verdict.ASO_METHOD,
-            "bootstrap_method": verdict.BOOTSTRAP_METHOD,
-            "pairs": [v.to_dict() for v in self.verdict],
-            "suggested_seeds": verdict.suggested_seeds(self.verdict),
-            "seeds_hint": self.seeds_hint,
-        }
+    verdict: verdict.Verdict = field(default_factory=verdict.Verdict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "verdict": self.verdict_dict(),
+            "verdict": self.verdict.to_dict(),
             "confidence": CONFIDENCE,
             "ci_method": stats.CI_METHOD,
             "alpha": ALPHA,
@@ -349,37 +333,6 @@ class Comparison:
             "not_comparable": [asdict(n) for n in self.not_comparable],
             "notes": self.notes,
         }
-
-
-WHY_OTHERS_DIFFER = (
-    "McNemar on the latest runs tests two checkpoints and ignores how much a model varies "
-    "from seed to seed, so it can call a gap significant that another seed would not "
-    "repeat, or miss one that the seeds show; almost stochastic order compares the "
-    "per-seed accuracies as distributions and leaves out which test reviews were drawn, so "
-    "a few seeds that do not overlap give eps_min 0 however small the gap, and seeds that "
-    f"overlap keep it above {verdict.ASO_THRESHOLD} however large"
-)
-
-
-def primary_test(pairs: Sequence[verdict.PairVerdict]) -> str:
-    """The one test the verdict rests on, stated before any result."""
-    levels = {v.level for v in pairs}
-    parts = []
-    if verdict.ENCODERS in levels or not pairs:
-        parts.append(
-            "with two or more seeds per model, a t-test of the difference in mean test "
-            "accuracy whose variance has two parts, seeds within each model and the test "
-            "reviews both share (Welch-Satterthwaite degrees of freedom)"
-        )
-    if verdict.CHECKPOINTS in levels:
-        parts.append(
-            "with one seed on a side, McNemar's test of the two checkpoints, which says "
-            "nothing about the encoders"
-        )
-    text = "; ".join(parts)
-    if len(pairs) > 1:
-        text += f"; p-values Holm-adjusted over the {len(pairs)} pairs"
-    return f"{text}; significance at {ALPHA}"
 
 
 @dataclass(frozen=True)
@@ -547,11 +500,11 @@ def build_comparison(
                 comparison.pairs.append(pair)
             else:
                 comparison.unpaired.append(pair)
-    comparison.verdict = _judge(comparison, runs_of)
+    comparison.verdict = verdict.Verdict(_judge(comparison, runs_of))
     comparison.rows = [replace(r, best=_beats_all(r.label, comparison)) for r in comparison.rows]
-    comparison.seeds_hint = seeds_hint(comparison)
+    comparison.verdict = replace(comparison.verdict, seeds_hint=seeds_hint(comparison))
     comparison.warnings = recipes.warnings(
-        labels, [r.recipe for r in comparison.rows], seeds_hint=comparison.seeds_hint
+        labels, [r.recipe for r in comparison.rows], seeds_hint=comparison.verdict.seeds_hint
     )
     comparison.warnings += [
         f"not on the same test reviews: {u.message()}" for u in comparison.unpaired
@@ -607,7 +560,7 @@ def _judge(comparison: Comparison, runs_of: Mapping[str, list[Run]]) -> list[ver
 def _beats_all(label: str, comparison: Comparison) -> bool:
     """Whether the adjusted test across seeds finds `label` better than every other row."""
     others = len(comparison.rows) - 1
-    wins = sum(1 for v in comparison.verdict if v.winner == label)
+    wins = sum(1 for v in comparison.verdict.pairs if v.winner == label)
     return others > 0 and wins == others
 
 
@@ -616,11 +569,11 @@ PRACTICAL_SEEDS = 10  # more than this a model, the hint asks for more test revi
 
 def seeds_hint(comparison: Comparison) -> str | None:
     """The commands that add the seeds the verdict asks for (its power figure)."""
-    count = verdict.suggested_seeds(comparison.verdict)
+    count = comparison.verdict.suggested_seeds
     if count is None:
         return None
     models = ",".join(dict.fromkeys(row.model for row in comparison.rows))
-    lower = any(v.level == verdict.CHECKPOINTS for v in comparison.verdict)
+    lower = any(v.level == verdict.CHECKPOINTS for v in comparison.verdict.pairs)
     if count <= PRACTICAL_SEEDS:
         seeds = ",".join(str(42 + i) for i in range(count))
         return (
@@ -629,7 +582,7 @@ def seeds_hint(comparison: Comparison) -> str | None:
             "(with the study's other options), or imdb train MODEL --seed N for each seed a "
             "model lacks"
         )
-    reviews = min(v.reviews for v in comparison.verdict)
+    reviews = min(v.reviews for v in comparison.verdict.pairs)
     needed = (
         f"more than {verdict.MAX_SEEDS}"
         if count > verdict.MAX_SEEDS

@@ -23,11 +23,9 @@ from imdb_cli.compare.comparison import (
     CALIBRATION_METHOD,
     CONFIDENCE,
     LENGTHS_METHOD,
-    WHY_OTHERS_DIFFER,
     Comparison,
     ModelRow,
     format_p,
-    primary_test,
 )
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_atomic
@@ -109,10 +107,10 @@ def caption(comparison: Comparison) -> str:
 
 def verdict_lines(comparison: Comparison) -> list[str]:
     """The verdict, first in every format: the primary test, then one sentence a pair."""
-    if not comparison.verdict:
+    if not comparison.verdict.pairs:
         return []
-    lines = [f"Verdict ({primary_test(comparison.verdict)}):"]
-    for pair in comparison.verdict:
+    lines = [f"Verdict ({comparison.verdict.primary_test}):"]
+    for pair in comparison.verdict.pairs:
         lines.append(f"  {pair.sentence()}")
         if pair.aso_eps_min is not None and pair.aso_first is not None:
             other = pair.b if pair.aso_first == pair.a else pair.a
@@ -122,8 +120,8 @@ def verdict_lines(comparison: Comparison) -> list[str]:
                 f"{pair.aso_eps_min:.2f} ({'below' if ordered else 'not below'} "
                 f"{verdict.ASO_THRESHOLD})"
             )
-    if comparison.seeds_hint:
-        lines.append(f"  To settle it: {comparison.seeds_hint}.")
+    if comparison.verdict.seeds_hint:
+        lines.append(f"  To settle it: {comparison.verdict.seeds_hint}.")
     return lines
 
 
@@ -345,7 +343,7 @@ def result_lines(comparison: Comparison) -> list[str]:
 def print_comparison(console: Any, comparison: Comparison, *, skip_not_comparable: bool) -> None:
     for line in verdict_lines(comparison):
         console.print(line, highlight=False, markup=False)
-    if comparison.verdict:
+    if comparison.verdict.pairs:
         console.print()
     for number, table in enumerate(rich_tables(comparison)):
         if number:
@@ -486,10 +484,10 @@ def render_markdown(
 
 def markdown_verdict(comparison: Comparison, h: str) -> list[str]:
     """The verdict section, first: the primary test, each pair, its figures, the hint."""
-    if not comparison.verdict:
+    if not comparison.verdict.pairs:
         return []
-    pairs = comparison.verdict
-    lines = [f"{h} Verdict", "", f"Primary test: {primary_test(pairs)}.", ""]
+    pairs = comparison.verdict.pairs
+    lines = [f"{h} Verdict", "", f"Primary test: {comparison.verdict.primary_test}.", ""]
     lines += [f"- **{p.sentence()}**" for p in pairs]
     lines += [f"- **{c}**" for c in pretraining_caveats(comparison)]
     lines += [""]
@@ -538,13 +536,15 @@ def markdown_verdict(comparison: Comparison, h: str) -> list[str]:
         f"p-value is below {ALPHA}."
         if len(pairs) > 1
         else None,
-        f"Why the other views can differ: {WHY_OTHERS_DIFFER}.",
+        f"Why the other views can differ: {verdict.WHY_OTHERS_DIFFER}.",
         f"Almost stochastic order: {verdict.ASO_METHOD}.",
         f"Two-level bootstrap: {verdict.BOOTSTRAP_METHOD}; a description, not the test (with "
         "few seeds it is too narrow, and it counts the seed-by-review noise more than once; "
         "benchmarks/null_calibration.py measures both).",
         f"Power: {pairs[0].power.basis}.",
-        f"To settle it: {comparison.seeds_hint}." if comparison.seeds_hint else None,
+        f"To settle it: {comparison.verdict.seeds_hint}."
+        if comparison.verdict.seeds_hint
+        else None,
     ]
     lines += [""] + [f"- {n}" for n in notes if n]
     return [*lines, ""]
@@ -747,7 +747,7 @@ def _difference_vs_top(comparison: Comparison, row: ModelRow) -> dict[str, Any]:
     top = max(comparison.rows, key=lambda r: r.accuracy.mean)
     if top.label == row.label:
         return {}
-    for pair in comparison.verdict:
+    for pair in comparison.verdict.pairs:
         if {pair.a, pair.b} == {row.label, top.label}:
             sign = 1 if pair.a == row.label else -1
             low, high = sign * pair.low, sign * pair.high

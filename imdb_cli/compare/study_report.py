@@ -68,7 +68,7 @@ def render_study_report(study: StudyReport) -> str:
     ]
     if study.failures:
         lines += ["", "**Incomplete.** " + " ".join(f"{f}." for f in study.failures)]
-    if study.comparison is not None and study.comparison.verdict:
+    if study.comparison is not None and study.comparison.verdict.pairs:
         # The answer first; the results below give the figures it rests on.
         lines += ["", *markdown_verdict(study.comparison, "##")]
     lines += ["", "## Command", "", "```bash", study.command, "```", ""]

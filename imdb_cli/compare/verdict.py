@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -927,3 +927,66 @@ def suggested_seeds(pairs: Sequence[PairVerdict], floor: int = 3) -> int | None:
     if not needs:
         return None
     return max(floor, *[MAX_SEEDS + 1 if n is None else n for n in needs])
+
+
+WHY_OTHERS_DIFFER = (
+    "McNemar on the latest runs tests two checkpoints and ignores how much a model varies "
+    "from seed to seed, so it can call a gap significant that another seed would not "
+    "repeat, or miss one that the seeds show; almost stochastic order compares the "
+    "per-seed accuracies as distributions and leaves out which test reviews were drawn, so "
+    "a few seeds that do not overlap give eps_min 0 however small the gap, and seeds that "
+    f"overlap keep it above {ASO_THRESHOLD} however large"
+)
+
+
+def primary_test(pairs: Sequence[PairVerdict]) -> str:
+    """The one test the verdict rests on, stated before any result."""
+    levels = {v.level for v in pairs}
+    parts = []
+    if ENCODERS in levels or not pairs:
+        parts.append(
+            "with two or more seeds per model, a t-test of the difference in mean test "
+            "accuracy whose variance has two parts, seeds within each model and the test "
+            "reviews both share (Welch-Satterthwaite degrees of freedom)"
+        )
+    if CHECKPOINTS in levels:
+        parts.append(
+            "with one seed on a side, McNemar's test of the two checkpoints, which says "
+            "nothing about the encoders"
+        )
+    text = "; ".join(parts)
+    if len(pairs) > 1:
+        text += f"; p-values Holm-adjusted over the {len(pairs)} pairs"
+    return f"{text}; significance at {ALPHA}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The comparison's verdict: one `PairVerdict` a paired pair, the p-values adjusted
+    together, and how to add the seeds it asks for. What json and the HTML report read."""
+
+    pairs: list[PairVerdict] = field(default_factory=list)
+    seeds_hint: str | None = None
+    alpha: float = ALPHA
+
+    @property
+    def primary_test(self) -> str:
+        return primary_test(self.pairs)
+
+    @property
+    def suggested_seeds(self) -> int | None:
+        return suggested_seeds(self.pairs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "primary_test": self.primary_test,
+            "why_others_differ": WHY_OTHERS_DIFFER,
+            "adjustment": HOLM_METHOD if len(self.pairs) > 1 else None,
+            "alpha": self.alpha,
+            "aso_threshold": ASO_THRESHOLD,
+            "aso_method": ASO_METHOD,
+            "bootstrap_method": BOOTSTRAP_METHOD,
+            "pairs": [v.to_dict() for v in self.pairs],
+            "suggested_seeds": self.suggested_seeds,
+            "seeds_hint": self.seeds_hint,
+        }
