@@ -152,6 +152,7 @@ def test_aso_is_deepsigs_eps_min_draw_for_draw(
     scores_a: list[float], scores_b: list[float], comparisons: int
 ) -> None:
     import deepsig  # the reference implementation (a dev dependency)
+
     iterations = 200
     ours = verdict.aso(
         scores_a,
@@ -312,3 +313,30 @@ def test_length_buckets_count_and_give_wilson_intervals() -> None:
     assert (buckets[0].accuracy_low, buckets[0].accuracy_high) == pytest.approx((ci.low, ci.high))
     empty = verdict.length_buckets([True], [10], (5, 20))
     assert empty[0].reviews == 0 and empty[0].accuracy is None and empty[0].accuracy_low is None
+
+
+def test_a_models_mean_interval_is_wilson_for_one_run_and_a_t_interval_over_seeds() -> None:
+    one = verdict.mean_interval([[1] * 170 + [0] * 30])
+    ci = scipy_stats.binomtest(170, 200).proportion_ci(0.95, method="wilson")
+    assert (one.mean, one.low, one.high, one.seeds) == pytest.approx((0.85, ci.low, ci.high, 1))
+    # Every review right for exactly 3 of 4 seeds: no review part, so the interval is the
+    # t interval of the per-seed accuracies (scipy).
+    rng = np.random.default_rng(8)
+    x = np.ones((4, 300))
+    x[rng.integers(0, 4, 300), np.arange(300)] = 0
+    found = verdict.mean_interval(x)
+    accuracies = x.mean(axis=1)
+    low, high = scipy_stats.t.interval(
+        0.95, 3, loc=accuracies.mean(), scale=scipy_stats.sem(accuracies)
+    )
+    assert (found.low, found.high) == pytest.approx((low, high))
+
+
+def test_a_learning_rates_validation_interval() -> None:
+    ci = scipy_stats.binomtest(270, 300).proportion_ci(0.95, method="wilson")
+    assert verdict.validation_interval([0.9], 300) == pytest.approx((ci.low, ci.high))
+    # Seeds far apart: the t interval over seeds is the wider one.
+    accs = [0.80, 0.90, 0.85]
+    low, high = scipy_stats.t.interval(0.95, 2, loc=0.85, scale=scipy_stats.sem(accs))
+    assert verdict.validation_interval(accs, 300) == pytest.approx((low, high))
+    assert verdict.validation_interval([0.9], None) is None

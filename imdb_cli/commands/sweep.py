@@ -13,6 +13,7 @@ from imdb_cli.console import info, out, verbosity
 from imdb_cli.data.entry import load_dataset_entry
 from imdb_cli.study import sweep as sweeps
 from imdb_cli.study.reproduce import parse_seeds
+from imdb_cli.workspace import Workspace
 
 
 @handles_errors
@@ -102,21 +103,36 @@ def sweep(
             )
         info(f"sweep record: {record.path}")
         return
-    render(sweeps.train_sweep(space, spec, plan, use_wandb=wandb))
+    render(sweeps.train_sweep(space, spec, plan, use_wandb=wandb), space)
 
 
-def render(record: sweeps.SweepRecord) -> None:
+def render(record: sweeps.SweepRecord, space: Workspace) -> None:
+    from imdb_cli.compare.comparison import SweepSummary
+
+    summary = None
+    if record.selection.lr is not None:
+        chosen = record.runs_of(space, record.selection.lr)
+        epochs = chosen[0].ledger.epochs if chosen else []
+        summary = SweepSummary.of(record, epochs[-1].val_samples if epochs else None)
+    shown = {r.lr: r for r in summary.rates} if summary is not None else {}
     title = f"{record.model}: learning rates, judged on validation accuracy only"
     table = compact_table(title)
     table.expand = True  # the title on one line; the notes take what the figures leave
     table.add_column("learning rate", justify="right", no_wrap=True)
-    table.add_column("val acc (mean)", justify="right", no_wrap=True)
+    table.add_column("val acc (mean, 95% CI)", justify="right", no_wrap=True)
     table.add_column("seeds done", justify="right", no_wrap=True)
     table.add_column("", ratio=1)  # selected, or what keeps the rate out
     for rate in record.selection.rates:
         mean = "—" if rate.mean_val_acc is None else f"{rate.mean_val_acc:.4f}"
+        same = shown.get(rate.lr)
+        if same is not None and same.low is not None and same.high is not None:
+            mean += f" ({same.low:.3f}–{same.high:.3f})"
         note = "selected" if rate.lr == record.selection.lr else "; ".join(rate.problems)
+        if same is not None and same.within_noise:
+            note = "; ".join(filter(None, ["within noise of the selected", note]))
         table.add_row(sweeps.format_rate(rate.lr), mean, f"{len(rate.val_accs)}/{rate.seeds}", note)
     out.print(table)
     out.print(f"{record.selection.reason}.", highlight=False)
+    if summary is not None:
+        out.print(f"{summary.certainty().capitalize()}.", highlight=False)
     out.print(f"sweep record: {record.path}", highlight=False, soft_wrap=True)
