@@ -27,6 +27,7 @@ from imdb_cli.compare.comparison import (
     ModelRow,
     format_p,
 )
+from imdb_cli.compare.verdict import LengthBucket
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_atomic
 
@@ -83,6 +84,16 @@ def format_ece(row: ModelRow) -> str:
 
 def format_tokens(row: ModelRow) -> str:
     return f"{row.max_length if row.max_length is not None else '?'} {row.truncation or '?'}"
+
+
+def format_bucket_interval(bucket: LengthBucket) -> str:
+    """`0.812 (0.750–0.862, 120)`: accuracy, Wilson interval, reviews."""
+    if bucket.accuracy is None or bucket.accuracy_low is None or bucket.accuracy_high is None:
+        return "— (0)"
+    return (
+        f"{bucket.accuracy:.3f} ({bucket.accuracy_low:.3f}–{bucket.accuracy_high:.3f}, "
+        f"{bucket.reviews})"
+    )
 
 
 def format_bucket(accuracy: float | None, reviews: int) -> str:
@@ -632,16 +643,45 @@ def _markdown_errors(comparison: Comparison, h: str, figures: dict[str, str]) ->
     lines += [f"{h}# Calibration", ""]
     lines += _figure(figures, "reliability", "reliability diagram")
     lines += _md_table(
-        ["model", "ECE", "mean confidence", "accuracy"],
-        ["l", "r", "r", "r"],
+        [
+            "model",
+            "ECE",
+            f"ECE {CONFIDENCE:.0%} CI",
+            "Brier",
+            "log loss",
+            "mean confidence",
+            "accuracy",
+        ],
+        ["l", "r", "r", "r", "r", "r", "r"],
         [
             [
                 row.label,
-                f"{row.errors.calibration.ece:.4f}",
-                f"{row.errors.calibration.mean_confidence:.4f}",
-                f"{row.errors.calibration.accuracy:.4f}",
+                f"{c.ece:.4f}",
+                f"{c.ece_low:.4f}–{c.ece_high:.4f}",
+                f"{c.brier:.4f}",
+                f"{c.log_loss:.4f}",
+                f"{c.mean_confidence:.4f}",
+                f"{c.accuracy:.4f}",
             ]
             for row in comparison.rows
+            for c in (row.errors.calibration,)
+        ],
+    )
+    lines += ["", "Each bin of the reliability diagram:", ""]
+    lines += _md_table(
+        ["model", "confidence", "mean confidence", "reviews", "accuracy", f"{CONFIDENCE:.0%} CI"],
+        ["l", "r", "r", "r", "r", "r"],
+        [
+            [
+                row.label,
+                f"{b.low:.3f}–{b.high:.3f}",
+                f"{b.confidence:.4f}",
+                str(b.reviews),
+                f"{b.accuracy:.4f}",
+                f"{b.accuracy_low:.3f}–{b.accuracy_high:.3f}",
+            ]
+            for row in comparison.rows
+            for b in row.errors.calibration.bins
         ],
     )
     lines += [
@@ -660,15 +700,15 @@ def _markdown_errors(comparison: Comparison, h: str, figures: dict[str, str]) ->
             [
                 [
                     row.label,
-                    *[format_bucket(b.accuracy, b.reviews) for b in row.errors.lengths or []],
+                    *[format_bucket_interval(b) for b in row.errors.lengths or []],
                 ]
                 for row in comparison.rows
             ],
         )
         lines += [
             "",
-            f"{LENGTHS_METHOD}; accuracy (reviews). Reviews longer than a run's max length "
-            "were cut to it.",
+            f"{LENGTHS_METHOD}. Cells: accuracy ({CONFIDENCE:.0%} interval, reviews). Reviews "
+            "longer than a run's max length were cut to it.",
         ]
     notes = [
         f"{row.label}: {row.errors.lengths_note}"
