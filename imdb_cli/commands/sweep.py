@@ -119,14 +119,14 @@ def render(record: sweeps.SweepRecord, space: Workspace) -> None:
     table = compact_table(title)
     table.expand = True  # the title on one line; the notes take what the figures leave
     table.add_column("learning rate", justify="right", no_wrap=True)
-    table.add_column("val acc (mean, 95% CI)", justify="right", no_wrap=True)
+    table.add_column("val acc (mean,\n95% CI)", justify="right", no_wrap=True)
     table.add_column("seeds done", justify="right", no_wrap=True)
     table.add_column("", ratio=1)  # selected, or what keeps the rate out
     for rate in record.selection.rates:
         mean = "—" if rate.mean_val_acc is None else f"{rate.mean_val_acc:.4f}"
         same = shown.get(rate.lr)
         if same is not None and same.low is not None and same.high is not None:
-            mean += f" ({same.low:.3f}–{same.high:.3f})"
+            mean += f"\n({same.low:.3f}–{same.high:.3f})"  # its 95% interval, under it
         note = "selected" if rate.lr == record.selection.lr else "; ".join(rate.problems)
         if same is not None and same.within_noise:
             note = "; ".join(filter(None, ["within noise of the selected", note]))
