@@ -615,6 +615,8 @@ def _same_experiment(run: Run, candidates: Sequence[Run]) -> tuple[list[Run], in
             and _settings(other.ledger) == _settings(run.ledger)
             and other.ledger.data.get("data_fingerprint") == run.ledger.data.get("data_fingerprint")
             and sorted(other_test.review_ids) == reviews
+            # Its per-review predictions enter the verdict: they must be whole.
+            and _prediction_mismatch(other.ledger) is None
         ):
             same.append(other)
         else:
