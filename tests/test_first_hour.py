@@ -150,8 +150,9 @@ def test_results_written_to_a_pipe_fit_80_columns(
         "compare": ["compare", *MODELS],
         "evaluate": ["evaluate", "tiny-modernbert", "--quiet"],
         "attention": ["attention", "--review", "A fine, warm and funny film. " * 4],
-        "sweep": _sweep_args(trained_workspace),
     }
+    # The sweep last: its handmade trials would become tiny-bert's run (a sweep's choice).
+    commands["sweep"] = _sweep_args(trained_workspace)
     for name, args in commands.items():
         result = imdb(trained_workspace, *args)
         assert result.exit_code == 0, (name, result.output)

@@ -21,9 +21,10 @@ def compare(
         typer.Argument(
             metavar="MODEL|RUN",
             help=(
-                "Model keys (every completed run with the latest one's settings and test "
-                "reviews: its seeds), `model/run-id`, or run folders (several of one model "
-                "that differ only by seed are its seeds). "
+                "Model keys (the run its latest sweep selected, else its latest completed run, "
+                "with its seeds: its completed runs with the same settings and test reviews), "
+                "`model/run-id`, or run folders (several of one model that differ only by seed "
+                "are its seeds). "
                 "None: every model with a completed run. Runs on different data sets are "
                 "never paired."
             ),

@@ -14,6 +14,7 @@ from imdb_cli.compare.formats import (
     md_escape,
     render_markdown,
 )
+from imdb_cli.config import Invocation
 from imdb_cli.data.entry import DEFAULT_DATASET, LEGACY_LABELS
 
 
@@ -22,7 +23,7 @@ class AnalysisStep:
     """One analysis of `imdb reproduce`: its files, or why it did not run."""
 
     name: str
-    command: str | None = None
+    command: Invocation | None = None
     images: list[Path] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     summary: str | None = None
@@ -35,13 +36,13 @@ class StudyReport:
     """Everything `<workdir>/report.md` says."""
 
     workdir: Path
-    command: str
+    command: Invocation
     started_at: str
     versions: dict[str, str]
     models: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
     devices: dict[str, str] = field(default_factory=dict)  # model -> device it trained on
-    steps: list[str] = field(default_factory=list)  # each step as its own command
+    steps: list[Invocation] = field(default_factory=list)  # each step as its own command
     comparison: Comparison | None = None
     figures: dict[str, Path] = field(default_factory=dict)  # the comparison's PNGs by name
     analyses: list[AnalysisStep] = field(default_factory=list)
@@ -71,7 +72,7 @@ def render_study_report(study: StudyReport) -> str:
     if study.comparison is not None and study.comparison.verdict.pairs:
         # The answer first; the results below give the figures it rests on.
         lines += ["", *markdown_verdict(study.comparison, "##")]
-    lines += ["", "## Command", "", "```bash", study.command, "```", ""]
+    lines += ["", "## Command", "", "```bash", str(study.command), "```", ""]
     if study.data:
         d = study.data
         sizes = d.get("sizes", {})
@@ -122,7 +123,7 @@ def render_study_report(study: StudyReport) -> str:
         "tokenizer and length, which here is the one `imdb prepare` makes.",
         "",
         "```bash",
-        *study.steps,
+        *map(str, study.steps),
         "```",
         "",
     ]

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from imdb_cli.console import debug
 from imdb_cli.errors import ImdbError
+from imdb_cli.records import STRICT
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -24,6 +26,17 @@ PROBE_TEXT = (
     "Héllo, WORLD! Naïve café-goers' «review»: 10/10 -- DON'T miss it… "
     "Ångström & Müller <br /><br />(1999) 😀 unbelievably-overrated?!"
 )
+
+
+@dataclass(frozen=True)
+class Tokenization:
+    """How a data set's reviews were cut into token ids: at most `max_length` tokens (special
+    tokens included), a longer review keeping its head, tail or head+tail (`truncation`)."""
+
+    __pydantic_config__ = STRICT
+
+    max_length: int
+    truncation: str = "head"
 
 
 def tokenizer_key(tokenizer: PreTrainedTokenizerBase) -> str:
@@ -84,15 +97,15 @@ def _cut_at_space(text: str, budget: int) -> str:
 class Encoder:
     """Token ids of texts, truncated to max_length the way `truncation` says."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int, truncation: str):
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, tokenization: Tokenization):
         self.tokenizer = tokenizer
+        self.tokenization = tokenization
+        max_length, truncation = tokenization.max_length, tokenization.truncation
         self.max_length = max_length
         self.truncation = truncation
         self.pad_id = int(tokenizer.pad_token_id)
         self.prefix, self.suffix = _special_template(tokenizer)
         self.content = max_length - len(self.prefix) - len(self.suffix)
-        # Sun et al. 2019 keep 128 head + 382 tail tokens of 512: a quarter from the head.
-        self.head = max_length * 128 // 512
         if self.content < 1:
             raise ImdbError(f"--max-length {max_length} leaves no room for text")
         warnings = getattr(tokenizer, "deprecation_warnings", None)
@@ -116,13 +129,26 @@ class Encoder:
                 return_attention_mask=False,
                 return_token_type_ids=False,
             )["input_ids"]
-            rows = [self.prefix + self._cut(list(ids)) + self.suffix for ids in bare]
+            return self._cut([self.prefix + list(ids) + self.suffix for ids in bare])
         input_ids = np.full((len(texts), self.max_length), self.pad_id, dtype=np.int32)
         lengths = np.empty(len(texts), dtype=np.int32)
         for i, row in enumerate(rows):
             input_ids[i, : len(row)] = row
             lengths[i] = len(row)
         return input_ids, lengths
+
+    def truncation_settings(self) -> dict[str, int | str]:
+        """How a review longer than max_length is cut (model.cut's settings): kept in an
+        export's config, so the exported model cuts as the run's data was cut."""
+        from imdb_cli.model import head_tokens  # torch: only where a model is in use
+
+        return {
+            "max_length": self.max_length,
+            "strategy": self.truncation,
+            "prefix_tokens": len(self.prefix),
+            "suffix_tokens": len(self.suffix),
+            "head_tokens": head_tokens(self.truncation, self.max_length, self.content),
+        }
 
     def _full_head_rows(self, texts: list[str]) -> list[list[int]]:
         return list(
@@ -167,11 +193,21 @@ class Encoder:
                 return full
         return rows
 
-    def _cut(self, ids: list[int]) -> list[int]:
-        if len(ids) <= self.content:
-            return ids
-        if self.truncation == "tail":
-            return ids[-self.content :]
-        head = min(self.head, self.content)
-        tail = self.content - head
-        return ids[:head] + (ids[-tail:] if tail else [])
+    def _cut(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Whole reviews (special tokens included) cut to max_length by the one rule the
+        exported model also follows (model.cut); ids padded, and the kept lengths."""
+        import torch  # tail and head+tail truncation only: head needs no torch
+
+        from imdb_cli.model import cut
+
+        width = max(self.max_length, *(len(row) for row in rows)) if rows else self.max_length
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.int64)
+        mask = torch.zeros((len(rows), width), dtype=torch.int64)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row, dtype=torch.int64)
+            mask[i, : len(row)] = 1
+        kept, kept_mask = cut(ids, mask, self.truncation_settings())
+        kept = torch.where(kept_mask.bool(), kept, self.pad_id)[:, : self.max_length]
+        padded = np.full((len(rows), self.max_length), self.pad_id, dtype=np.int32)
+        padded[:, : kept.shape[1]] = kept.numpy()
+        return padded, kept_mask.sum(dim=1).numpy().astype(np.int32)

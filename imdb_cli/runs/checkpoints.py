@@ -18,14 +18,14 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from transformers import AutoModel, PreTrainedTokenizerBase
+from transformers import AutoModel
 
 from imdb_cli import guarded_loading
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_atomic
 from imdb_cli.model import EncoderForClassification
 from imdb_cli.runs.ledger import LEDGER_NAME, Ledger
-from imdb_cli.runs.select import ENCODER_DIR, Run
+from imdb_cli.runs.run import ENCODER_DIR, Run
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -170,7 +170,3 @@ def load_classifier(
     load_weights(model, path, recorded_sha256(run.path, run.ledger, path))
     model.eval()
     return model, path
-
-
-def load_run_tokenizer(run: Run) -> PreTrainedTokenizerBase:
-    return guarded_loading.load_tokenizer(run.path / ENCODER_DIR)
