@@ -423,7 +423,7 @@ def test_wandb_not_installed_says_how_to_install(
     workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb -> ImportError
-    with pytest.raises(ImdbError, match=r"pip install 'imdb-cli\[wandb\]'"):
+    with pytest.raises(ImdbError, match=r"needs the wandb package: pip install 'wandb"):
         train(
             workspace,
             registry.load_spec(TINY),
