@@ -62,7 +62,9 @@ def reproduce(
         str | None,
         typer.Option(
             "--seeds",
-            help="Training seeds, e.g. 42,43: one run per seed and model, shown as mean ± std. "
+            help="Training seeds, e.g. 42,43,44: one run per seed and model. With two or more, "
+            "the verdict compares the encoders across seeds (with one, two checkpoints; the "
+            "report says how many seeds a one-point difference needs). "
             "Default: each model's YAML seed.",
             show_default=False,
         ),

@@ -35,6 +35,7 @@ from imdb_cli.runs.sweeps import (
 from imdb_cli.study import sweep as sweeps
 from imdb_cli.study.reproduce import parse_seeds
 from imdb_cli.study.workers import SweepJob, run_pool
+from imdb_cli.workspace import Workspace
 
 
 @handles_errors
@@ -185,14 +186,14 @@ def sweep(
         return
     pool = pool_options(workers, storage, nproc_per_trial, wandb)
     if pool is None:
-        render(sweeps.train_sweep(space, spec, plan, use_wandb=wandb))
+        render(sweeps.train_sweep(space, spec, plan, use_wandb=wandb), space)
         return
     commands = {
         t.run_name: str(sweeps.trial_invocation(space, spec, plan, t)) for t in plan.trials()
     }
     (done,) = run_pool(space, [SweepJob(model, plan, commands)], pool)
     assert isinstance(done, SweepRecord)
-    render(done)
+    render(done, space)
 
 
 def search_ranges(
@@ -231,18 +232,33 @@ def render_search(record: SearchRecord) -> None:
     out.print(f"search record: {record.path}", highlight=False, soft_wrap=True)
 
 
-def render(record: SweepRecord) -> None:
+def render(record: SweepRecord, space: Workspace) -> None:
+    from imdb_cli.compare.comparison import SweepSummary
+
+    summary = None
+    if record.selection.lr is not None:
+        chosen = record.runs_of(space, record.selection.lr)
+        epochs = chosen[0].ledger.epochs if chosen else []
+        summary = SweepSummary.of(record, epochs[-1].val_samples if epochs else None)
+    shown = {r.lr: r for r in summary.rates} if summary is not None else {}
     title = f"{record.model}: learning rates, judged on validation accuracy only"
     table = compact_table(title)
     table.expand = True  # the title on one line; the notes take what the figures leave
     table.add_column("learning rate", justify="right", no_wrap=True)
-    table.add_column("val acc (mean)", justify="right", no_wrap=True)
+    table.add_column("val acc (mean,\n95% CI)", justify="right", no_wrap=True)
     table.add_column("seeds done", justify="right", no_wrap=True)
     table.add_column("", ratio=1)  # selected, or what keeps the rate out
     for rate in record.selection.rates:
         mean = "—" if rate.mean_val_acc is None else f"{rate.mean_val_acc:.4f}"
+        same = shown.get(rate.lr)
+        if same is not None and same.low is not None and same.high is not None:
+            mean += f"\n({same.low:.3f}–{same.high:.3f})"  # its 95% interval, under it
         note = "selected" if rate.lr == record.selection.lr else "; ".join(rate.problems)
+        if same is not None and same.within_noise:
+            note = "; ".join(filter(None, ["within noise of the selected", note]))
         table.add_row(format_rate(rate.lr), mean, f"{len(rate.val_accs)}/{rate.seeds}", note)
     out.print(table)
     out.print(f"{record.selection.reason}.", highlight=False)
+    if summary is not None:
+        out.print(f"{summary.certainty().capitalize()}.", highlight=False)
     out.print(f"sweep record: {record.path}", highlight=False, soft_wrap=True)
