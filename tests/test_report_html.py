@@ -322,11 +322,14 @@ def test_the_pages_tables_hold_compare_jsons_numbers(study: Study) -> None:
     }
     assert {model for model, _ in table} == set(MODELS)
     for label, model in by_model.items():
-        for key in ("test_acc", "test_loss", "best_val_acc"):
-            assert float(table[(label, key)]) == model[key]
-        assert float(table[(label, "test_acc_spread")]) == model["test_acc_spread"]["mean"]
+        accuracy = model["accuracy"]
+        assert float(table[(label, "test_acc")]) == accuracy["mean"]
         low, high = table[(label, "ci")].split()
-        assert (float(low), float(high)) == (model["ci_low"], model["ci_high"])
+        assert (float(low), float(high)) == (accuracy["low"], accuracy["high"])
+        assert float(table[(label, "test_loss")]) == model["test_loss_spread"]["mean"]
+        assert float(table[(label, "best_val_acc")]) == model["best_val_acc_spread"]["mean"]
+        assert float(table[(label, "test_acc_std")]) == model["test_acc_spread"]["std"]
+        assert int(table[(label, "runs")]) == model["runs"] == len(SEEDS)
         errors = model["errors"]
         assert float(table[(label, "macro_f1")]) == errors["confusion"]["macro_f1"]
         assert float(table[(label, "ece")]) == errors["calibration"]["ece"]
@@ -347,7 +350,7 @@ def test_the_pages_tables_hold_compare_jsons_numbers(study: Study) -> None:
         v for m in compared["models"] for r in m["errors"]["confusion"]["matrix"] for v in r
     ]
     text = study.page.read_text(encoding="utf-8")
-    for pair in compared["pairs"]:
+    for pair in compared["verdict"]["pairs"]:
         assert pair["verdict"] in text  # the markup escapes no character of a verdict
     for warning in compared["warnings"]:
         assert f"Not like for like: {warning}." in text.replace("&#39;", "'")
@@ -641,11 +644,13 @@ def test_the_charts_draw_compare_jsons_numbers(study: Study, browser: Any) -> No
                 .map(t => [t.hovertemplate, Array.from(t.y)])"""
         )
     drawn = {label: (x, low, high) for label, x, low, high in forest}
-    for pair in compared["pairs"]:
+    pairs = compared["verdict"]["pairs"]
+    assert len(drawn) == len(pairs) == 3
+    for pair in pairs:  # the verdict's difference across seeds and its interval
         x, low, high = drawn[f"{pair['a']} − {pair['b']}"]
-        assert x == pair["acc_difference"]
-        assert low == pytest.approx(pair["acc_difference_ci_low"], abs=1e-12)
-        assert high == pytest.approx(pair["acc_difference_ci_high"], abs=1e-12)
+        assert (pair["level"], x) == ("encoders", pair["difference"])
+        assert low == pytest.approx(pair["low"], abs=1e-12)
+        assert high == pytest.approx(pair["high"], abs=1e-12)
     expected = [
         [p[key] for p in curve["points"]]
         for model in compared["models"]

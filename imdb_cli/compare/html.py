@@ -38,6 +38,7 @@ from imdb_cli.compare.html_data import (
     TsneMaps,
     shorten,
 )
+from imdb_cli.compare.verdict import WHY_OTHERS_DIFFER
 from imdb_cli.config import Invocation
 from imdb_cli.errors import ImdbError, install_hint
 from imdb_cli.files import write_atomic
@@ -257,34 +258,45 @@ def _model_rows(comparison: Comparison) -> list[dict[str, Any]]:
     tests hold against `imdb compare --format json`)."""
     rows = []
     for row in comparison.rows:
-        spread = row.test_acc_spread
+        accuracy, spread = row.accuracy, row.test_acc_spread
+        val = row.best_val_acc_spread
         confusion, calibration = row.errors.confusion, row.errors.calibration
         rows.append(
             {
                 "label": row.label,
                 "best": row.best,
                 "cells": [
-                    ("best_val_acc", formats.format_best_val(row), row.best_val_acc),
-                    ("test_loss", f"{row.test_loss:.4f}", row.test_loss),
-                    ("test_acc", f"{row.test_acc:.4f}", row.test_acc),
-                    ("ci", formats.format_ci(row), f"{row.ci_low!r} {row.ci_high!r}"),
-                    ("test_acc_spread", formats.format_spread(spread), spread.mean),
+                    ("runs", str(row.runs), row.runs),
+                    (
+                        "best_val_acc",
+                        formats.format_best_val(row),
+                        val.mean if row.runs > 1 and val is not None else row.best_val_acc,
+                    ),
+                    ("test_loss", formats.format_loss(row), row.test_loss_spread.mean),
+                    ("test_acc", formats.format_test_acc(row), accuracy.mean),
+                    ("ci", formats.format_ci(row), f"{accuracy.low!r} {accuracy.high!r}"),
+                    ("test_acc_std", _one_line(formats.format_std(row)), spread.std),
                     ("macro_f1", f"{confusion.macro_f1:.4f}", confusion.macro_f1),
-                    ("ece", f"{calibration.ece:.4f}", calibration.ece),
+                    ("ece", _one_line(formats.format_ece(row)), calibration.ece),
                 ],
             }
         )
     return rows
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split("\n"))
+
+
 MODEL_HEADERS = (
-    "best val acc @ epoch",
+    "runs (seeds)",
+    "best val acc",
     "test loss",
     "test acc",
     f"{CONFIDENCE:.0%} CI",
-    "test acc over seeds",
+    "std over seeds",
     "macro F1",
-    "ECE",
+    f"ECE ({CONFIDENCE:.0%} CI)",
 )
 
 
@@ -348,6 +360,7 @@ def render_html(report: HtmlReport) -> str:
         undefined=jinja2.StrictUndefined,
     )
     environment.filters["code"] = _code
+    environment.filters["sentence"] = lambda text: text[:1].upper() + text[1:]
     template = environment.get_template(TEMPLATE)
     found = report.disagreements
     return template.render(
@@ -363,6 +376,9 @@ def render_html(report: HtmlReport) -> str:
         },
         figure_count=sum(len(items) for items in built.values()),
         warnings=formats.warning_lines(comparison),
+        verdict=comparison.verdict,
+        caveats=formats.pretraining_caveats(comparison),
+        why_others_differ=WHY_OTHERS_DIFFER,
         caption=formats.caption(comparison),
         setup=formats.setup_rows(comparison),
         model_headers=MODEL_HEADERS,
@@ -374,7 +390,7 @@ def render_html(report: HtmlReport) -> str:
         sweep_header=formats.SWEEP_HEADER,
         sweep_rows=formats.sweep_rows(comparison),
         length_labels=formats.length_labels(comparison),
-        format_bucket=formats.format_bucket,
+        format_bucket=formats.format_bucket_interval,
         calibration_method=CALIBRATION_METHOD,
         lengths_method=LENGTHS_METHOD,
         result_lines=formats.result_lines(comparison),

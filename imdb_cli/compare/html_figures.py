@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imdb_cli.compare.breakdown import CALIBRATION_BINS
-from imdb_cli.compare.comparison import CONFIDENCE, Comparison, ModelRow, PairResult
+from imdb_cli.compare.comparison import CONFIDENCE, Comparison, ModelRow
+from imdb_cli.compare.verdict import ENCODERS, PairVerdict, format_p
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -109,44 +109,54 @@ def _go() -> Any:
 
 @dataclass(frozen=True)
 class Difference:
-    """A row of the forest plot: accuracy(a) - accuracy(b) and its interval."""
+    """A row of the forest plot: the verdict's difference of a pair and its interval."""
 
     a: str
     b: str
     difference: float
     low: float
     high: float
-    verdict: str
+    across_seeds: bool  # the difference of means over seeds (else of two checkpoints)
+    called: bool  # the verdict's adjusted test says there is a difference
+    test: str
+    p_adjusted: float
 
     @property
     def label(self) -> str:
         return f"{self.a} − {self.b}"
 
-    @property
-    def excludes_zero(self) -> bool:
-        return self.low > 0 or self.high < 0
-
 
 def pairwise_differences(comparison: Comparison) -> list[Difference]:
-    """What the forest plot draws: each pair's difference in test accuracy on the same
-    reviews with its paired bootstrap interval (the pairs of the shown runs)."""
-    return [_difference(pair) for pair in comparison.pairs]
+    """What the forest plot draws: each pair of the verdict (Comparison.verdict): across
+    seeds, the difference in mean test accuracy with the t interval of its two variance
+    parts; with one seed on a side, the two checkpoints' difference with the review
+    bootstrap interval."""
+    return [_difference(pair) for pair in comparison.verdict.pairs]
 
 
-def _difference(pair: PairResult) -> Difference:
-    boot = pair.bootstrap
-    return Difference(pair.a, pair.b, boot.difference, boot.low, boot.high, pair.verdict())
+def _difference(pair: PairVerdict) -> Difference:
+    return Difference(
+        pair.a,
+        pair.b,
+        pair.difference,
+        pair.low,
+        pair.high,
+        pair.level == ENCODERS,
+        pair.significant,
+        pair.test,
+        pair.p_adjusted,
+    )
 
 
 def forest_figure(differences: Sequence[Difference]) -> Figure:
     go = _go()
     fig = go.Figure()
     labels = [d.label for d in differences]
-    for clear, name, colour, symbol in (
-        (True, "interval excludes 0", OKABE_ITO[0], "diamond"),
-        (False, "interval includes 0", "#555555", "circle-open"),
+    for called, name, colour, symbol in (
+        (True, "a difference (adjusted test)", OKABE_ITO[0], "diamond"),
+        (False, "no difference detected", "#555555", "circle-open"),
     ):
-        chosen = [d for d in differences if d.excludes_zero is clear]
+        chosen = [d for d in differences if d.called is called]
         if not chosen:
             continue
         fig.add_trace(
@@ -165,20 +175,31 @@ def forest_figure(differences: Sequence[Difference]) -> Figure:
                     "width": 6,
                     "color": colour,
                 },
-                customdata=[[d.low, d.high] for d in chosen],
+                customdata=[
+                    [
+                        d.low,
+                        d.high,
+                        "mean over seeds" if d.across_seeds else "two checkpoints (one seed)",
+                        f"{d.test}, adjusted p = {format_p(d.p_adjusted)}",
+                    ]
+                    for d in chosen
+                ],
                 hovertemplate=(
-                    "%{y}: %{x:+.4f}<br>"
+                    "%{y}: %{x:+.4f} (%{customdata[2]})<br>"
                     f"{CONFIDENCE:.0%} interval %{{customdata[0]:+.4f}} to %{{customdata[1]:+.4f}}"
-                    "<extra></extra>"
+                    "<br>%{customdata[3]}<extra></extra>"
                 ),
             )
         )
     fig.add_vline(x=0, line={"color": "#444", "dash": "dash", "width": 1})
     fig.update_layout(
         _layout(
-            f"Difference in test accuracy, {CONFIDENCE:.0%} paired bootstrap interval",
+            f"The verdict: difference in test accuracy, {CONFIDENCE:.0%} interval",
             height=150 + 48 * len(differences),
-            xaxis=_axis("accuracy of the first model minus the second's", tickformat="+.3f"),
+            xaxis=_axis(
+                "first model minus the second (mean over seeds; one seed: the checkpoints)",
+                tickformat="+.3f",
+            ),
             yaxis=_axis(
                 "",
                 categoryorder="array",
@@ -434,76 +455,62 @@ def confusion_figure(row: ModelRow, index: int) -> Figure:
 
 
 def reliability_figure(rows: Sequence[ModelRow]) -> Figure:
-    from plotly.subplots import make_subplots
-
+    """Accuracy against confidence in equal-mass bins of the predicted class's probability,
+    each bin's accuracy with its Wilson interval."""
     go = _go()
-    fig = make_subplots(
-        rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.06
-    )
+    fig = go.Figure()
+    lows = [b.low for row in rows for b in row.errors.calibration.bins if b.reviews]
+    start = min(0.5, float(np.floor(min(lows, default=0.5) * 10) / 10))
     fig.add_trace(
         go.Scatter(
-            x=[0, 1],
-            y=[0, 1],
+            x=[start, 1],
+            y=[start, 1],
             mode="lines",
             name="perfectly calibrated",
             line={"color": "#777", "dash": "dot"},
             hoverinfo="skip",
-        ),
-        row=1,
-        col=1,
+        )
     )
     for index, row in enumerate(rows):
-        colour = model_colour(index)
         calibration = row.errors.calibration
         filled = [b for b in calibration.bins if b.reviews]
+        colour = model_colour(index)
         fig.add_trace(
             go.Scatter(
                 x=[b.confidence for b in filled],
                 y=[b.accuracy for b in filled],
                 mode="lines+markers",
                 name=f"{row.label} (ECE {calibration.ece:.3f})",
-                legendgroup=row.label,
                 line={"color": colour, "width": 2},
-                marker={
-                    "size": 7,
-                    "symbol": ["circle", "square", "diamond", "triangle-up"][index % 4],
+                marker={"size": 7, "symbol": SEED_SYMBOLS[index % len(SEED_SYMBOLS)]},
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [b.accuracy_high - b.accuracy for b in filled],
+                    "arrayminus": [b.accuracy - b.accuracy_low for b in filled],
+                    "color": colour,
+                    "thickness": 1,
+                    "width": 3,
                 },
-                customdata=[b.reviews for b in filled],
+                customdata=[[b.reviews, b.low, b.high] for b in filled],
                 hovertemplate=(
-                    f"{row.label}: confidence %{{x:.3f}}, accuracy %{{y:.3f}} "
-                    "(%{customdata} reviews)<extra></extra>"
+                    f"{row.label}: confidence %{{x:.3f}}, accuracy %{{y:.3f}}<br>"
+                    "%{customdata[0]} reviews with confidence %{customdata[1]:.3f} to "
+                    "%{customdata[2]:.3f}<extra></extra>"
                 ),
-            ),
-            row=1,
-            col=1,
-        )
-        fig.add_trace(
-            go.Bar(
-                x=[(b.low + b.high) / 2 for b in calibration.bins],
-                y=[b.reviews for b in calibration.bins],
-                name=f"{row.label} reviews",
-                legendgroup=row.label,
-                showlegend=False,
-                marker={"color": colour},
-                hovertemplate=f"{row.label}: %{{y}} reviews<extra></extra>",
-            ),
-            row=2,
-            col=1,
+            )
         )
     fig.update_layout(
         _layout(
             "Reliability on the test split (below the diagonal: over-confident)",
-            height=560,
-            barmode="group",
-            bargap=0.15,
+            height=520,
+            xaxis=_axis("confidence: probability of the predicted class", range=[start, 1.005]),
+            yaxis=_axis(
+                f"accuracy in the bin ({CONFIDENCE:.0%} Wilson interval)",
+                range=[start - 0.05, 1.02],
+            ),
         )
     )
-    ticks = [round(i / CALIBRATION_BINS, 2) for i in range(CALIBRATION_BINS + 1)]
-    fig.update_xaxes(_axis("", range=[0, 1], tickvals=ticks))
-    fig.update_xaxes(title_text="confidence: probability of the predicted class", row=2, col=1)
-    fig.update_yaxes(_axis(""))
-    fig.update_yaxes(title_text="accuracy in the bin", range=[0, 1.02], row=1, col=1)
-    fig.update_yaxes(title_text="reviews", row=2, col=1)
     return Figure("reliability", fig)
 
 
@@ -520,6 +527,15 @@ def lengths_figure(rows: Sequence[ModelRow]) -> Figure:
                 y=[b.accuracy for b in buckets],
                 name=f"{row.label} (max {row.max_length} tokens)",
                 marker={"color": model_colour(index)},
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [(b.accuracy_high or 0) - (b.accuracy or 0) for b in buckets],
+                    "arrayminus": [(b.accuracy or 0) - (b.accuracy_low or 0) for b in buckets],
+                    "color": "#333",
+                    "thickness": 1,
+                    "width": 3,
+                },
                 customdata=[b.reviews for b in buckets],
                 hovertemplate=(
                     f"{row.label}, %{{x}}: accuracy %{{y:.3f}} over %{{customdata}} reviews"
@@ -529,7 +545,8 @@ def lengths_figure(rows: Sequence[ModelRow]) -> Figure:
         )
     fig.update_layout(
         _layout(
-            "Test accuracy by review length (full token count before truncation)",
+            "Test accuracy by review length (full token count before truncation; "
+            f"{CONFIDENCE:.0%} Wilson intervals)",
             height=420,
             barmode="group",
             xaxis=_axis("full review length", showgrid=False),
