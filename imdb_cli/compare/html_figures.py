@@ -207,6 +207,7 @@ def forest_figure(differences: Sequence[Difference]) -> Figure:
                 showgrid=False,
             ),
             legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 1, "xanchor": "right"},
+            showlegend=True,  # also with one kind of marker: it says what the marker means
         )
     )
     return Figure("forest", fig)
