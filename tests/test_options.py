@@ -89,8 +89,7 @@ def test_the_train_command_of_a_config_parses_back_to_that_config(
         early_stopping_patience=2,
     )
     command = str(train_invocation(spec, config, workdir))
-    # The `workdir` fixture's workspace is $IMDB_WORKDIR: found without --workdir.
-    assert command.startswith("imdb train tiny-bert --epochs 3 ")
+    assert command.startswith(f"imdb --workdir {workdir} train tiny-bert --epochs 3 ")
     assert "--no-tf32" in command and "--adam-betas 0.8 0.95" in command
     parsed: list[TrainConfig] = []
 
