@@ -211,10 +211,12 @@ def across_seeds(correct_a: Any, correct_b: Any, *, confidence: float = CONFIDEN
     # Student's t distribution function and its inverse (scipy.special, as scipy.stats.t).
     p_value = float(2 * special.stdtr(df, -abs(statistic)))
     half = float(special.stdtrit(df, 0.5 + confidence / 2)) * se
+    # A difference of two accuracies lies in [-1, 1]; with few seeds the t interval can
+    # reach past that, which says no more than its bound does.
     return AcrossSeeds(
         difference,
-        difference - half,
-        difference + half,
+        max(-1.0, difference - half),
+        min(1.0, difference + half),
         min(1.0, p_value),
         statistic,
         df,
