@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from cli_support import assert_one_red_line
 from data_support import REPO
+from training_support import epochs_done
 from typer.testing import Result
 
 from imdb_cli.runs.ledger import read_ledger
@@ -53,13 +54,6 @@ def env() -> dict[str, str]:
 def record_of(workdir: Path) -> dict:  # type: ignore[type-arg]
     (path,) = (workdir / "sweeps" / TINY).glob("*.json")
     return json.loads(path.read_text())
-
-
-def epochs_done(run_dir: Path) -> int:
-    try:
-        return len(json.loads((run_dir / "ledger.json").read_text())["epochs"])
-    except (OSError, ValueError, KeyError):
-        return 0
 
 
 def test_a_sweep_killed_mid_trial_resumes_that_trial_and_reruns_nothing_finished(
