@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from transformers import AutoModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from imdb_cli import guarded_loading
 from imdb_cli.errors import ImdbError
@@ -164,7 +164,7 @@ def load_classifier(
         raise ImdbError(f"run {run.path} has no {ENCODER_DIR}/config.json (incomplete run?)")
     config = guarded_loading.load_config(encoder_dir)
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    encoder = AutoModel.from_config(config, **kwargs)
+    encoder = guarded_loading.model_from_config(config, encoder_dir / "config.json", **kwargs)
     model = EncoderForClassification(encoder, len(run.ledger.label_names))
     path = checkpoint_path(run, checkpoint)
     load_weights(model, path, recorded_sha256(run.path, run.ledger, path))

@@ -93,30 +93,25 @@ def read_export(folder: Path) -> Export:
 def load_tokenizer(folder: Path) -> Any:
     """The export's tokenizer, never running code from the folder.
 
-    Its config.json names modeling_imdb.py under auto_map, for transformers users; imdb
-    hands the tokenizer loader a plain config instead, so that file is never read, and the
-    tokenizer's own files must ask for no code (guarded_loading)."""
+    Its config.json names modeling_imdb.py under its top-level auto_map, for transformers
+    users; imdb hands the tokenizer loader a plain config instead, so that file is never
+    read as a config. Nothing else in the folder may ask for code, at any depth of any JSON
+    file, config.json's nested encoder config included (guarded_loading)."""
     from transformers import PretrainedConfig
 
-    skip = (CONFIG_NAME, MODELING_NAME)
-    return guarded_loading.load_tokenizer(folder, config=PretrainedConfig(), skip=skip)
+    return guarded_loading.load_tokenizer(
+        folder, config=PretrainedConfig(), skip=(MODELING_NAME,), own_auto_map=(CONFIG_NAME,)
+    )
 
 
 def load_model(folder: Path, export: Export) -> EncoderForClassification:
     """The exported weights in imdb's own model class (the folder's modeling file is not run)."""
-    from transformers import AutoConfig, AutoModel
-
     from imdb_cli.checkpoints import load_weights
 
-    values = dict(export.config["encoder"])
-    model_type = values.pop("model_type", None)
-    try:
-        config = AutoConfig.for_model(str(model_type), **values)
-    except (ValueError, TypeError) as exc:
-        raise ImdbError(
-            f"{folder / CONFIG_NAME}: key 'encoder' is not a model config ({exc})"
-        ) from exc
-    model = EncoderForClassification(AutoModel.from_config(config), len(export.label_names))
+    where = f"{folder / CONFIG_NAME}: key 'encoder'"
+    config = guarded_loading.config_for_model(export.config["encoder"], where)
+    encoder = guarded_loading.model_from_config(config, where)
+    model = EncoderForClassification(encoder, len(export.label_names))
     load_weights(model, folder / WEIGHTS_NAME)
     return model.eval()
 

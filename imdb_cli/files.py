@@ -14,8 +14,10 @@ import errno
 import functools
 import json
 import os
+import re
 import secrets
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,18 @@ TMP_PREFIX = ".tmp-"
 def temp_path(final: Path) -> Path:
     """A fresh name beside `final` for a temp file or folder that will become `final`."""
     return final.parent / f"{TMP_PREFIX}{final.name}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+_TEMP_NAME = re.compile(rf"^{re.escape(TMP_PREFIX)}(?P<final>.+)-(?P<pid>\d+)-[0-9a-f]{{8}}$")
+
+
+def temp_owner(name: str, final: str | None = None) -> int | None:
+    """The pid of the process that wrote the temp file `name` (of `final`, when given);
+    None when `name` is not one of ours."""
+    match = _TEMP_NAME.match(name)
+    if match is None or (final is not None and match["final"] != final):
+        return None
+    return int(match["pid"])
 
 
 # Below this many free bytes, a failed write is taken for a full disk: numpy and torch
@@ -187,6 +201,36 @@ def atomic_dir(path: Path) -> Iterator[Path]:
         raise
 
 
+LINK_REFUSED = "imdb never writes through a symbolic link in its workspace"
+
+
+def open_no_follow(path: Path, flags: int) -> int:
+    """`os.open` of a regular file that imdb keeps in its workspace (a lock, a log), never
+    through a symbolic link: a link planted under the file's name would otherwise let an
+    append or a truncate reach a file outside the workspace. A FIFO or device there is
+    refused too (and does not block the open)."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImdbError(f"{path}: refused, it is a symbolic link; {LINK_REFUSED}") from exc
+        if exc.errno == errno.ENXIO:  # a FIFO without a reader
+            raise ImdbError(f"{path}: refused, it is not a regular file") from exc
+        raise write_error(path, exc) or exc from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ImdbError(f"{path}: refused, it is not a regular file")
+    return fd
+
+
+def refuse_links(*paths: Path) -> None:
+    """One red line if any of `paths` is a symbolic link (checked with lstat, not followed):
+    folders and files of the workspace that imdb writes into."""
+    for path in paths:
+        if path.is_symlink():
+            raise ImdbError(f"{path}: refused, it is a symbolic link; {LINK_REFUSED}")
+
+
 def pid_alive(pid: int) -> bool:
     """Whether process `pid` runs on this machine (whose temp file or run is it?)."""
     if pid == os.getpid():
@@ -200,18 +244,15 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_temps(parent: Path) -> list[Path]:
-    """Remove the temp files and folders in `parent` left by processes that died."""
+def clean_stale_temps(parent: Path, of: str | None = None) -> list[Path]:
+    """Remove the temp files and folders in `parent` left by processes that died (only
+    those of the file or folder named `of`, when given: a folder of the user's)."""
     removed: list[Path] = []
-    if not parent.is_dir():
+    if parent.is_symlink() or not parent.is_dir():  # never tidy through a link
         return removed
     for entry in parent.iterdir():
-        if not entry.name.startswith(TMP_PREFIX):
-            continue
-        parts = entry.name.rsplit("-", 2)
-        if len(parts) != 3 or not parts[1].isdigit():
-            continue
-        if not pid_alive(int(parts[1])):
+        pid = temp_owner(entry.name, of)
+        if pid is not None and not pid_alive(pid):
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:

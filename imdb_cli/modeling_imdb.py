@@ -73,7 +73,8 @@ class ImdbClassifier(PreTrainedModel):
 
     def __init__(self, config: ImdbClassifierConfig) -> None:
         super().__init__(config)
-        self.encoder = AutoModel.from_config(config.encoder_config())
+        # The encoder is one of transformers' own models: no code of a repo is ever run for it.
+        self.encoder = AutoModel.from_config(config.encoder_config(), trust_remote_code=False)
         self.head = nn.Linear(int(self.encoder.config.hidden_size), len(config.label_names))
         parameters = inspect.signature(self.encoder.forward).parameters.values()
         # Only the inputs the encoder's forward names: ModernBERT takes **kwargs and would

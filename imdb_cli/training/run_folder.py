@@ -3,6 +3,7 @@ config and tokenizer, so the run loads offline) and its first ledger; and train.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import yaml
 
 from imdb_cli.config import ModelSpec, TrainConfig
 from imdb_cli.data.tokenized import TokenizedCache
-from imdb_cli.files import write_text_atomic
+from imdb_cli.files import open_no_follow, write_text_atomic
 from imdb_cli.ledger import Ledger
 from imdb_cli.model import EncoderForClassification
 from imdb_cli.runs import CONFIG_NAME, ENCODER_DIR, new_run_id, now_iso
@@ -107,5 +108,8 @@ class RunLog:
 
     def write(self, message: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        with self.path.open("a", encoding="utf-8") as handle:
+        # Appended without following a link: a train.log planted as a link to a file outside
+        # the workspace is refused, not written.
+        fd = open_no_follow(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
             handle.write(f"{stamp} {message}\n")
