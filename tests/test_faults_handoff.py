@@ -19,6 +19,7 @@ from transformers import AutoConfig
 
 from imdb_cli import guarded_loading
 from imdb_cli.errors import ImdbError
+from imdb_cli.ledger import TOKENIZER_FILES
 from imdb_cli.runs import ENCODER_DIR, resolve_run
 from imdb_cli.workspace import Workspace
 
@@ -133,3 +134,59 @@ def test_stdin_is_out_of_reach_while_loading() -> None:
     with guarded_loading.no_stdin(), pytest.raises(EOFError):
         input("run the custom code? ")
     assert sys.stdin is saved
+
+
+# --------------------------------------------------------------------------- tokenizer
+
+
+@pytest.fixture
+def run_copy(trained_root: Path, tmp_path: Path) -> tuple[Workspace, Path]:
+    space = Workspace(_copy(trained_root, tmp_path, "ws"))
+    return space, resolve_run(space, "tiny-bert").path
+
+
+def test_a_run_records_its_tokenizer_files(run_copy: tuple[Workspace, Path]) -> None:
+    _, run_dir = run_copy
+    recorded = json.loads((run_dir / "ledger.json").read_text())["data"][TOKENIZER_FILES]
+    on_disk = {p.name for p in (run_dir / ENCODER_DIR).iterdir()} - {"config.json"}
+    assert set(recorded) == on_disk and "tokenizer.json" in recorded
+
+
+def _swap_a_token(path: Path) -> None:
+    """Another tokenizer that still loads: two vocabulary entries trade places."""
+    document = json.loads(path.read_text())
+    vocab = document["model"]["vocab"]
+    vocab["good"], vocab["bad"] = vocab["bad"], vocab["good"]
+    path.write_text(json.dumps(document))
+
+
+@pytest.mark.parametrize("command", ["predict", "export"])
+def test_a_run_whose_tokenizer_was_swapped_is_refused(
+    run_copy: tuple[Workspace, Path], tmp_path: Path, command: str
+) -> None:
+    space, run_dir = run_copy
+    tokenizer = run_dir / ENCODER_DIR / "tokenizer.json"
+    _swap_a_token(tokenizer)
+    args = ["--text", "good"] if command == "predict" else ["--out", str(tmp_path / "out")]
+    result = imdb(space.root, command, str(run_dir), *args)
+    assert_one_red_line(result, str(tokenizer), "not the tokenizer the run was trained with")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_file_planted_beside_the_runs_tokenizer_is_refused(
+    run_copy: tuple[Workspace, Path],
+) -> None:
+    space, run_dir = run_copy
+    planted = run_dir / ENCODER_DIR / "added_tokens.json"
+    planted.write_text(json.dumps({"goodbad": 30522}))
+    result = imdb(space.root, "predict", str(run_dir), "--text", "good")
+    assert_one_red_line(result, str(planted), "not one of the run's tokenizer files")
+
+
+def test_a_run_from_before_tokenizer_checksums_loads_unchecked(
+    run_copy: tuple[Workspace, Path],
+) -> None:
+    space, run_dir = run_copy
+    _edit_json(run_dir / "ledger.json", lambda d: d["data"].pop(TOKENIZER_FILES))
+    result = imdb(space.root, "predict", str(run_dir), "--text", "good")
+    assert result.exit_code == 0, result.output

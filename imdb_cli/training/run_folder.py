@@ -10,10 +10,11 @@ from typing import Any
 
 import yaml
 
+from imdb_cli.checkpoints import tokenizer_files_sha256
 from imdb_cli.config import ModelSpec, TrainConfig
 from imdb_cli.data.tokenized import TokenizedCache
 from imdb_cli.files import open_no_follow, write_text_atomic
-from imdb_cli.ledger import Ledger
+from imdb_cli.ledger import TOKENIZER_FILES, Ledger
 from imdb_cli.model import EncoderForClassification
 from imdb_cli.runs import CONFIG_NAME, ENCODER_DIR, new_run_id, now_iso
 from imdb_cli.training.distributed import Distributed, from_rank0
@@ -36,7 +37,7 @@ def create_run(
     world: Distributed,
 ) -> tuple[Path, Ledger]:
     """Rank 0 makes the folder; every rank gets its path and the same new ledger."""
-    run_id = ""
+    run_id, tokenizer_files = "", {}
     if world.main:
         run_id = new_run_id(workspace, spec.key, run_name, config.seed)
         run_dir = workspace.model_runs(spec.key) / run_id
@@ -44,15 +45,17 @@ def create_run(
         write_config_yaml(run_dir, spec, config)
         encoder_config: Any = model.encoder.config
         encoder_config.save_pretrained(run_dir / ENCODER_DIR)
-        tokenizer.save_pretrained(run_dir / ENCODER_DIR)
-    run_id = from_rank0(world, run_id)
+        # The tokenizer's identity: checked whenever the run's tokenizer is loaded again.
+        tokenizer_files = tokenizer_files_sha256(tokenizer.save_pretrained(run_dir / ENCODER_DIR))
+    run_id, tokenizer_files = from_rank0(world, (run_id, tokenizer_files))
     created = now_iso()
+    data = data_record(cache, train_reviews, config.limit_train)
     ledger = Ledger(
         model=spec.key,
         run_id=run_id,
         status="running",
         config=config.to_dict(),
-        data=data_record(cache, train_reviews, config.limit_train),
+        data={**data, TOKENIZER_FILES: tokenizer_files},
         environment=environment,
         parameters=sum(p.numel() for p in model.parameters()),
         created_at=created,
