@@ -8,6 +8,8 @@
     model.onnx          --format onnx: inputs input_ids, attention_mask; outputs logits, pooled
     tokenizer files     the run's tokenizer
     README.md           the model card
+    .imdb-export        what wrote the folder (imdb's version, format, run): only a folder
+                        holding it is replaced by `imdb export --force`
 
 imdb reads an export without running any code from it: the config as JSON, the weights
 into its own EncoderForClassification, the tokenizer with trust_remote_code=False.
@@ -26,11 +28,13 @@ import torch
 from imdb_cli import guarded_loading
 from imdb_cli.errors import ImdbError
 from imdb_cli.model import EncoderForClassification
+from imdb_cli.runs import Run
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 ONNX_NAME = "model.onnx"
 CARD_NAME = "README.md"
+MARKER_NAME = ".imdb-export"
 MODELING_NAME = "modeling_imdb.py"  # copied by save_pretrained: the module's own file name
 MODEL_TYPE = "imdb-classifier"  # modeling_imdb.MODEL_TYPE (that file imports no imdb_cli)
 ONNX_INPUTS = ("input_ids", "attention_mask")
@@ -62,6 +66,19 @@ class Export:
     def quantization(self) -> str | None:
         value = self.config.get("quantization")
         return str(value) if value else None
+
+
+def write_marker(folder: Path, fmt: str, run: Run) -> None:
+    """The file that says `imdb export` wrote `folder` (what --force may replace)."""
+    from imdb_cli import __version__
+
+    marker = {
+        "written_by": "imdb export",
+        "imdb_version": __version__,
+        "format": fmt,
+        "run": f"{run.model}/{run.run_id}",
+    }
+    (folder / MARKER_NAME).write_text(json.dumps(marker) + "\n", encoding="utf-8")
 
 
 def is_export_dir(folder: Path) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import functools
 import json
 import os
@@ -167,13 +168,41 @@ def save_array_atomic(path: Path, array: np.ndarray) -> None:
         np.save(handle, array)
 
 
+FolderState = tuple[int, int, int] | None  # a folder's (device, inode, mtime); None: absent
+
+
+def folder_state(path: Path) -> FolderState:
+    """What is at `path` now (not following a link), to tell later whether it changed."""
+    try:
+        found = path.lstat()
+    except FileNotFoundError:
+        return None
+    return (found.st_dev, found.st_ino, found.st_mtime_ns)
+
+
 @contextlib.contextmanager
-def atomic_dir(path: Path) -> Iterator[Path]:
+def _locked_folder(folder: Path) -> Iterator[None]:
+    """An exclusive OS lock on `folder` itself (flock on its descriptor), held briefly."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path, expected: FolderState | bool = True) -> Iterator[Path]:
     """Yield a temp folder to fill; on success it takes the place of the folder `path`.
 
     The files are fsynced, then the folder renamed. An existing `path` (the caller decided it
     may go) is first renamed aside and deleted once the new folder is in place. On any error
     or interrupt the temp folder is deleted and `path` is untouched.
+
+    `expected`: what the caller saw at `path` when it decided it may go (`folder_state`).
+    The rename then happens only if `path` is still that, checked and renamed under a lock
+    on the parent folder: of two processes writing one folder at once, exactly one wins and
+    the other stops with one line, its own folder discarded. True: no such check.
     """
     tmp = temp_path(path)
     try:
@@ -185,17 +214,27 @@ def atomic_dir(path: Path) -> Iterator[Path]:
                 with open(file, "rb") as handle:
                     os.fsync(handle.fileno())
                 _plain_mode(file)
-        aside = temp_path(path) if path.exists() else None
-        if aside is not None:
-            os.rename(path, aside)
-        os.rename(tmp, path)
+        with _locked_folder(path.parent):
+            if expected is not True and folder_state(path) != expected:
+                raise ImdbError(
+                    f"{path}: another process wrote it while this one was writing; its folder "
+                    "is kept and this one was discarded"
+                )
+            aside = temp_path(path) if path.exists() or path.is_symlink() else None
+            if aside is not None:
+                os.rename(path, aside)
+            os.rename(tmp, path)
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
-    except OSError as exc:
+    except ImdbError:
         shutil.rmtree(tmp, ignore_errors=True)
-        if exc.errno == errno.ENOSPC:
-            raise ImdbError(f"disk full while writing {path}; nothing was written") from exc
-        raise ImdbError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise
+    except Exception as exc:
+        problem = write_error(path, exc)  # before the removal frees the space
+        shutil.rmtree(tmp, ignore_errors=True)
+        if problem is None:
+            raise
+        raise problem from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -68,21 +69,34 @@ def open_reviews(path: str, column: str = "text", *, skip_empty: bool = False) -
     if path == STDIN:
         return _lines(sys.stdin.buffer, "standard input", skip_empty)
     file = Path(path)
-    suffix = file.suffix.lower()
+    if file.is_dir():
+        raise ImdbError(f"--file {path}: is a folder; give a file of reviews")
+    if not file.exists():
+        raise ImdbError(f"--file {path}: no such file")
+    # A FIFO or a character device (`--file <(zcat reviews.txt.gz)`) is read once, as a
+    # stream: one review a line when it has no suffix (a shell's pipe has none).
+    mode = file.stat().st_mode
+    stream = stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+    suffix = file.suffix.lower() or (".txt" if stream else "")
     if suffix not in SUFFIXES:
         raise ImdbError(
             f"--file {path}: unknown kind of file {suffix or '(no suffix)'!r}; "
             f"use {', '.join(SUFFIXES)} or - for standard input"
         )
-    if not file.is_file():
-        raise ImdbError(f"--file {path}: no such file")
-    if file.stat().st_size == 0:
+    if not stream and not stat.S_ISREG(mode):
+        raise ImdbError(f"--file {path}: neither a file nor a pipe")
+    if stream and suffix == ".parquet":
+        raise ImdbError(
+            f"--file {path}: a parquet file is read by seeking; give a file, not a pipe"
+        )
+    if not stream and file.stat().st_size == 0:
         raise ImdbError(f"--file {path}: the file is empty")
     if suffix == ".parquet":
         return _parquet(file, column, skip_empty)
     handle = _open(file)
     if suffix == ".txt":
-        return _lines(handle, str(file), skip_empty, total=_count_lines(file))
+        total = None if stream else _count_lines(file)
+        return _lines(handle, str(file), skip_empty, total=total)
     if suffix == ".jsonl":
         return _jsonl(handle, str(file), column, skip_empty)
     return _delimited(handle, str(file), column, skip_empty, "\t" if suffix == ".tsv" else ",")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 from cli_support import assert_one_red_line
+from fault_support import fill, full_disk
 from predict_support import imdb
 from transformers import AutoConfig
 
@@ -190,3 +192,161 @@ def test_a_run_from_before_tokenizer_checksums_loads_unchecked(
     _edit_json(run_dir / "ledger.json", lambda d: d["data"].pop(TOKENIZER_FILES))
     result = imdb(space.root, "predict", str(run_dir), "--text", "good")
     assert result.exit_code == 0, result.output
+
+
+# --------------------------------------------------------------------------- export --out
+
+
+@pytest.fixture
+def own_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """model_configs/ and dataset_configs/ copied, so that a failure could never reach the
+    checkout's own."""
+    from imdb_cli import registry
+    from imdb_cli.data import entry
+
+    folders = {}
+    for name, source, variable in (
+        ("models", registry.configs_dir(), "IMDB_MODEL_CONFIGS"),
+        ("datasets", entry.configs_dir(), "IMDB_DATASET_CONFIGS"),
+    ):
+        folders[name] = shutil.copytree(source, tmp_path / name)
+        monkeypatch.setenv(variable, str(folders[name]))
+    return folders
+
+
+def _outs(space: Workspace, run_dir: Path, own: dict[str, Path]) -> dict[str, tuple[Path, str]]:
+    return {
+        "the workspace": (space.root, "is the workspace"),
+        "inside the workspace": (space.root / "exports" / "x", "lies inside the workspace"),
+        "the run exported": (run_dir, "the workspace"),
+        "around the workspace": (space.root.parent, "holds the workspace"),
+        "model_configs": (own["models"], "is model_configs/"),
+        "inside dataset_configs": (own["datasets"] / "x", "lies inside dataset_configs/"),
+    }
+
+
+OUT_CASES = [
+    "the workspace",
+    "inside the workspace",
+    "the run exported",
+    "around the workspace",
+    "model_configs",
+    "inside dataset_configs",
+]
+
+
+@pytest.mark.parametrize("case", OUT_CASES)
+def test_export_force_never_replaces_imdbs_own_folders(
+    run_copy: tuple[Workspace, Path], own_folders: dict[str, Path], case: str
+) -> None:
+    space, run_dir = run_copy
+    out, says = _outs(space, run_dir, own_folders)[case]
+    everything = space.root.parent
+    before = _snapshot(everything)
+    result = imdb(space.root, "export", "tiny-bert", "--out", str(out), "--force")
+    assert_one_red_line(result, f"--out {out}", says)
+    assert _snapshot(everything) == before
+
+
+def test_export_force_replaces_only_an_earlier_export(trained_root: Path, tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    result = imdb(trained_root, "export", "tiny-bert", "--out", str(mine), "--force")
+    assert_one_red_line(result, str(mine), "--force replaces only a folder written by")
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    earlier = tmp_path / "earlier"
+    assert imdb(trained_root, "export", "tiny-bert", "--out", str(earlier)).exit_code == 0
+    (earlier / "stray.txt").write_text("left by hand")
+    result = imdb(trained_root, "export", "tiny-bert", "--out", str(earlier), "--force")
+    assert result.exit_code == 0, result.output
+    assert (earlier / ".imdb-export").is_file() and not (earlier / "stray.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier", "mine"]
+
+
+def test_export_out_that_is_a_link_is_refused(trained_root: Path, tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    result = imdb(trained_root, "export", "tiny-bert", "--out", str(tmp_path / "link"))
+    assert_one_red_line(result, "symbolic link")
+    assert (tmp_path / "link").is_symlink() and list(real.iterdir()) == []
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_of_two_exports_into_one_folder_exactly_one_wins(
+    trained_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, force: bool
+) -> None:
+    """A second export runs to its end while the first is writing; the first then refuses,
+    and the folder is the second's, whole."""
+    from imdb_cli import export
+
+    out = tmp_path / "out"
+    flags = ["--force"] if force else []
+    if force:
+        assert imdb(trained_root, "export", "tiny-bert", "--out", str(out)).exit_code == 0
+    real = export._write_hf
+    raced: list[bool] = []
+
+    def racing(*args: Any) -> None:
+        if not raced:
+            raced.append(True)
+            export.export(Workspace(trained_root), "tiny-bert", out, force=force)
+        real(*args)
+
+    monkeypatch.setattr(export, "_write_hf", racing)
+    result = imdb(trained_root, "export", "tiny-bert", "--out", str(out), *flags)
+    assert_one_red_line(result, str(out), "another process wrote it")
+    assert raced and (out / ".imdb-export").is_file()
+    assert imdb(trained_root, "predict", str(out), "--text", "fine").exit_code == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temp folder left
+
+
+def test_what_a_killed_export_left_is_removed_next_time(trained_root: Path, tmp_path: Path) -> None:
+    dead = 999_999_999
+    leftover = tmp_path / f".tmp-out-{dead}-0123abcd"
+    (leftover / "sub").mkdir(parents=True)
+    (leftover / "sub" / "model.safetensors").write_bytes(b"half")
+    others = [
+        tmp_path / f".tmp-other-{dead}-0123abcd",
+        tmp_path / f".tmp-out-{os.getpid()}-0123abcd",
+    ]
+    for path in others:
+        path.write_text("not this export's")
+    result = imdb(trained_root, "export", "tiny-bert", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert f"removed {leftover}" in result.output
+    assert not leftover.exists() and all(p.exists() for p in others)
+
+
+def _no_space(*args: Any, **kwargs: Any) -> None:
+    from safetensors import SafetensorError
+
+    raise SafetensorError(
+        'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No '
+        'space left on device" })'
+    )
+
+
+def test_a_full_disk_during_export_is_one_line_and_leaves_nothing(
+    trained_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import transformers.modeling_utils
+
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", _no_space)
+    out = tmp_path / "out"
+    result = imdb(trained_root, "export", "tiny-bert", "--out", str(out))
+    assert_one_red_line(result, "no space left on device while writing", str(out))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_real_full_disk_during_export(trained_root: Path, tmp_path: Path) -> None:
+    """Room for the tokenizer (about 0.7 MB), not for the weights (8 MB)."""
+    with full_disk(tmp_path / "disk", size="16m", leave_free=1 << 30) as disk:
+        earlier = disk / "earlier.txt"
+        earlier.write_text("the user's")
+        fill(disk, leave_free=3 << 20)
+        result = imdb(trained_root, "export", "tiny-bert", "--out", str(disk / "out"))
+        assert_one_red_line(result, "no space left on device while writing", str(disk / "out"))
+        assert sorted(p.name for p in disk.iterdir()) == [".ballast", "earlier.txt"]
+        assert earlier.read_text() == "the user's"
