@@ -62,12 +62,12 @@ AIMS = {"torch_vs_pipeline": 1.3, "int8_vs_pipeline": 2.5, "int8_points_lost": 0
 
 sys.path.insert(0, str(REPO))
 
-from imdb_cli import exported, predict  # noqa: E402
 from imdb_cli.console import set_verbosity  # noqa: E402
 from imdb_cli.data.locate import cache_of_run  # noqa: E402
 from imdb_cli.data.tokenized import load_texts  # noqa: E402
-from imdb_cli.review_files import from_texts  # noqa: E402
-from imdb_cli.runs import Run, latest_run, resolve_run  # noqa: E402
+from imdb_cli.handoff import export_folder, predict  # noqa: E402
+from imdb_cli.handoff.review_files import from_texts  # noqa: E402
+from imdb_cli.runs.select import Run, latest_run, resolve_run  # noqa: E402
 from imdb_cli.workspace import Workspace  # noqa: E402
 
 
@@ -109,8 +109,8 @@ def exports_of(run: Run, workdir: Path) -> dict[str, Path]:
         ("int8", ["--format", "onnx", "--quantize", "int8"]),
     ):
         folder = workdir / "exports" / f"{run.model}-{run.run_id}-{name}"
-        fresh = exported.is_export_dir(folder) and (
-            exported.read_export(folder).config.get("source", {}).get("run_id") == run.run_id
+        fresh = export_folder.is_export_dir(folder) and (
+            export_folder.read_export(folder).config.get("source", {}).get("run_id") == run.run_id
         )
         if not fresh:
             imdb(workdir, "export", str(run.path), "--out", str(folder), "--force", *flags)
@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_speed:
         folders = exports_of(run, workdir)
         chosen, chosen_labels = texts[: args.reviews], np.asarray(labels[: args.reviews])
-        length = exported.read_export(folders["hf"]).max_length
+        length = export_folder.read_export(folders["hf"]).max_length
         print(f"speed: {len(chosen):,} test reviews, {args.rounds} rounds", flush=True)
         sides = [
             pipeline_side("pipeline", folders["hf"], args.batch_size),

@@ -109,7 +109,7 @@ def head_tail_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def hf_export_root(trained_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from imdb_cli.export import export
+    from imdb_cli.handoff.export import export
 
     previous = one_thread()
     try:

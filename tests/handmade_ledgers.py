@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from imdb_cli.config import TrainConfig
-from imdb_cli.ledger import EpochRecord, Ledger, TestRecord, write_ledger
+from imdb_cli.runs.ledger import EpochRecord, Ledger, TestRecord, write_ledger
 from imdb_cli.workspace import Workspace
 
 FINGERPRINT = "a1b2c3d4e5f6-limit400"

@@ -21,7 +21,7 @@ from imdb_cli.data.locate import cache_of_run
 from imdb_cli.data.prepare import prepare
 from imdb_cli.data.split import SplitOptions
 from imdb_cli.data.tokenized import load_texts
-from imdb_cli.runs import resolve_run
+from imdb_cli.runs.select import resolve_run
 from imdb_cli.training.loop import train
 from imdb_cli.workspace import Workspace
 

@@ -16,13 +16,13 @@ from matplotlib.image import imread
 from training_support import one_thread
 from typer.testing import Result
 
-from imdb_cli import checkpoints
 from imdb_cli.analysis import attention as core
 from imdb_cli.analysis.attention import EagerModel, LayerSelection
 from imdb_cli.analysis.embeddings import reviews_from_errors
 from imdb_cli.data.tokenized import TokenizedSplit
 from imdb_cli.errors import ImdbError
-from imdb_cli.runs import resolve_run
+from imdb_cli.runs import checkpoints
+from imdb_cli.runs.select import resolve_run
 from imdb_cli.training.inference import predict
 from imdb_cli.workspace import Workspace
 

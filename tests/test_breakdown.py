@@ -10,10 +10,11 @@ import pytest
 from handmade_ledgers import write_run
 from typer.testing import CliRunner
 
-from imdb_cli import breakdown, report, stats
 from imdb_cli.cli import app
-from imdb_cli.ledger import read_ledger
-from imdb_cli.runs import resolve_run
+from imdb_cli.compare import breakdown, stats
+from imdb_cli.compare.comparison import compare
+from imdb_cli.runs.ledger import read_ledger
+from imdb_cli.runs.select import resolve_run
 from imdb_cli.workspace import Workspace
 
 CLASSES = ["comedy", "drama", "horror"]
@@ -178,7 +179,7 @@ def test_bootstrap_interval_of_a_pair_is_the_direct_resampling_of_its_ledgers(
     right_a, right_b = rng.random(n) < 0.85, rng.random(n) < 0.78
     write_run(workspace, "bert", "a", labels=labels, right=right_a.tolist())
     write_run(workspace, "modernbert", "b", labels=labels, right=right_b.tolist())
-    comparison = report.compare(workspace, ["bert", "modernbert"])
+    comparison = compare(workspace, ["bert", "modernbert"])
     (pair,) = comparison.pairs
     # Directly: resample the reviews one resample at a time with the same generator.
     ledger_a = read_ledger(workspace.model_runs("bert") / "a")

@@ -14,10 +14,11 @@ from handmade_ledgers import write_run
 from scipy import stats as scipy_stats
 from typer.testing import CliRunner
 
-from imdb_cli import report, report_formats
 from imdb_cli.cli import app
-from imdb_cli.ledger import read_ledger
-from imdb_cli.runs import resolve_run
+from imdb_cli.compare import formats
+from imdb_cli.compare.comparison import compare, compare_runs
+from imdb_cli.runs.ledger import read_ledger
+from imdb_cli.runs.select import resolve_run
 from imdb_cli.workspace import Workspace
 
 runner = CliRunner()
@@ -417,7 +418,7 @@ def test_predictions_that_disagree_with_the_ledgers_accuracy_are_reported(
 
 def test_compare_runs_groups_the_seeds_of_each_model(study: Workspace) -> None:
     runs = [resolve_run(study, "bert/run-b"), resolve_run(study, "modernbert/run-m")]
-    comparison = report.compare_runs(runs)
+    comparison = compare_runs(runs)
     assert [r.label for r in comparison.rows] == ["bert", "modernbert"]
     assert comparison.pairs[0].winner == "modernbert"
 
@@ -530,18 +531,18 @@ def test_every_table_fits_80_columns_without_cutting_a_number(tmp_path: Path) ->
         config={"optimizer": "adamw", "lr": 1e-4, "scheduler": "linear", "warmup_ratio": 0.1},
         created_at="2026-01-02T00:00:00+00:00",
     )
-    comparison = report.compare(workspace, ["minilm", "tiny-modernbert"])
+    comparison = compare(workspace, ["minilm", "tiny-modernbert"])
     assert comparison.rows[0].runs == 2
-    text = report_formats.render_text(comparison, width=80)
+    text = formats.render_text(comparison, width=80)
     assert max(len(line) for line in text.splitlines()) <= 80
     assert "…" not in text
     for row in comparison.rows:
         for cell in (
-            report_formats.format_best_val(row),
+            formats.format_best_val(row),
             f"{row.test_loss:.4f}",
             f"{row.test_acc:.4f}",
-            report_formats.format_ci(row),
-            report_formats.format_spread(row.test_acc_spread, wrap=True).split("\n")[0],
+            formats.format_ci(row),
+            formats.format_spread(row.test_acc_spread, wrap=True).split("\n")[0],
             f"{row.errors.calibration.ece:.4f}",
         ):
             assert cell in text

@@ -10,11 +10,11 @@ from handmade_ledgers import write_run
 from PIL import Image
 from typer.testing import CliRunner
 
-from imdb_cli import breakdown, report
-from imdb_cli.analysis import comparison_figures, plotting
+from imdb_cli.analysis import plotting
 from imdb_cli.cli import app
-from imdb_cli.ledger import read_ledger
-from imdb_cli.report import Errors, ModelRow
+from imdb_cli.compare import breakdown, figures
+from imdb_cli.compare.comparison import Errors, ModelRow, compare
+from imdb_cli.runs.ledger import read_ledger
 from imdb_cli.workspace import Workspace
 
 N = 120
@@ -44,12 +44,12 @@ def study(tmp_path: Path) -> Workspace:
 
 
 def rows_of(workspace: Workspace) -> list[ModelRow]:
-    return report.compare(workspace, ["bert", "modernbert"]).rows
+    return compare(workspace, ["bert", "modernbert"]).rows
 
 
 def test_learning_curves_are_the_ledgers_epochs(study: Workspace) -> None:
     rows = rows_of(study)
-    loss_ax, acc_ax = comparison_figures.learning_curves_figure(rows).axes
+    loss_ax, acc_ax = figures.learning_curves_figure(rows).axes
     loss = {line.get_label(): line for line in loss_ax.lines}
     acc = {line.get_label(): line for line in acc_ax.lines}
     for row in rows:
@@ -68,7 +68,7 @@ def test_learning_curves_are_the_ledgers_epochs(study: Workspace) -> None:
 
 def test_confusion_figure_shows_the_ledgers_counts(study: Workspace) -> None:
     rows = rows_of(study)
-    fig = comparison_figures.confusion_figure(rows)
+    fig = figures.confusion_figure(rows)
     for ax, row in zip(fig.axes, rows, strict=False):
         ledger = read_ledger(Path(row.run_path))
         assert ledger.test is not None
@@ -80,7 +80,7 @@ def test_confusion_figure_shows_the_ledgers_counts(study: Workspace) -> None:
 
 def test_reliability_figure_plots_each_bins_confidence_and_accuracy(study: Workspace) -> None:
     rows = rows_of(study)
-    fig = comparison_figures.reliability_figure(rows)
+    fig = figures.reliability_figure(rows)
     top = fig.axes[0]
     for row in rows:
         (line,) = [ln for ln in top.lines if ln.get_label().startswith(f"{row.label} (ECE")]
@@ -100,7 +100,7 @@ def test_length_figure_bars_are_the_bucket_accuracies(study: Workspace) -> None:
         buckets = breakdown.length_buckets(ledger, counts)
         errors = Errors(row.errors.confusion, row.errors.calibration, lengths=buckets)
         with_lengths.append(ModelRow(**{**row.__dict__, "errors": errors}))
-    fig = comparison_figures.lengths_figure(with_lengths)
+    fig = figures.lengths_figure(with_lengths)
     (ax,) = fig.axes
     heights = [patch.get_height() for patch in ax.patches]
     expected = [b.accuracy for row in with_lengths for b in row.errors.lengths or []]
@@ -115,9 +115,9 @@ def test_plot_writes_each_figure_at_its_size(study: Workspace, tmp_path: Path) -
     assert result.exit_code == 0, result.output
     rows = rows_of(study)
     for name, build in (
-        ("learning_curves.png", comparison_figures.learning_curves_figure),
-        ("confusion_matrices.png", comparison_figures.confusion_figure),
-        ("reliability.png", comparison_figures.reliability_figure),
+        ("learning_curves.png", figures.learning_curves_figure),
+        ("confusion_matrices.png", figures.confusion_figure),
+        ("reliability.png", figures.reliability_figure),
     ):
         with Image.open(target / name) as image:
             width, height = build(rows).get_size_inches() * plotting.DPI

@@ -23,7 +23,7 @@ from training_support import TINY, copy_workspace, prepared_workspace_root, tiny
 
 from imdb_cli import registry
 from imdb_cli.errors import ImdbError
-from imdb_cli.ledger import Ledger, read_ledger
+from imdb_cli.runs.ledger import Ledger, read_ledger
 from imdb_cli.training.distributed import Distributed, check_world
 
 NODROP = "tiny-bert-nodrop"

@@ -16,9 +16,9 @@ from cli_support import assert_one_red_line
 from predict_support import imdb, jsonl_rows, probs_of, split_texts
 from training_support import one_thread
 
-from imdb_cli import export, exported, predict
-from imdb_cli.review_files import from_texts
-from imdb_cli.runs import resolve_run
+from imdb_cli.handoff import export, export_folder, predict
+from imdb_cli.handoff.review_files import from_texts
+from imdb_cli.runs.select import resolve_run
 from imdb_cli.workspace import Workspace
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
@@ -193,7 +193,7 @@ def test_the_onnx_graph_takes_any_batch_size_and_length(onnx_folders: dict[str, 
 
     folder = onnx_folders["fp32"]
     session = onnxruntime.InferenceSession(str(folder / "model.onnx"))
-    model = exported.read_export(folder)
+    model = export_folder.read_export(folder)
     assert model.max_length == 128 and model.label_names == LABELS
     rng = np.random.default_rng(0)
     for batch, width in ((1, 5), (7, 128), (2, 33)):

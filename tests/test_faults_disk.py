@@ -14,9 +14,9 @@ from analysis_support import imdb
 from cli_support import assert_one_red_line
 from fault_support import enospc, free_up, full_disk, leftover_temps, read_only
 
-from imdb_cli import checkpoints
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_atomic, write_json_atomic
+from imdb_cli.runs import checkpoints
 from imdb_cli.workspace import Workspace
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
@@ -148,6 +148,6 @@ def test_an_unexpected_os_error_in_a_command_is_one_line(
     def broken(*args: object, **kwargs: object) -> None:
         raise OSError(errno.EIO, "Input/output error", "/dev/imaginary")
 
-    monkeypatch.setattr("imdb_cli.report.compare", broken)
+    monkeypatch.setattr("imdb_cli.compare.comparison.compare", broken)
     result = imdb(trained_workspace, "compare")
     assert_one_red_line(result, "/dev/imaginary", "Input/output error")

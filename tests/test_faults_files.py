@@ -15,8 +15,8 @@ import pytest
 from cli_support import assert_one_red_line
 from predict_support import imdb, jsonl_rows
 
-from imdb_cli import predict_output
 from imdb_cli.errors import ImdbError
+from imdb_cli.handoff import predict_output
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
 REVIEWS = "A fine film.\nA dull film.\nNot bad at all.\n"

@@ -15,10 +15,10 @@ from cli_support import assert_one_red_line
 from fault_support import flip_byte
 from handmade_ledgers import write_run
 
-from imdb_cli import checkpoints
 from imdb_cli.analysis.embeddings import BOUNDARY_CSV
-from imdb_cli.ledger import read_ledger
-from imdb_cli.runs import latest_run
+from imdb_cli.runs import checkpoints
+from imdb_cli.runs.ledger import read_ledger
+from imdb_cli.runs.select import latest_run
 from imdb_cli.workspace import Workspace
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py

@@ -24,11 +24,11 @@ from data_support import REPO
 from fault_support import enospc, fill, free_up, full_disk, leftover_temps, read_only
 from training_support import TINY, copy_workspace
 
-from imdb_cli import checkpoints
 from imdb_cli.data import locate
-from imdb_cli.ledger import read_ledger
-from imdb_cli.runs import list_runs
-from imdb_cli.training.run_lock import LOCK_NAME
+from imdb_cli.runs import checkpoints
+from imdb_cli.runs.ledger import read_ledger
+from imdb_cli.runs.lock import LOCK_NAME
+from imdb_cli.runs.select import list_runs
 from imdb_cli.workspace import Workspace
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
@@ -174,7 +174,7 @@ def _hold_lock(run_dir: Path) -> subprocess.Popen[str]:
     """Another process that trains the run: it holds the run's lock until it is killed."""
     code = (
         "import sys, time; from pathlib import Path; "
-        "from imdb_cli.training.run_lock import _try_lock; "
+        "from imdb_cli.runs.lock import _try_lock; "
         "h = _try_lock(Path(sys.argv[1])); print('locked', flush=True); time.sleep(120)"
     )
     holder = subprocess.Popen(

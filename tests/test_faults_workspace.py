@@ -15,13 +15,13 @@ from analysis_support import imdb
 from cli_support import assert_one_red_line
 from fault_support import leftover_temps
 
-from imdb_cli.checkpoints import CHECKPOINT_DIR
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import open_no_follow
-from imdb_cli.ledger import read_ledger
-from imdb_cli.runs import latest_run
-from imdb_cli.training.run_folder import LOG_NAME
-from imdb_cli.training.run_lock import LOCK_NAME, tidy_model_runs
+from imdb_cli.runs.checkpoints import CHECKPOINT_DIR
+from imdb_cli.runs.folder import LOG_NAME
+from imdb_cli.runs.ledger import read_ledger
+from imdb_cli.runs.lock import LOCK_NAME, tidy_model_runs
+from imdb_cli.runs.select import latest_run
 from imdb_cli.workspace import Workspace
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py

@@ -14,8 +14,8 @@ from analysis_support import MODELS, imdb
 from cli_support import assert_one_red_line
 from handmade_ledgers import write_run
 
-from imdb_cli.ledger import LEDGER_NAME, SCHEMA_VERSION, read_ledger, write_ledger
-from imdb_cli.runs import latest_run
+from imdb_cli.runs.ledger import LEDGER_NAME, SCHEMA_VERSION, read_ledger, write_ledger
+from imdb_cli.runs.select import latest_run
 from imdb_cli.workspace import Workspace
 
 # What version 2 added, by section; a version-1 ledger has none of it.

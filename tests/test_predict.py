@@ -15,9 +15,9 @@ from analysis_support import MODELS
 from cli_support import assert_one_red_line
 from predict_support import imdb, jsonl_rows, probs_of, split_texts
 
-from imdb_cli import predict, review_files
-from imdb_cli.review_files import from_texts
-from imdb_cli.runs import resolve_run
+from imdb_cli.handoff import predict, review_files
+from imdb_cli.handoff.review_files import from_texts
+from imdb_cli.runs.select import resolve_run
 from imdb_cli.workspace import Workspace
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py

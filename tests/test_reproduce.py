@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import Result
 
-from imdb_cli import reproduce
 from imdb_cli.errors import ImdbError
-from imdb_cli.ledger import read_ledger
-from imdb_cli.runs import Run, list_runs
+from imdb_cli.runs.ledger import read_ledger
+from imdb_cli.runs.select import Run, list_runs
+from imdb_cli.study import reproduce
 from imdb_cli.workspace import Workspace
 
 

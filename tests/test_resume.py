@@ -15,9 +15,10 @@ import torch
 from data_support import REPO
 from training_support import TINY, copy_workspace, one_thread, tiny_config
 
-from imdb_cli import checkpoints, registry
+from imdb_cli import registry
 from imdb_cli.config import TrainConfig
-from imdb_cli.ledger import read_ledger
+from imdb_cli.runs import checkpoints
+from imdb_cli.runs.ledger import read_ledger
 from imdb_cli.training.loop import Trainer, train
 from imdb_cli.workspace import Workspace
 

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from analysis_support import MODELS, imdb
 
-from imdb_cli import breakdown, checkpoints, review_lengths
+from imdb_cli.compare import breakdown, review_lengths
 from imdb_cli.data.locate import cache_of_run
 from imdb_cli.data.tokenized import load_split, load_texts
-from imdb_cli.runs import resolve_run
+from imdb_cli.runs import checkpoints
+from imdb_cli.runs.select import resolve_run
 from imdb_cli.workspace import Workspace
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py

@@ -15,12 +15,13 @@ import torch.nn.functional as F
 from cli_support import assert_one_red_line
 from training_support import TINY, tiny_config
 
-from imdb_cli import checkpoints, device, registry
+from imdb_cli import device, registry
 from imdb_cli.data.locate import cache_of_run
 from imdb_cli.data.tokenized import TokenizedSplit, load_split
 from imdb_cli.errors import ImdbError
-from imdb_cli.ledger import read_ledger
 from imdb_cli.model import EncoderForClassification, choose_attention
+from imdb_cli.runs import checkpoints
+from imdb_cli.runs.ledger import read_ledger
 from imdb_cli.training.batches import batches, epoch_order, length_grouped, make_batch
 from imdb_cli.training.inference import predict
 from imdb_cli.training.loop import train

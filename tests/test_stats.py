@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from imdb_cli import stats
+from imdb_cli.compare import stats
 
 
 @pytest.mark.parametrize(("k", "n"), [(170, 200), (4421, 5000), (4577, 5000), (3, 10), (0, 50)])

@@ -6,9 +6,10 @@ from pathlib import Path
 
 from handmade_ledgers import write_run
 
-from imdb_cli import report, study_report
-from imdb_cli.analysis.comparison_figures import write_figures
-from imdb_cli.runs import list_runs
+from imdb_cli.compare import study_report
+from imdb_cli.compare.comparison import compare_runs
+from imdb_cli.compare.figures import write_figures
+from imdb_cli.runs.select import list_runs
 from imdb_cli.workspace import Workspace
 
 N = 200
@@ -40,7 +41,7 @@ def demo_study(root: Path) -> study_report.StudyReport:
     study = study_report.StudyReport(
         root, "imdb reproduce ...", "now", {}, ["minilm", "tiny-modernbert"]
     )
-    study.comparison = report.compare_runs(runs)
+    study.comparison = compare_runs(runs)
     study.figures = write_figures(study.comparison, root / "report-figures")
     return study
 

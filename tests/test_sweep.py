@@ -9,9 +9,11 @@ import pytest
 from handmade_ledgers import write_run
 from training_support import TINY, copy_workspace, tiny_config
 
-from imdb_cli import registry, report, sweep
-from imdb_cli.ledger import read_ledger
-from imdb_cli.sweep import TrialResult
+from imdb_cli import registry
+from imdb_cli.compare.comparison import compare
+from imdb_cli.runs.ledger import read_ledger
+from imdb_cli.study import sweep
+from imdb_cli.study.sweep import TrialResult
 
 RATES = (1e-4, 3e-3)
 pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
@@ -137,7 +139,7 @@ def test_a_sweep_trains_each_rate_as_a_run_selects_on_validation_and_resumes(
         right=[True, True],
         created_at="2099-01-01T00:00:00+00:00",
     )
-    comparison = report.compare(workspace, [TINY])
+    comparison = compare(workspace, [TINY])
     (row,) = comparison.rows
     assert row.run_id == f"{plan.sweep_id}-lr{best:g}-seed42"
     assert row.sweep is not None and row.sweep.selected_lr == best

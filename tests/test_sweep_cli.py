@@ -18,9 +18,9 @@ from cli_support import assert_one_red_line
 from data_support import REPO
 from typer.testing import Result
 
-from imdb_cli.ledger import read_ledger
-from imdb_cli.runs import list_runs
-from imdb_cli.sweep import latest_selected
+from imdb_cli.runs.ledger import read_ledger
+from imdb_cli.runs.select import list_runs
+from imdb_cli.study.sweep import latest_selected
 from imdb_cli.workspace import Workspace
 
 TINY = "tiny-bert"

@@ -13,9 +13,9 @@ import pytest
 from analysis_support import imdb
 from data_support import THREE_LABELS, write_my_reviews
 
-from imdb_cli import checkpoints
-from imdb_cli.ledger import read_ledger
-from imdb_cli.runs import Run, latest_run
+from imdb_cli.runs import checkpoints
+from imdb_cli.runs.ledger import read_ledger
+from imdb_cli.runs.select import Run, latest_run
 from imdb_cli.workspace import Workspace
 
 TINY = "tiny-bert"

@@ -13,11 +13,12 @@ import torch
 from cli_support import assert_one_red_line
 from training_support import TINY, tiny_config
 
-from imdb_cli import checkpoints, registry
+from imdb_cli import registry
 from imdb_cli.data.prepare import prepare
 from imdb_cli.data.split import SplitOptions
-from imdb_cli.ledger import read_ledger
-from imdb_cli.runs import Run
+from imdb_cli.runs import checkpoints
+from imdb_cli.runs.ledger import read_ledger
+from imdb_cli.runs.select import Run
 from imdb_cli.training.loop import train
 from imdb_cli.workspace import Workspace
 

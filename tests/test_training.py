@@ -23,14 +23,15 @@ from training_support import (
     tiny_config,
 )
 
-from imdb_cli import checkpoints, device, registry
+from imdb_cli import device, registry
 from imdb_cli.data.locate import cache_of_run
 from imdb_cli.data.prepare import prepare
 from imdb_cli.data.split import SplitOptions
 from imdb_cli.data.tokenized import TokenizedSplit, load_split
 from imdb_cli.errors import ImdbError
-from imdb_cli.ledger import read_ledger
 from imdb_cli.model import ClassifierOutput, EncoderForClassification
+from imdb_cli.runs import checkpoints
+from imdb_cli.runs.ledger import read_ledger
 from imdb_cli.training import loop
 from imdb_cli.training.batches import batches, epoch_order, limit_split, make_batch
 from imdb_cli.training.inference import evaluate, predict

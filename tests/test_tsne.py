@@ -14,14 +14,14 @@ from analysis_support import MODELS, copy_trained, imdb
 from PIL import Image
 from training_support import one_thread
 
-from imdb_cli import checkpoints, ledger
 from imdb_cli.analysis import embeddings, folders
 from imdb_cli.analysis.embeddings import TsneOptions, TsneResult, compute_tsne
 from imdb_cli.data.locate import cache_of_run
 from imdb_cli.data.tokenized import TokenizedCache, load_split
 from imdb_cli.errors import ImdbError
 from imdb_cli.model import masked_mean
-from imdb_cli.runs import Run, resolve_run
+from imdb_cli.runs import checkpoints, ledger
+from imdb_cli.runs.select import Run, resolve_run
 from imdb_cli.training.inference import evaluate
 from imdb_cli.workspace import Workspace
 

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
-from imdb_cli import checkpoints
 from imdb_cli.analysis import folders, plotting
 from imdb_cli.console import info, warn
 from imdb_cli.data.encoding import Encoder
@@ -31,7 +30,8 @@ from imdb_cli.device import choose_device
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_json_atomic
 from imdb_cli.model import EncoderForClassification
-from imdb_cli.runs import Run
+from imdb_cli.runs import checkpoints
+from imdb_cli.runs.select import Run
 from imdb_cli.workspace import Workspace
 
 KIND = "attention"

@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from imdb_cli import checkpoints
 from imdb_cli.analysis import folders, plotting
 from imdb_cli.config import TrainConfig
 from imdb_cli.console import info, progress, warn
@@ -38,8 +37,9 @@ from imdb_cli.data.tokenized import TokenizedCache, TokenizedSplit, load_split, 
 from imdb_cli.device import choose_device, choose_precision
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_atomic, write_json_atomic
-from imdb_cli.ledger import LEDGER_NAME
-from imdb_cli.runs import Run
+from imdb_cli.runs import checkpoints
+from imdb_cli.runs.ledger import LEDGER_NAME
+from imdb_cli.runs.select import Run
 from imdb_cli.training.inference import predict
 from imdb_cli.workspace import Workspace
 

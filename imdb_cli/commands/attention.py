@@ -26,7 +26,7 @@ from imdb_cli.commands.common import (
 )
 from imdb_cli.console import info, out
 from imdb_cli.errors import ImdbError
-from imdb_cli.runs import models_with_completed_runs, resolve_run
+from imdb_cli.runs.select import models_with_completed_runs, resolve_run
 from imdb_cli.workspace import Workspace
 
 

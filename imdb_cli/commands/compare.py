@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from imdb_cli import report, report_formats
 from imdb_cli.commands.common import RunsDatasetOption, handles_errors, runs_dataset, workspace
+from imdb_cli.compare import comparison as comparing
+from imdb_cli.compare import formats
 from imdb_cli.console import info, out, warn
 from imdb_cli.errors import ImdbError
 
@@ -58,37 +59,37 @@ def compare(
 
     Example: imdb compare bert modernbert --format markdown -o results.md --plot figs/
     """
-    report_formats.check_format(fmt)
+    formats.check_format(fmt)
     if output is not None:
-        report_formats.check_output_path(output)
+        formats.check_output_path(output)
     if plot is not None and plot.exists() and not plot.is_dir():
         raise ImdbError(f"--plot {plot}: is a file; give a folder")
     # Accuracy by length counts the test reviews' tokens (once per data set, then cached).
     lengths = fmt in ("markdown", "json") or plot is not None
-    comparison = report.compare(
+    comparison = comparing.compare(
         workspace(), targets or [], dataset=runs_dataset(dataset), lengths=lengths
     )
     for problem in comparison.not_comparable:
         warn(f"not comparable: {problem.message()}")
     if plot is not None:
-        from imdb_cli.analysis.comparison_figures import write_figures
+        from imdb_cli.compare.figures import write_figures
 
         for path in write_figures(comparison, plot).values():
             info(f"wrote {path}")
     if output is not None:
-        report_formats.write_text(output, report_formats.render(comparison, fmt))
+        formats.write_text(output, formats.render(comparison, fmt))
         info(f"wrote {output}")
         return
     if fmt == "table":
         # Not-comparable runs were already warned about on stderr.
-        report_formats.print_comparison(out, comparison, skip_not_comparable=True)
+        formats.print_comparison(out, comparison, skip_not_comparable=True)
         return
-    text = report_formats.render(comparison, fmt)
+    text = formats.render(comparison, fmt)
     typer.echo(text, nl=False)
     if fmt == "csv":
         # csv holds the model rows only; the verdicts go where a person reads them.
-        for line in report_formats.warning_lines(comparison):
+        for line in formats.warning_lines(comparison):
             warn(line)
-        for line in report_formats.result_lines(comparison):
+        for line in formats.result_lines(comparison):
             if not line.startswith("not comparable:"):
                 info(line)

@@ -6,10 +6,10 @@ from typing import Annotated
 
 import typer
 
-from imdb_cli.checkpoints import checkpoint_path
 from imdb_cli.commands.common import RunsDatasetOption, handles_errors, runs_dataset, workspace
 from imdb_cli.console import out, verbosity
-from imdb_cli.runs import resolve_run
+from imdb_cli.runs.checkpoints import checkpoint_path
+from imdb_cli.runs.select import resolve_run
 from imdb_cli.training.inference import evaluate as evaluate_run
 
 

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from imdb_cli import export as exporting
 from imdb_cli.commands.common import RunsDatasetOption, handles_errors, runs_dataset, workspace
 from imdb_cli.console import info, out
+from imdb_cli.handoff import export as exporting
 
 
 @handles_errors

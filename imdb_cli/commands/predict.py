@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from imdb_cli import predict_output, review_files
 from imdb_cli.commands.common import RunsDatasetOption, handles_errors, runs_dataset, workspace
 from imdb_cli.console import info
 from imdb_cli.errors import ImdbError
-from imdb_cli.predict import load_predictor, predict_reviews
+from imdb_cli.handoff import predict_output, review_files
+from imdb_cli.handoff.predict import load_predictor, predict_reviews
 
 
 @handles_errors

@@ -6,12 +6,13 @@ from typing import Annotated
 
 import typer
 
-from imdb_cli import registry, report_formats
+from imdb_cli import registry
 from imdb_cli.commands.common import DataDirOption, DatasetOption, handles_errors, workspace
 from imdb_cli.commands.training_options import TrainOverrides, training_options
+from imdb_cli.compare import formats
 from imdb_cli.console import out
 from imdb_cli.errors import ImdbError
-from imdb_cli.reproduce import (
+from imdb_cli.study.reproduce import (
     ATTENTION_REVIEWS,
     DEFAULT_MODELS,
     TSNE_SAMPLES,
@@ -19,7 +20,7 @@ from imdb_cli.reproduce import (
     parse_seeds,
     run_study,
 )
-from imdb_cli.sweep import parse_rates
+from imdb_cli.study.sweep import parse_rates
 
 
 @handles_errors
@@ -97,7 +98,7 @@ def reproduce(
     result = run_study(workspace(), options)
     comparison = result.report.comparison
     if comparison is not None:
-        report_formats.print_comparison(out, comparison, skip_not_comparable=False)
+        formats.print_comparison(out, comparison, skip_not_comparable=False)
     out.print(f"report: {result.path}", highlight=False)
     if not result.complete:
         failures = "; ".join(result.report.failures)

@@ -7,12 +7,12 @@ from typing import Annotated
 import typer
 
 from imdb_cli import registry
-from imdb_cli import sweep as sweeps
 from imdb_cli.commands.common import DatasetOption, compact_table, handles_errors, workspace
 from imdb_cli.commands.training_options import TrainOverrides, training_options
 from imdb_cli.console import info, out, verbosity
 from imdb_cli.data.entry import load_dataset_entry
-from imdb_cli.reproduce import parse_seeds
+from imdb_cli.study import sweep as sweeps
+from imdb_cli.study.reproduce import parse_seeds
 
 
 @handles_errors

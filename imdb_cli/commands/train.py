@@ -13,7 +13,7 @@ from imdb_cli.commands.training_options import TrainOverrides, training_options
 from imdb_cli.console import out, verbosity
 from imdb_cli.data.entry import load_dataset_entry
 from imdb_cli.data.sources import DataSource
-from imdb_cli.ledger import Ledger
+from imdb_cli.runs.ledger import Ledger
 from imdb_cli.training.distributed import world_from_env
 from imdb_cli.training.loop import train as train_model
 

@@ -24,7 +24,7 @@ from imdb_cli.commands.common import (
     workspace,
 )
 from imdb_cli.console import out
-from imdb_cli.runs import Run, resolve_run
+from imdb_cli.runs.select import Run, resolve_run
 
 SHOWN = 5  # rows of each list printed; the files have them all
 

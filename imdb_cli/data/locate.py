@@ -23,8 +23,8 @@ from imdb_cli.data.store import (
 )
 from imdb_cli.data.tokenized import TokenizedCache, open_cache
 from imdb_cli.errors import ImdbError
-from imdb_cli.ledger import Ledger
-from imdb_cli.runs import Run
+from imdb_cli.runs.ledger import Ledger
+from imdb_cli.runs.select import Run
 from imdb_cli.workspace import Workspace
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@
 - `optimizer`: Adam/AdamW and the learning rate as a function of the step;
 - `rng`: seeding and the RNG states a checkpoint keeps;
 - `resume`: which run `--resume` continues, with which settings, from which epoch;
-- `run_folder`: a new run's folder (config.yaml, encoder/, first ledger) and train.log;
 - `environment`: the machine and versions a run records;
-- `distributed`: torchrun's world, the process group and what the ranks exchange.
+- `distributed`: torchrun's world, the process group and what the ranks exchange;
+- `tracking`: Weights & Biases, imported only when `--wandb` is on.
 """

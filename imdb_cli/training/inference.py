@@ -17,7 +17,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from imdb_cli.checkpoints import load_classifier
 from imdb_cli.config import TrainConfig
 from imdb_cli.console import progress, stats_column
 from imdb_cli.data.locate import cache_of_run
@@ -25,9 +24,10 @@ from imdb_cli.data.split import SPLITS
 from imdb_cli.data.tokenized import TokenizedSplit, load_split
 from imdb_cli.device import autocast, choose_device, choose_precision, use_tf32
 from imdb_cli.errors import ImdbError
-from imdb_cli.ledger import LEDGER_NAME
 from imdb_cli.model import EncoderForClassification
-from imdb_cli.runs import Run
+from imdb_cli.runs.checkpoints import load_classifier
+from imdb_cli.runs.ledger import LEDGER_NAME
+from imdb_cli.runs.select import Run
 from imdb_cli.training.batches import Batch, batches, make_batch
 from imdb_cli.training.metrics import LOG_EVERY
 from imdb_cli.workspace import Workspace

@@ -35,7 +35,16 @@ import torch.nn.functional as F
 from rich.progress import Progress, TaskID
 
 from imdb_cli import registry
-from imdb_cli.checkpoints import (
+from imdb_cli.config import ModelSpec, TrainConfig
+from imdb_cli.console import info, progress, stats_column, warn
+from imdb_cli.data.entry import DatasetEntry, load_dataset_entry
+from imdb_cli.data.locate import cache_for_run
+from imdb_cli.data.sources import DataSource
+from imdb_cli.data.tokenized import TokenizedCache, TokenizedSplit
+from imdb_cli.device import autocast, grad_scaler, is_compile_error
+from imdb_cli.errors import ImdbError, first_line
+from imdb_cli.model import EncoderForClassification
+from imdb_cli.runs.checkpoints import (
     CHECKPOINT_DIR,
     checkpoint_name,
     in_run,
@@ -45,15 +54,8 @@ from imdb_cli.checkpoints import (
     save_weights,
     state_path,
 )
-from imdb_cli.config import ModelSpec, TrainConfig
-from imdb_cli.console import info, progress, stats_column, warn
-from imdb_cli.data.entry import DatasetEntry, load_dataset_entry
-from imdb_cli.data.locate import cache_for_run
-from imdb_cli.data.sources import DataSource
-from imdb_cli.data.tokenized import TokenizedCache, TokenizedSplit
-from imdb_cli.device import autocast, grad_scaler, is_compile_error
-from imdb_cli.errors import ImdbError, first_line
-from imdb_cli.ledger import (
+from imdb_cli.runs.folder import LOG_NAME, RunLog, create_run
+from imdb_cli.runs.ledger import (
     LEDGER_NAME,
     EpochRecord,
     Ledger,
@@ -61,9 +63,8 @@ from imdb_cli.ledger import (
     read_ledger,
     write_ledger,
 )
-from imdb_cli.model import EncoderForClassification
-from imdb_cli.runs import Run, check_run_name, now_iso
-from imdb_cli.tracking import NoTracker, Tracker, start_tracking
+from imdb_cli.runs.lock import holding_run, tidy_model_runs
+from imdb_cli.runs.select import Run, check_run_name, now_iso
 from imdb_cli.training.batches import Batch, batches, epoch_order, length_grouped, make_batch
 from imdb_cli.training.build import Hardware, build_model, choose_hardware, load_splits
 from imdb_cli.training.distributed import (
@@ -83,8 +84,7 @@ from imdb_cli.training.metrics import LOG_EVERY, TrainMeter
 from imdb_cli.training.optimizer import lr_at, make_optimizer, steps_per_epoch
 from imdb_cli.training.resume import reopen, resumed_config, run_to_resume
 from imdb_cli.training.rng import restore_rng_state, rng_state
-from imdb_cli.training.run_folder import LOG_NAME, RunLog, create_run
-from imdb_cli.training.run_lock import holding_run, tidy_model_runs
+from imdb_cli.training.tracking import NoTracker, Tracker, start_tracking
 from imdb_cli.workspace import Workspace
 
 
@@ -112,7 +112,7 @@ def train(
     missing and given (`imdb train --prepare`). A resumed run continues on its own data.
     `options`: the settings given on the command line; resuming refuses one that differs
     from the run's (resume.resumed_config). Under torchrun every process calls this; they
-    train one model data-parallel, and rank 0 holds the run's lock (run_lock.py).
+    train one model data-parallel, and rank 0 holds the run's lock (runs/lock.py).
 
     Returns the run with its completed ledger. Interrupts mark the ledger `interrupted`,
     any other error `failed` (with the message), and re-raise.

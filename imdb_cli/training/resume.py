@@ -7,12 +7,12 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from imdb_cli.checkpoints import in_run, state_path
 from imdb_cli.config import ModelSpec, TrainConfig, flag_name
 from imdb_cli.console import info, warn
 from imdb_cli.errors import ImdbError
-from imdb_cli.ledger import LEDGER_NAME, read_ledger
-from imdb_cli.runs import Run, is_run_dir, list_runs
+from imdb_cli.runs.checkpoints import in_run, state_path
+from imdb_cli.runs.ledger import LEDGER_NAME, read_ledger
+from imdb_cli.runs.select import Run, is_run_dir, list_runs
 from imdb_cli.workspace import Workspace
 
 RESUMABLE = ("running", "failed", "interrupted")
@@ -24,7 +24,7 @@ def run_to_resume(
     """`auto`: the newest unfinished run of the model on `dataset` (None: start fresh); else
     that run, whatever its data set.
 
-    A run that another process is training is not skipped: taking its lock (run_lock.py)
+    A run that another process is training is not skipped: taking its lock (runs/lock.py)
     stops this process with a line naming the other, rather than training a new run.
     """
     if resume is None:

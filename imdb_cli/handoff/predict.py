@@ -25,17 +25,18 @@ import numpy as np
 import torch
 from rich.progress import TextColumn
 
-from imdb_cli import checkpoints, exported
 from imdb_cli.config import TrainConfig
 from imdb_cli.console import progress
 from imdb_cli.data.encoding import Encoder
 from imdb_cli.data.tokenized import TokenizedSplit
 from imdb_cli.device import autocast, choose_device, choose_precision
 from imdb_cli.errors import ImdbError
-from imdb_cli.ledger import LEDGER_NAME
+from imdb_cli.handoff import export_folder
+from imdb_cli.handoff.review_files import ReviewSource
 from imdb_cli.model import EncoderForClassification
-from imdb_cli.review_files import ReviewSource
-from imdb_cli.runs import Run, is_run_dir, resolve_run
+from imdb_cli.runs import checkpoints
+from imdb_cli.runs.ledger import LEDGER_NAME
+from imdb_cli.runs.select import Run, is_run_dir, resolve_run
 from imdb_cli.training.batches import Batch
 from imdb_cli.training.inference import in_split_order, shortest_first
 from imdb_cli.workspace import Workspace
@@ -90,10 +91,10 @@ def load_predictor(
         raise ImdbError(f"--batch-size must be at least 1 (got {batch_size})")
     folder = Path(target)
     if folder.is_dir() and not is_run_dir(folder):
-        if not exported.is_export_dir(folder):
+        if not export_folder.is_export_dir(folder):
             raise ImdbError(
                 f"{folder}: neither a run folder (no {LEDGER_NAME}) nor a folder written by "
-                f"`imdb export` (no {exported.CONFIG_NAME} of an imdb model)"
+                f"`imdb export` (no {export_folder.CONFIG_NAME} of an imdb model)"
             )
         if checkpoint != "best":
             raise ImdbError(f"--checkpoint {checkpoint}: an exported folder holds one model")
@@ -120,12 +121,12 @@ def _from_run(run: Run, checkpoint: str, device: str, batch_size: int | None) ->
 
 
 def _from_export(folder: Path, device: str, batch_size: int | None) -> Predictor:
-    export = exported.read_export(folder)
-    tokenizer = exported.load_tokenizer(folder)
+    export = export_folder.read_export(folder)
+    tokenizer = export_folder.load_tokenizer(folder)
     encoder = Encoder(tokenizer, export.max_length, export.truncation)
-    size = batch_size or exported.DEFAULT_BATCH_SIZE
+    size = batch_size or export_folder.DEFAULT_BATCH_SIZE
     if export.is_onnx:
-        session = exported.onnx_session(folder / exported.ONNX_NAME, device)
+        session = export_folder.onnx_session(folder / export_folder.ONNX_NAME, device)
         return Predictor(
             description=f"{folder} (ONNX, {export.quantization or 'fp32'})",
             label_names=export.label_names,
@@ -136,7 +137,7 @@ def _from_export(folder: Path, device: str, batch_size: int | None) -> Predictor
             hidden_size=int(session.get_outputs()[1].shape[-1]),
         )
     chosen = choose_device(device)
-    model = exported.load_model(folder, export)
+    model = export_folder.load_model(folder, export)
     return Predictor(
         description=str(folder),
         label_names=_checked_labels(export.label_names, model, str(folder)),
@@ -175,10 +176,10 @@ def onnx_forward(session: Any) -> Forward:
         ids = batch.input_ids.cpu().numpy()
         mask = batch.attention_mask
         inputs = {
-            exported.ONNX_INPUTS[0]: ids,
-            exported.ONNX_INPUTS[1]: np.ones_like(ids) if mask is None else mask.cpu().numpy(),
+            export_folder.ONNX_INPUTS[0]: ids,
+            export_folder.ONNX_INPUTS[1]: np.ones_like(ids) if mask is None else mask.cpu().numpy(),
         }
-        logits, pooled = session.run(list(exported.ONNX_OUTPUTS), inputs)
+        logits, pooled = session.run(list(export_folder.ONNX_OUTPUTS), inputs)
         return torch.from_numpy(logits), torch.from_numpy(pooled)
 
     return forward

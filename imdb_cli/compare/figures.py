@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from imdb_cli.analysis.plotting import DPI, save_figure
-from imdb_cli.report import Comparison, ModelRow
+from imdb_cli.compare.comparison import Comparison, ModelRow
 
 FILES = {
     "learning_curves": "learning_curves.png",

@@ -10,13 +10,13 @@ from typing import Any
 
 import yaml
 
-from imdb_cli.checkpoints import tokenizer_files_sha256
 from imdb_cli.config import ModelSpec, TrainConfig
 from imdb_cli.data.tokenized import TokenizedCache
 from imdb_cli.files import open_no_follow, write_text_atomic
-from imdb_cli.ledger import TOKENIZER_FILES, Ledger
 from imdb_cli.model import EncoderForClassification
-from imdb_cli.runs import CONFIG_NAME, ENCODER_DIR, new_run_id, now_iso
+from imdb_cli.runs.checkpoints import tokenizer_files_sha256
+from imdb_cli.runs.ledger import TOKENIZER_FILES_SHA256, Ledger
+from imdb_cli.runs.select import CONFIG_NAME, ENCODER_DIR, new_run_id, now_iso
 from imdb_cli.training.distributed import Distributed, from_rank0
 from imdb_cli.workspace import Workspace
 
@@ -55,7 +55,7 @@ def create_run(
         run_id=run_id,
         status="running",
         config=config.to_dict(),
-        data={**data, TOKENIZER_FILES: tokenizer_files},
+        data={**data, TOKENIZER_FILES_SHA256: tokenizer_files},
         environment=environment,
         parameters=sum(p.numel() for p in model.parameters()),
         created_at=created,

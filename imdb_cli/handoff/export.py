@@ -30,7 +30,7 @@ import torch
 import transformers
 from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 
-from imdb_cli import __version__, checkpoints, exported, registry
+from imdb_cli import __version__, registry
 from imdb_cli.config import TrainConfig
 from imdb_cli.console import info, progress, warn
 from imdb_cli.data.encoding import Encoder
@@ -39,11 +39,13 @@ from imdb_cli.data.locate import cache_of_run
 from imdb_cli.data.tokenized import TokenizedSplit, load_split, load_texts
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import FolderState, atomic_dir, clean_stale_temps, folder_state
-from imdb_cli.ledger import LEDGER_NAME
+from imdb_cli.handoff import export_folder
+from imdb_cli.handoff.model_card import model_card
+from imdb_cli.handoff.predict import Predictor, classify, onnx_forward, tokenize, torch_forward
 from imdb_cli.model import EncoderForClassification
-from imdb_cli.model_card import model_card
-from imdb_cli.predict import Predictor, classify, onnx_forward, tokenize, torch_forward
-from imdb_cli.runs import Run, resolve_run
+from imdb_cli.runs import checkpoints
+from imdb_cli.runs.ledger import LEDGER_NAME
+from imdb_cli.runs.select import Run, resolve_run
 from imdb_cli.workspace import Workspace
 
 FORMATS = ("hf", "onnx")
@@ -77,12 +79,12 @@ def check_options(fmt: str, quantize: str | None) -> None:
     if quantize is not None and fmt != "onnx":
         raise ImdbError(f"--quantize {quantize} needs --format onnx")
     if fmt == "onnx":
-        exported.require_onnx("--format onnx")
+        export_folder.require_onnx("--format onnx")
 
 
 def check_out(out: Path, force: bool, workspace: Workspace, run: Run) -> FolderState:
     """--out must be a new or empty folder, or with --force an earlier export (it holds
-    exported.MARKER_NAME), and never inside or around imdb's own folders (the workspace, the
+    export_folder.MARKER_NAME), and never inside or around imdb's own folders (the workspace, the
     run exported, model_configs/, dataset_configs/), whose --force would delete them. The
     folder's state, which must not change before the export is renamed into place."""
     if out.is_symlink():
@@ -109,10 +111,10 @@ def check_out(out: Path, force: bool, workspace: Workspace, run: Run) -> FolderS
             raise ImdbError(
                 f"--out {out}: exists and is not empty (--force replaces an earlier imdb export)"
             )
-        if not (out / exported.MARKER_NAME).is_file():
+        if not (out / export_folder.MARKER_NAME).is_file():
             raise ImdbError(
                 f"--out {out}: --force replaces only a folder written by `imdb export` (it "
-                f"holds {exported.MARKER_NAME}); this one is not, so it stays as it is"
+                f"holds {export_folder.MARKER_NAME}); this one is not, so it stays as it is"
             )
     for leftover in clean_stale_temps(out.parent, of=out.name):
         info(f"removed {leftover}, left by an interrupted earlier export to {out.name}")
@@ -158,14 +160,16 @@ def export(
     # there `truncation=True` should cut to the run's length.
     tokenizer.model_max_length = VERY_LARGE_INTEGER if fmt == "hf" else encoder.max_length
     with atomic_dir(out, expected=state) as folder:
-        exported.write_marker(folder, fmt, run)
+        export_folder.write_marker(folder, fmt, run)
         tokenizer.save_pretrained(folder)
         if fmt == "hf":
             info(f"writing the Hugging Face folder {out}")
             _write_hf(model, hf_config, folder)
         else:
             _write_onnx(model, hf_config, encoder, folder, workspace, result)
-        (folder / exported.CARD_NAME).write_text(model_card(result, hf_config), encoding="utf-8")
+        (folder / export_folder.CARD_NAME).write_text(
+            model_card(result, hf_config), encoding="utf-8"
+        )
     return result
 
 
@@ -180,7 +184,7 @@ def classifier_config(
     quantize: str | None,
 ) -> Any:
     """The export's config.json: modeling_imdb.ImdbClassifierConfig."""
-    from imdb_cli.modeling_imdb import ImdbClassifierConfig
+    from imdb_cli.handoff.modeling_imdb import ImdbClassifierConfig
 
     names = run.ledger.label_names
     # Hugging Face sentiment models name their classes in capitals (NEGATIVE, POSITIVE).
@@ -230,7 +234,7 @@ def head_tokens(encoder: Encoder) -> int:
 
 
 def _write_hf(model: EncoderForClassification, config: Any, folder: Path) -> None:
-    from imdb_cli.modeling_imdb import ImdbClassifier
+    from imdb_cli.handoff.modeling_imdb import ImdbClassifier
 
     with _quiet():
         hf_model = ImdbClassifier(config)
@@ -264,7 +268,7 @@ def _write_onnx(
     workspace: Workspace,
     result: ExportResult,
 ) -> None:
-    fp32 = folder / exported.ONNX_NAME
+    fp32 = folder / export_folder.ONNX_NAME
     reviews = _check_reviews(workspace, result.run)
     sample = tokenize(encoder, reviews[:3])
     info("exporting to ONNX (torch.onnx.export)")
@@ -273,7 +277,7 @@ def _write_onnx(
     checked = tokenize(encoder, reviews)
     expected = classify(torch_model, checked).probs
     info(f"checking onnxruntime against torch on {len(reviews)} test reviews")
-    session = exported.onnx_session(fp32)
+    session = export_folder.onnx_session(fp32)
     got = classify(_predictor(onnx_forward(session), config, encoder), checked).probs
     result.onnx_difference = float(np.abs(got - expected).max())
     result.checked_reviews = len(reviews)
@@ -282,7 +286,7 @@ def _write_onnx(
             f"the ONNX model's probabilities differ from torch's by {result.onnx_difference:.2e} "
             f"(more than {ONNX_TOLERANCE:g}); nothing was written"
         )
-    config.to_json_file(folder / exported.CONFIG_NAME)
+    config.to_json_file(folder / export_folder.CONFIG_NAME)
     if result.quantization is None:
         return
     int8 = folder / "model.int8.onnx"
@@ -311,9 +315,9 @@ def export_onnx(model: EncoderForClassification, sample: TokenizedSplit, path: P
                 _OnnxGraph(model),
                 (ids, mask),
                 str(path),
-                input_names=list(exported.ONNX_INPUTS),
-                output_names=list(exported.ONNX_OUTPUTS),
-                dynamic_shapes={name: dynamic for name in exported.ONNX_INPUTS},
+                input_names=list(export_folder.ONNX_INPUTS),
+                output_names=list(export_folder.ONNX_OUTPUTS),
+                dynamic_shapes={name: dynamic for name in export_folder.ONNX_INPUTS},
                 dynamo=True,
                 external_data=weights > ONNX_PROTOBUF_LIMIT,
                 verbose=False,
@@ -352,7 +356,7 @@ def _predictor(forward: Any, config: Any, encoder: Encoder) -> Predictor:
         encoder=encoder,
         forward=forward,
         device=torch.device("cpu"),
-        batch_size=exported.DEFAULT_BATCH_SIZE,
+        batch_size=export_folder.DEFAULT_BATCH_SIZE,
         hidden_size=0,
     )
 
@@ -391,7 +395,7 @@ def _measure_accuracy(
     labels = np.asarray(split.labels)
     result.test_reviews = len(labels)
     for name, path in (("fp32", fp32), ("int8", int8)):
-        predictor = _predictor(onnx_forward(exported.onnx_session(path)), config, encoder)
+        predictor = _predictor(onnx_forward(export_folder.onnx_session(path)), config, encoder)
         with progress() as bar:
             task = bar.add_task(f"test accuracy, ONNX {name}", total=len(labels))
             advance = functools.partial(bar.advance, task)

@@ -38,8 +38,8 @@ from rich.table import Table
 from imdb_cli.console import file_console, info, out
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import atomic_path, clean_stale_temps
-from imdb_cli.predict import ScoredChunk
-from imdb_cli.review_files import STDIN
+from imdb_cli.handoff.predict import ScoredChunk
+from imdb_cli.handoff.review_files import STDIN
 
 FORMATS = ("table", "jsonl", "csv", "tsv", "json")
 DELIMITERS = {"csv": ",", "tsv": "\t"}

@@ -24,9 +24,9 @@ from transformers import PreTrainedTokenizerBase
 from imdb_cli import guarded_loading
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_atomic
-from imdb_cli.ledger import LEDGER_NAME, TOKENIZER_FILES, Ledger
 from imdb_cli.model import EncoderForClassification
-from imdb_cli.runs import ENCODER_DIR, Run
+from imdb_cli.runs.ledger import LEDGER_NAME, TOKENIZER_FILES_SHA256, Ledger
+from imdb_cli.runs.select import ENCODER_DIR, Run
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -175,7 +175,7 @@ def load_classifier(
 
 def tokenizer_files_sha256(saved: Iterable[str | Path]) -> dict[str, str]:
     """File name -> sha256 of the files a tokenizer's save_pretrained wrote (the run's
-    tokenizer identity, recorded in its ledger's data under ledger.TOKENIZER_FILES)."""
+    tokenizer identity, recorded in its ledger's data under ledger.TOKENIZER_FILES_SHA256)."""
     paths = sorted({Path(p) for p in saved if Path(p).is_file()})
     return {path.name: file_sha256(path) for path in paths}
 
@@ -183,7 +183,7 @@ def tokenizer_files_sha256(saved: Iterable[str | Path]) -> dict[str, str]:
 def check_tokenizer_files(run: Run) -> None:
     """The run's encoder/ folder holds the tokenizer it was trained with: the files its
     ledger recorded, each with its sha256, and no other tokenizer file beside them."""
-    recorded = run.ledger.data.get(TOKENIZER_FILES)
+    recorded = run.ledger.data.get(TOKENIZER_FILES_SHA256)
     if recorded is None:
         return  # a run made before tokenizer checksums
     folder = run.path / ENCODER_DIR
@@ -191,7 +191,9 @@ def check_tokenizer_files(run: Run) -> None:
     for name, digest in sorted(recorded.items()):
         path = folder / name
         if Path(name).name != name or name in ("", ".", ".."):
-            raise ImdbError(f"{ledger}: damaged ledger: 'data.{TOKENIZER_FILES}' names {name!r}")
+            raise ImdbError(
+                f"{ledger}: damaged ledger: 'data.{TOKENIZER_FILES_SHA256}' names {name!r}"
+            )
         if not path.is_file():
             raise ImdbError(f"{path}: the run's tokenizer file is missing")
         if file_sha256(path) != digest:

@@ -31,7 +31,7 @@ LEDGER_NAME = "ledger.json"
 STATUSES = ("running", "completed", "failed", "interrupted")
 # `data` key: file name -> sha256 of each tokenizer file the run saved in its encoder/
 # folder, checked when the run's tokenizer is loaded (runs made before it have none).
-TOKENIZER_FILES = "tokenizer_files_sha256"
+TOKENIZER_FILES_SHA256 = "tokenizer_files_sha256"
 
 
 @dataclass
@@ -264,7 +264,7 @@ _DATA_FIELDS = {
     "sizes": "dict[str, int]",
     "limit_train": "int | None",
     "labels": "list[str]",
-    TOKENIZER_FILES: "dict[str, str]",
+    TOKENIZER_FILES_SHA256: "dict[str, str]",
 }
 
 

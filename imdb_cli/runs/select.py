@@ -11,7 +11,7 @@ from imdb_cli import registry
 from imdb_cli.config import ENTRY_NAME
 from imdb_cli.data.entry import DEFAULT_DATASET
 from imdb_cli.errors import ImdbError
-from imdb_cli.ledger import LEDGER_NAME, Ledger, read_ledger
+from imdb_cli.runs.ledger import LEDGER_NAME, Ledger, read_ledger
 from imdb_cli.workspace import Workspace
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

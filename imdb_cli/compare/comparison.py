@@ -27,12 +27,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from imdb_cli import breakdown, recipes, registry, stats
+from imdb_cli import registry
+from imdb_cli.compare import breakdown, recipes, stats
 from imdb_cli.data.entry import DEFAULT_DATASET
 from imdb_cli.errors import ImdbError
-from imdb_cli.ledger import Ledger, TestRecord
-from imdb_cli.runs import Run, list_runs, models_with_completed_runs, resolve_run
-from imdb_cli.sweep import SweepRecord, latest_selected
+from imdb_cli.runs.ledger import Ledger, TestRecord
+from imdb_cli.runs.select import Run, list_runs, models_with_completed_runs, resolve_run
+from imdb_cli.study.sweep import SweepRecord, latest_selected
 from imdb_cli.workspace import Workspace
 
 CONFIDENCE = 0.95
@@ -530,7 +531,7 @@ def _errors(run: Run, workspace: Workspace | None) -> Errors:
     found = Errors(breakdown.confusion(ledger), breakdown.calibration(ledger))
     if workspace is None:
         return found
-    from imdb_cli import review_lengths
+    from imdb_cli.compare import review_lengths
 
     try:
         counts = review_lengths.full_token_counts(workspace, run)

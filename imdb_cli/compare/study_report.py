@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imdb_cli.compare.comparison import Comparison
+from imdb_cli.compare.formats import format_seconds, md_escape, render_markdown
 from imdb_cli.data.entry import DEFAULT_DATASET, LEGACY_LABELS
-from imdb_cli.report import Comparison
-from imdb_cli.report_formats import format_seconds, md_escape, render_markdown
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""A `Comparison` (report.py) as rich tables, markdown, csv or json.
+"""A `Comparison` (comparison.py) as rich tables, markdown, csv or json.
 
 Every format says what is compared (the warnings), the results with their intervals, and
 each pair's McNemar test and bootstrap interval of the difference. Markdown and json carry
@@ -16,10 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imdb_cli import recipes, stats
-from imdb_cli.errors import ImdbError
-from imdb_cli.files import write_atomic
-from imdb_cli.report import (
+from imdb_cli.compare import recipes, stats
+from imdb_cli.compare.comparison import (
     ALPHA,
     CALIBRATION_METHOD,
     CONFIDENCE,
@@ -29,6 +27,8 @@ from imdb_cli.report import (
     Spread,
     format_p,
 )
+from imdb_cli.errors import ImdbError
+from imdb_cli.files import write_atomic
 
 FORMATS = ("table", "markdown", "csv", "json")
 TABLE_MIN_WIDTH = 76

@@ -18,7 +18,7 @@ import numpy as np
 from imdb_cli.console import progress
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import atomic_path
-from imdb_cli.runs import Run
+from imdb_cli.runs.select import Run
 from imdb_cli.workspace import Workspace
 
 KIND = "lengths"
@@ -89,9 +89,9 @@ def full_token_counts(workspace: Workspace, run: Run) -> dict[int, int]:
     known = _read(path)
     if known is not None and all(r in known for r in wanted):
         return known
-    from imdb_cli.checkpoints import load_run_tokenizer  # transformers: only when counting
     from imdb_cli.data.locate import cache_of_run
     from imdb_cli.data.tokenized import load_texts
+    from imdb_cli.runs.checkpoints import load_run_tokenizer  # transformers: only when counting
 
     cache = cache_of_run(workspace, run.ledger)
     ids, texts, _ = load_texts(cache, SPLIT)

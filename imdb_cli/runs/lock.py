@@ -20,13 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from imdb_cli.checkpoints import CHECKPOINT_DIR
 from imdb_cli.console import info
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import clean_stale_temps, open_no_follow, refuse_links
-from imdb_cli.ledger import LEDGER_NAME
+from imdb_cli.runs.checkpoints import CHECKPOINT_DIR
+from imdb_cli.runs.folder import LOG_NAME
+from imdb_cli.runs.ledger import LEDGER_NAME
 from imdb_cli.training.distributed import Distributed, from_rank0
-from imdb_cli.training.run_folder import LOG_NAME
 from imdb_cli.workspace import Workspace
 
 LOCK_NAME = "train.lock"

@@ -19,7 +19,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from imdb_cli import __version__, registry, report, report_formats, study_report
+from imdb_cli import __version__, registry
+from imdb_cli.compare import formats, study_report
+from imdb_cli.compare.comparison import Comparison, compare_runs
 from imdb_cli.config import ModelSpec, TrainConfig, option_args, train_command
 from imdb_cli.console import info, warn
 from imdb_cli.data.entry import DEFAULT_DATASET, DatasetEntry, configs_dir, load_dataset_entry
@@ -28,8 +30,8 @@ from imdb_cli.data.sources import DataSource
 from imdb_cli.data.split import SplitOptions
 from imdb_cli.data.tokenized import TokenizedCache
 from imdb_cli.errors import ImdbError
-from imdb_cli.runs import Run
-from imdb_cli.sweep import SweepPlan, SweepRecord, train_sweep
+from imdb_cli.runs.select import Run
+from imdb_cli.study.sweep import SweepPlan, SweepRecord, train_sweep
 from imdb_cli.workspace import Workspace
 
 REPORT_NAME = "report.md"
@@ -143,9 +145,7 @@ def run_study(workspace: Workspace, options: StudyOptions) -> StudyResult:
     else:
         runs, swept = _train_all(workspace, plan, caches, entry, study), {}
     if runs:
-        study.comparison = report.compare_runs(
-            runs, workspace=workspace, lengths=True, sweeps=swept
-        )
+        study.comparison = compare_runs(runs, workspace=workspace, lengths=True, sweeps=swept)
         study.figures = _comparison_figures(workspace, study.comparison, study)
         shown = [Path(row.run_path) for row in study.comparison.rows]
         study.steps.append(
@@ -168,7 +168,7 @@ def run_study(workspace: Workspace, options: StudyOptions) -> StudyResult:
         study.steps += [step.command for step in study.analyses if step.command]
     study.seconds = time.perf_counter() - started
     path = workspace.root / REPORT_NAME
-    report_formats.write_text(path, study_report.render_study_report(study))
+    formats.write_text(path, study_report.render_study_report(study))
     return StudyResult(study, path)
 
 
@@ -293,10 +293,10 @@ def _figures_dir(workspace: Workspace) -> Path:
 
 
 def _comparison_figures(
-    workspace: Workspace, comparison: report.Comparison, study: study_report.StudyReport
+    workspace: Workspace, comparison: Comparison, study: study_report.StudyReport
 ) -> dict[str, Path]:
     """The comparison's PNGs beside report.md; a figure that fails is a failure, not hidden."""
-    from imdb_cli.analysis.comparison_figures import write_figures
+    from imdb_cli.compare.figures import write_figures
 
     try:
         return write_figures(comparison, _figures_dir(workspace))

@@ -18,8 +18,8 @@ import yaml
 from imdb_cli import registry
 from imdb_cli.config import TrainConfig, flag_name
 from imdb_cli.errors import ImdbError
-from imdb_cli.ledger import Ledger
-from imdb_cli.runs import CONFIG_NAME, Run
+from imdb_cli.runs.ledger import Ledger
+from imdb_cli.runs.select import CONFIG_NAME, Run
 
 # Settings that do not change what a run learns (the seed is reported on its own).
 NOT_RECIPE = frozenset({"seed", "eval_batch_size", "device", "compile", "attention", "tf32"})

@@ -28,7 +28,7 @@ import torch
 from imdb_cli import guarded_loading
 from imdb_cli.errors import ImdbError
 from imdb_cli.model import EncoderForClassification
-from imdb_cli.runs import Run
+from imdb_cli.runs.select import Run
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -123,7 +123,7 @@ def load_tokenizer(folder: Path) -> Any:
 
 def load_model(folder: Path, export: Export) -> EncoderForClassification:
     """The exported weights in imdb's own model class (the folder's modeling file is not run)."""
-    from imdb_cli.checkpoints import load_weights
+    from imdb_cli.runs.checkpoints import load_weights
 
     where = f"{folder / CONFIG_NAME}: key 'encoder'"
     config = guarded_loading.config_for_model(export.config["encoder"], where)

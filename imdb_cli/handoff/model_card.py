@@ -11,12 +11,12 @@ import torch
 import transformers
 
 from imdb_cli import __version__, registry
+from imdb_cli.compare.stats import wilson_interval
 from imdb_cli.errors import ImdbError
-from imdb_cli.ledger import Ledger
-from imdb_cli.stats import wilson_interval
+from imdb_cli.runs.ledger import Ledger
 
 if TYPE_CHECKING:
-    from imdb_cli.export import ExportResult
+    from imdb_cli.handoff.export import ExportResult
 
 
 def model_card(result: ExportResult, config: Any) -> str:

@@ -28,13 +28,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from imdb_cli.compare.recipes import NOT_RECIPE
 from imdb_cli.config import ModelSpec, TrainConfig, flag_name, option_args, train_args
 from imdb_cli.console import info, warn
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_json_atomic
-from imdb_cli.ledger import LEDGER_NAME, read_ledger
-from imdb_cli.recipes import NOT_RECIPE
-from imdb_cli.runs import Run, now_iso
+from imdb_cli.runs.ledger import LEDGER_NAME, read_ledger
+from imdb_cli.runs.select import Run, now_iso
 from imdb_cli.workspace import Workspace
 
 if TYPE_CHECKING:  # compare reads sweeps without loading the data layer
@@ -361,7 +361,7 @@ def _clear_unstarted(path: Path) -> None:
     """A trial folder without a ledger, checkpoints or a live trainer died before its
     first record; remove it at once so the trial can start under its name (training's
     own tidying waits a minute before it removes such a folder)."""
-    from imdb_cli.training.run_lock import is_locked  # torch: only when training
+    from imdb_cli.runs.lock import is_locked  # torch: only when training
 
     if not path.is_dir() or (path / LEDGER_NAME).exists() or is_locked(path):
         return

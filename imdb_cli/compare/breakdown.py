@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from imdb_cli.ledger import Ledger, TestRecord
+from imdb_cli.runs.ledger import Ledger, TestRecord
 
 CALIBRATION_BINS = 10
 # Bucket edges in tokens (special tokens included): the max lengths people train at, so

@@ -1,0 +1,12 @@
+"""The comparison of runs: which runs, their rows, recipes, statistics and breakdowns, and
+the comparison as tables, files, figures and the study's report.
+
+- `comparison`: runs -> a `Comparison` (rows, pairs, warnings, where the errors are);
+- `recipes`: each run's weights, recipe and machine; the "not like for like" warnings;
+- `stats`: Wilson interval, McNemar, paired bootstrap, mean and std;
+- `breakdown`: a run's test errors by class, confidence and review length;
+- `review_lengths`: the full token counts of the test reviews;
+- `formats`: the comparison as rich tables, markdown, csv and json;
+- `figures`: the comparison's PNG figures;
+- `study_report`: `report.md` of `imdb reproduce`.
+"""
