@@ -29,6 +29,11 @@ class ImdbError(Exception):
         self.message = message
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, taken as an interrupt (commands.common.terminated_as_interrupted): every
+    `except KeyboardInterrupt` cleanup runs, and messages can say which it was."""
+
+
 def cut(text: str, limit: int) -> str:
     """`text` on one line, at most `limit` characters (an ellipsis says it was cut)."""
     flat = " ".join(text.split()) if "\n" in text or "\r" in text else text

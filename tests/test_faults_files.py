@@ -6,17 +6,25 @@ result), and that nothing the user had was lost or changed."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import sys
 import threading
+import time
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+import yaml
 from cli_support import assert_one_red_line
 from predict_support import imdb, jsonl_rows
 
+from imdb_cli.config import read_yaml
 from imdb_cli.errors import ImdbError
 from imdb_cli.handoff import predict_output
+from imdb_cli.runs.select import resolve_run
+from imdb_cli.workspace import Workspace
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
 REVIEWS = "A fine film.\nA dull film.\nNot bad at all.\n"
@@ -149,3 +157,125 @@ def test_what_a_killed_predict_left_is_removed_next_time(
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert not leftover.exists() and f"removed {leftover}" in result.output
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+def _bomb(levels: int = 9, width: int = 9) -> str:
+    """A 'billion laughs': each level an alias list of the one before (9**9 values)."""
+    lines = ["a0: &a0 [" + ", ".join(["lol"] * width) + "]"]
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+BOMBS = {
+    "model YAML": ("name: bomb\ntokenizer: x\n" + _bomb() + "training: {epochs: *a8}\n"),
+    "dataset YAML": ("name: bomb\nsource: x.csv\ntext: t\nlabel: l\n" + _bomb() + "labels: *a8\n"),
+    "self-reference": "name: &x [*x]\ntokenizer: x\n",
+}
+
+
+@pytest.mark.parametrize("case", list(BOMBS))
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path: Path, case: str) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BOMBS[case])
+    started = time.perf_counter()
+    with pytest.raises(ImdbError, match="refused") as caught:
+        read_yaml(path)
+    assert time.perf_counter() - started < 2
+    assert str(path) in caught.value.message and len(caught.value.message) < 300
+
+
+@pytest.mark.parametrize(
+    ("command", "case"), [("train", "model YAML"), ("prepare", "dataset YAML")]
+)
+def test_a_yaml_bomb_given_to_a_command_is_one_short_line(
+    run_cli, tmp_path: Path, workdir: Path, command: str, case: str
+) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BOMBS[case])
+    args = ["train", str(path)] if command == "train" else ["prepare", "--dataset", str(path)]
+    result = run_cli(*args)
+    assert_one_red_line(result, str(path), "aliases expand to more than")
+    assert len(result.output) < 500 and not workdir.exists()
+
+
+def test_a_bomb_in_a_runs_config_yaml_is_named_by_compare(
+    trained_root: Path, tmp_path: Path
+) -> None:
+    space = Workspace(shutil.copytree(trained_root, tmp_path / "ws"))
+    run = resolve_run(space, "tiny-bert")
+    (run.path / "config.yaml").write_text(_bomb() + "pretrained: *a8\n")
+    result = imdb(space.root, "compare", "tiny-bert")
+    assert_one_red_line(result, str(run.path / "config.yaml"), "refused")
+
+
+def test_bounded_yaml_reads_every_shipped_entry_as_pyyaml_does(tmp_path: Path) -> None:
+    """The bound changes nothing for an ordinary document (anchors and aliases included)."""
+    from imdb_cli import registry
+    from imdb_cli.data import entry
+
+    files = [*registry.configs_dir().glob("*.yaml"), *entry.configs_dir().glob("*.yaml")]
+    assert len(files) > 5
+    for path in files:
+        assert read_yaml(path) == yaml.safe_load(path.read_text()), path
+    sample = "base: &b {lr: 0.1, betas: [0.9, 0.99]}\nrun: {<<: *b, epochs: 2}\nagain: *b\n"
+    (tmp_path / "anchors.yaml").write_text(sample)
+    assert read_yaml(tmp_path / "anchors.yaml") == yaml.safe_load(sample)
+
+
+def test_a_long_value_in_a_yaml_is_cut_in_the_message(run_cli, tmp_path: Path) -> None:
+    path = tmp_path / "long.yaml"
+    path.write_text(
+        "name: long\ntokenizer: x\narchitecture: {type: bert, hidden_size: '" + "9" * 5000 + "'}\n"
+    )
+    result = run_cli("train", str(path))
+    assert_one_red_line(result, str(path), "architecture.hidden_size", "...")
+    assert len(result.output) < 500
+
+
+# --------------------------------------------------------------------------- data files
+
+
+def _dataset(folder: Path, csv_text: str, text: str = "review", label: str = "sentiment") -> Path:
+    (folder / "data.csv").write_text(csv_text)
+    path = folder / "mine.yaml"
+    path.write_text(
+        f"name: mine\nsource: data.csv\ntext: {text}\nlabel: {label}\n"
+        "labels: [negative, positive]\n"
+    )
+    return path
+
+
+def test_a_data_file_with_two_text_columns_is_refused(
+    run_cli, tmp_path: Path, workdir: Path
+) -> None:
+    rows = "".join(f"film {i},{'positive' if i % 2 else 'negative'},x\n" for i in range(20))
+    path = _dataset(tmp_path, "review,sentiment,review\n" + rows)
+    result = run_cli("prepare", "--models", "tiny-bert", "--dataset", str(path))
+    assert_one_red_line(result, str(path), "key 'text'", "2 columns named 'review'")
+    assert not list(workdir.rglob("manifest.json"))  # nothing prepared
+
+
+def test_text_and_label_naming_one_column_is_refused(run_cli, tmp_path: Path) -> None:
+    path = _dataset(tmp_path, "review,sentiment\nfine,positive\n", label="review")
+    result = run_cli("prepare", "--models", "tiny-bert", "--dataset", str(path))
+    assert_one_red_line(result, str(path), "'text' and 'label' both name column 'review'")
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_reviews_with_two_columns_named_as_the_review_are_refused(
+    trained_root: Path, tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / f"two.{kind}"
+    if kind == "csv":
+        path.write_text("text,id,text\nfine,1,dull\n")
+    else:
+        table = pa.Table.from_arrays([pa.array(["fine"]), pa.array(["dull"])], ["text", "text"])
+        pq.write_table(table, path)
+    before = path.read_bytes()
+    result = imdb(trained_root, "predict", "tiny-bert", "--file", str(path))
+    assert_one_red_line(result, str(path), "2 columns are named 'text'")
+    assert path.read_bytes() == before

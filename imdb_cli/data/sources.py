@@ -351,6 +351,11 @@ def _check_columns(names: Sequence[str], path: Path, entry: DatasetEntry) -> Non
                 f"{entry.key(key)}: no column {column!r} in {path} "
                 f"(columns: {', '.join(names) or 'none'})"
             )
+        if names.count(column) > 1:
+            raise ImdbError(
+                f"{entry.key(key)}: {path} has {names.count(column)} columns named {column!r}; "
+                "which one holds the data is not clear (rename the others)"
+            )
 
 
 def read_parquet(path: Path, columns: list[str]) -> pa.Table:

@@ -268,6 +268,12 @@ def _delimited(
         raise _empty(name)
     if column not in header:
         raise _no_column(name, column, header)
+    for repeated in (column, ID_COLUMN):
+        if header.count(repeated) > 1:
+            raise ImdbError(
+                f"{name} line 1: {header.count(repeated)} columns are named {repeated!r}; which "
+                "one to read is not clear (rename the others)"
+            )
     at = header.index(column)
     id_at = header.index(ID_COLUMN) if ID_COLUMN in header and column != ID_COLUMN else None
     source = ReviewSource(name, ROW_KEY if id_at is None else ID_COLUMN, None, iter(()))
@@ -315,6 +321,12 @@ def _parquet(file: Path, column: str, skip_empty: bool) -> ReviewSource:
     schema = parquet.schema_arrow
     if column not in schema.names:
         raise _no_column(name, column, schema.names)
+    for repeated in (column, ID_COLUMN):
+        if schema.names.count(repeated) > 1:
+            raise ImdbError(
+                f"{name}: {schema.names.count(repeated)} columns are named {repeated!r}; which "
+                "one to read is not clear (rename the others)"
+            )
     kind = schema.field(column).type
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         raise ImdbError(f"{name}: column {column!r} holds {kind}, not text (--column)")

@@ -12,6 +12,7 @@ ledger must stay inside its run folder.
 from __future__ import annotations
 
 import hashlib
+import pickle
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from transformers import PreTrainedTokenizerBase
 
 from imdb_cli import guarded_loading
-from imdb_cli.errors import ImdbError
+from imdb_cli.errors import ImdbError, first_line
 from imdb_cli.files import write_atomic
 from imdb_cli.model import EncoderForClassification
 from imdb_cli.runs.ledger import LEDGER_NAME, TOKENIZER_FILES_SHA256, Ledger
@@ -47,6 +48,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+_PICKLE_STARTS = (b"PK\x03\x04", b"\x80")  # torch.save's zip archive; a bare pickle
+
+
+def is_pickle(path: Path) -> bool:
+    """Whether a file starts as torch.save's or pickle's output (a safetensors file starts
+    with the 8-byte length of its JSON header, then `{`)."""
+    with path.open("rb") as handle:
+        start = handle.read(9)
+    return start.startswith(_PICKLE_STARTS) and start[8:9] != b"{"
+
+
 def save_weights(model: torch.nn.Module, path: Path) -> str:
     """Write the weights atomically; their sha256, for the ledger."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -65,10 +77,15 @@ def read_weights(path: Path, sha256: str | None = None) -> dict[str, torch.Tenso
     """The tensors of a weights file; with `sha256`, only if the file still has it."""
     if not path.is_file():
         raise ImdbError(f"checkpoint {path} does not exist")
+    if is_pickle(path):
+        raise ImdbError(
+            f"checkpoint {path} is a pickle (torch.save), not safetensors; refused: imdb never "
+            "unpickles weights"
+        )
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ImdbError(f"checkpoint {path} is corrupt or truncated ({exc})") from exc
+        raise ImdbError(f"checkpoint {path} is corrupt or truncated ({first_line(exc)})") from exc
     if sha256 is not None and file_sha256(path) != sha256:  # damage a reader cannot see
         raise ImdbError(
             f"checkpoint {path} is damaged: its sha256 differs from the one its ledger "
@@ -127,8 +144,17 @@ def load_train_state(path: Path) -> dict[str, Any]:
         raise ImdbError(f"training state {path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # Not torch's message: it advises loading the file with weights_only=False, which
+        # would run whatever the pickle names.
+        raise ImdbError(
+            f"training state {path} holds pickled Python objects other than tensors; refused: "
+            "imdb loads training state with torch.load(weights_only=True) only"
+        ) from exc
     except Exception as exc:  # torch raises many types for a bad file
-        raise ImdbError(f"training state {path} is corrupt or truncated ({exc})") from exc
+        raise ImdbError(
+            f"training state {path} is corrupt or truncated ({first_line(exc)})"
+        ) from exc
     if not isinstance(state, dict):
         raise ImdbError(f"training state {path} is not a dict")
     return state
