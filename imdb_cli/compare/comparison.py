@@ -423,9 +423,6 @@ def build_comparison(
         errors = _errors(run, workspace if lengths else None)
         comparison.rows.append(_row(label, run, seeds, errors, selection.sweep))
         ledgers[label] = run.ledger
-        mismatch = _prediction_mismatch(run.ledger)
-        if mismatch is not None:
-            comparison.notes.append(f"{label}: {mismatch}")
     top = max(r.test_acc for r in comparison.rows)
     comparison.rows = [replace(r, best=r.test_acc == top) for r in comparison.rows]
     labels = [r.label for r in comparison.rows]
@@ -553,25 +550,6 @@ def _correctness(test: TestRecord) -> dict[int, tuple[int, bool]]:
         int(rid): (int(label), int(guess) == int(label))
         for rid, label, guess in zip(test.review_ids, test.labels, predicted, strict=True)
     }
-
-
-def _prediction_mismatch(ledger: Ledger) -> str | None:
-    """The per-review predictions should reproduce the ledger's accuracy; say so if not."""
-    test = ledger.test
-    if test is None or not test.review_ids:
-        return None
-    if not len(test.review_ids) == len(test.labels) == len(test.probs) == test.samples:
-        return (
-            f"ledger holds {len(test.review_ids)} review ids, {len(test.labels)} labels and "
-            f"{len(test.probs)} probabilities for {test.samples} test reviews"
-        )
-    correct = sum(ok for _, ok in _correctness(test).values())
-    if correct != round(test.acc * test.samples):
-        return (
-            f"per-review predictions give test acc {correct / test.samples:.4f} but the "
-            f"ledger says {test.acc:.4f}"
-        )
-    return None
 
 
 def pair_runs(a: str, ledger_a: Ledger, b: str, ledger_b: Ledger) -> PairResult | Unpaired:

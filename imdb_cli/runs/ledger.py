@@ -8,7 +8,6 @@ averages of batch averages.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import numpy as np
 from imdb_cli.data.entry import DEFAULT_DATASET, LEGACY_LABELS
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_json_atomic
+from imdb_cli.runs import ledger_checks
 
 # Version 2 added, each with a default for version-1 ledgers (which read as before):
 # `data.dataset` and `data.labels` (IMDB and its two labels), one row of class
@@ -114,8 +114,12 @@ class Ledger:
         """A ledger read back from disk, every field checked: a damaged one is named, never
         half-trusted."""
         version = data.get("schema_version")
-        if not isinstance(version, int):
+        if version is None:
             raise ImdbError(f"{where}: not a ledger (no schema_version)")
+        try:
+            ledger_checks.check_schema_version(version)
+        except ledger_checks.Contradiction as exc:
+            raise ImdbError(f"{where}: damaged ledger: {exc}") from exc
         if version not in READABLE_VERSIONS:
             readable = " and ".join(map(str, READABLE_VERSIONS))
             if version > SCHEMA_VERSION:
@@ -133,8 +137,9 @@ class Ledger:
             if data.get("test") is not None:
                 values["test"] = TestRecord(**_checked(TestRecord, data["test"], "test."))
             ledger = cls(**values)
-            _check_consistency(ledger)
-        except _Damaged as exc:
+            _check_data_types(ledger)
+            ledger_checks.check(ledger)  # the ledger against itself
+        except (_Damaged, ledger_checks.Contradiction) as exc:
             raise ImdbError(f"{where}: damaged ledger: {exc}") from exc
         if ledger.status not in STATUSES:
             raise ImdbError(f"{where}: damaged ledger: unknown status {ledger.status!r}")
@@ -268,35 +273,7 @@ _DATA_FIELDS = {
 }
 
 
-def _check_consistency(ledger: Ledger) -> None:
+def _check_data_types(ledger: Ledger) -> None:
     for name, hint in _DATA_FIELDS.items():
         if name in ledger.data and not _is(ledger.data[name], hint):
             raise _Damaged(f"field 'data.{name}' should be {hint} (got {ledger.data[name]!r})")
-    numbers = [e.epoch for e in ledger.epochs]
-    if ledger.best_epoch is not None and ledger.best_epoch not in numbers:
-        raise _Damaged(f"field 'best_epoch' {ledger.best_epoch} is not one of its epochs")
-    test = ledger.test
-    if test is None:
-        return
-    n = len(test.review_ids)
-    if len(test.labels) != n or len(test.probs) != n:
-        raise _Damaged(
-            f"'test' holds {n} review ids, {len(test.labels)} labels and {len(test.probs)} "
-            "probabilities; they should be as many"
-        )
-    if n and n != test.samples:
-        raise _Damaged(f"'test.samples' is {test.samples} but it lists {n} reviews")
-    if any(isinstance(row, list) for row in test.probs):
-        widths = {len(row) if isinstance(row, list) else 1 for row in test.probs}
-        if len(widths) != 1 or min(widths) < 2:
-            raise _Damaged("'test.probs' rows should each hold one probability per class")
-        classes = widths.pop()
-    else:
-        classes = 2
-    probs = np.asarray(test.probs, dtype=np.float64)
-    if probs.size and not (np.isfinite(probs).all() and probs.min() >= 0 and probs.max() <= 1):
-        raise _Damaged("'test.probs' holds values outside [0, 1]")
-    if any(not 0 <= label < classes for label in test.labels):
-        raise _Damaged(f"'test.labels' holds a class outside 0..{classes - 1}")
-    if not (math.isfinite(test.acc) and 0 <= test.acc <= 1):
-        raise _Damaged(f"'test.acc' {test.acc} is not an accuracy")
