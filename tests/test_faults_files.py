@@ -279,3 +279,82 @@ def test_reviews_with_two_columns_named_as_the_review_are_refused(
     result = imdb(trained_root, "predict", "tiny-bert", "--file", str(path))
     assert_one_red_line(result, str(path), "2 columns are named 'text'")
     assert path.read_bytes() == before
+
+
+def test_empty_texts_in_a_data_set_are_named(run_cli, tmp_path: Path, workdir: Path) -> None:
+    rows = [f"film {i} was {'good' if i % 2 else 'bad'},{'positive' if i % 2 else 'negative'}"
+            for i in range(20)]  # fmt: skip
+    rows[3], rows[11] = ",positive", '"   ",negative'
+    path = _dataset(tmp_path, "review,sentiment\n" + "\n".join(rows) + "\n")
+    before = (tmp_path / "data.csv").read_bytes()
+    result = run_cli("prepare", "--models", "tiny-bert", "--dataset", str(path))
+    assert_one_red_line(result, str(path), "key 'text'", "2 empty text(s) (row 4, 12")
+    assert (tmp_path / "data.csv").read_bytes() == before
+    assert not list(workdir.rglob("manifest.json"))
+
+
+def test_an_empty_review_file_in_an_aclimdb_folder_is_named(run_cli, tmp_path: Path) -> None:
+    from data_support import synthetic_reviews, write_aclimdb
+
+    reviews = synthetic_reviews(40)
+    folder = write_aclimdb(tmp_path / "imdb", reviews[:20], reviews[20:])
+    empty = next((folder / "aclImdb" / "train" / "pos").glob("*.txt"))
+    empty.write_text("  \n")
+    result = run_cli("prepare", "--models", "tiny-bert", "--data-dir", str(folder))
+    assert_one_red_line(result, str(empty), "an empty review")
+
+
+# --------------------------------------------------------------------------- review files
+
+
+@pytest.mark.parametrize("ending", ["\r", "\r\n"])
+@pytest.mark.parametrize("kind", ["txt", "csv", "stdin"])
+def test_carriage_return_line_ends_separate_reviews(
+    trained_root: Path, tmp_path: Path, ending: str, kind: str
+) -> None:
+    texts = ["A fine film.", "A dull film.", "Not bad at all."]
+    plain = tmp_path / "plain.txt"
+    plain.write_text("\n".join(texts) + "\n")
+    expected = imdb(trained_root, "predict", "tiny-bert", "--file", str(plain), "--format", "jsonl")
+    body = ending.join(["text", *texts] if kind == "csv" else texts) + ending
+    path = tmp_path / f"reviews.{'csv' if kind == 'csv' else 'txt'}"
+    path.write_bytes(body.encode())
+    if kind == "stdin":
+        args, stdin = ["--file", "-"], body
+    else:
+        args, stdin = ["--file", str(path)], None
+    result = imdb(trained_root, "predict", "tiny-bert", *args, "--format", "jsonl", stdin=stdin)
+    assert result.exit_code == 0, result.output
+    assert jsonl_rows(result.stdout) == jsonl_rows(expected.stdout)  # three reviews, same scores
+    assert path.read_bytes() == body.encode()
+
+
+def test_a_folder_given_as_file_is_named(trained_root: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "reviews.txt"
+    folder.mkdir()
+    result = imdb(trained_root, "predict", "tiny-bert", "--file", str(folder))
+    assert_one_red_line(result, str(folder), "is a folder")
+
+
+@pytest.mark.parametrize("name", ["reviews.fifo.txt", "from-a-shell"])
+def test_a_fifo_given_as_file_is_read_as_a_stream(
+    trained_root: Path, tmp_path: Path, name: str
+) -> None:
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text(REVIEWS))
+    writer.start()
+    result = imdb(trained_root, "predict", "tiny-bert", "--file", str(fifo), "--format", "jsonl")
+    writer.join(timeout=60)
+    assert result.exit_code == 0, result.output
+    assert [row["row"] for row in jsonl_rows(result.stdout)] == [1, 2, 3]
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_a_fifo_named_as_parquet_is_refused_without_blocking(
+    trained_root: Path, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "reviews.parquet"
+    os.mkfifo(fifo)
+    result = imdb(trained_root, "predict", "tiny-bert", "--file", str(fifo))
+    assert_one_red_line(result, str(fifo), "read by seeking")

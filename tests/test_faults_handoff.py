@@ -350,3 +350,117 @@ def test_a_real_full_disk_during_export(trained_root: Path, tmp_path: Path) -> N
         assert_one_red_line(result, "no space left on device while writing", str(disk / "out"))
         assert sorted(p.name for p in disk.iterdir()) == [".ballast", "earlier.txt"]
         assert earlier.read_text() == "the user's"
+
+
+# --------------------------------------------------------------------------- export config
+
+
+def _positions(document: dict[str, Any]) -> int:
+    return int(document["encoder"]["max_position_embeddings"])
+
+
+def _three_labels(document: dict[str, Any], names: list[str]) -> None:
+    """Three classes, consistently named (label_names and id2label)."""
+    document.update(label_names=names, id2label={str(i): n.upper() for i, n in enumerate(names)})
+
+
+MISFITS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "more label names than outputs": (
+        lambda d: _three_labels(d, ["negative", "neutral", "positive"]),
+        "'label_names' lists 3 classes but model.safetensors has 2 outputs",
+    ),
+    "label names that are numbers": (
+        lambda d: d.update(label_names=[0, 1]),
+        "'label_names' should list two or more distinct class names as text",
+    ),
+    "a label name twice": (
+        lambda d: d.update(label_names=["good", "good"]),
+        "'label_names' should list",
+    ),
+    "id2label of another size": (
+        lambda d: d.update(id2label={"0": "A", "1": "B", "2": "C"}),
+        "'id2label' has 3 classes, 'label_names' 2",
+    ),
+    "unknown truncation strategy": (
+        lambda d: d["truncation"].update(strategy="middle"),
+        "'truncation.strategy' should be one of head, tail, head+tail (got 'middle')",
+    ),
+    "max_length beyond the positions": (
+        lambda d: d["truncation"].update(max_length=_positions(d) + 1),
+        "is more than the encoder's",
+    ),
+    "max_length as text": (
+        lambda d: d["truncation"].update(max_length="128"),
+        "'truncation.max_length' should be a whole number >= 8 (got '128')",
+    ),
+    "max_length true": (
+        lambda d: d["truncation"].update(max_length=True),
+        "'truncation.max_length' should be a whole number",
+    ),
+    "truncation a list": (lambda d: d.update(truncation=[128]), "'truncation' should be a mapping"),
+    "unknown quantization": (
+        lambda d: d.update(quantization="int4"),
+        "'quantization' should be null or int8",
+    ),
+    "positions as text": (
+        lambda d: d["encoder"].update(max_position_embeddings="512"),
+        "'encoder.max_position_embeddings' should be a whole number",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MISFITS))
+def test_an_export_config_that_does_not_fit_is_refused_naming_the_key(
+    hf_export_root: Path, trained_root: Path, tmp_path: Path, case: str
+) -> None:
+    change, says = MISFITS[case]
+    folder = _copy(hf_export_root, tmp_path)
+    _edit_json(folder / "config.json", change)
+    result = imdb(trained_root, "predict", str(folder), "--text", "A fine film.")
+    assert_one_red_line(result, str(folder / "config.json"), says)
+    assert result.stdout == ""
+
+
+def _tiny_onnx(path: Path, classes: int) -> None:
+    """An ONNX graph with the export's inputs and outputs (logits of `classes` columns)."""
+    onnx = pytest.importorskip("onnx", reason="the onnx extra: pip install -e '.[onnx]'")
+    pytest.importorskip("onnxruntime", reason="the onnx extra: pip install -e '.[onnx]'")
+    from onnx import TensorProto, helper
+
+    def constant(name: str, width: int) -> Any:
+        return helper.make_tensor(name, TensorProto.FLOAT, [1, width], [0.5] * width)
+
+    nodes = [
+        helper.make_node("Cast", ["input_ids"], ["ids"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["ids"], ["mean"], keepdims=1, axes=[1]),
+        helper.make_node("Mul", ["mean", "w_logits"], ["logits"]),
+        helper.make_node("Mul", ["mean", "w_pooled"], ["pooled"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [
+            helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "sequence"])
+            for name in ("input_ids", "attention_mask")
+        ],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes]),
+            helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", 4]),
+        ],
+        [constant("w_logits", classes), constant("w_pooled", 4)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(model, str(path))
+
+
+def test_an_onnx_export_with_more_label_names_than_logits_is_refused(
+    hf_export_root: Path, trained_root: Path, tmp_path: Path
+) -> None:
+    folder = _copy(hf_export_root, tmp_path)
+    (folder / "model.safetensors").unlink()
+    _tiny_onnx(folder / "model.onnx", classes=2)
+    fine = imdb(trained_root, "predict", str(folder), "--text", "A fine film.")
+    assert fine.exit_code == 0, fine.output  # the crafted graph itself loads and runs
+    _edit_json(folder / "config.json", lambda d: _three_labels(d, ["a", "b", "c"]))
+    result = imdb(trained_root, "predict", str(folder), "--text", "A fine film.")
+    assert_one_red_line(result, "'label_names' lists 3 classes but model.onnx has 2 outputs")

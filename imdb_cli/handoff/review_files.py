@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import re
 import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -160,19 +161,30 @@ def _open(file: Path) -> IO[bytes]:
         raise ImdbError(f"--file {file}: cannot read ({exc.strerror or exc})") from exc
 
 
+# A line ends at \n, \r\n or a lone \r (old Mac files, some exports): each is a line end,
+# never part of a review. (Not str.splitlines: it also splits at \x0b, \x1c, \u2028 and
+# others, which may stand inside a review.)
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+
+
 def _decoded(handle: IO[bytes], name: str) -> Iterator[tuple[int, str]]:
     """(line number, text with its line end) of each line; one that is not UTF-8 is named."""
+    number = 0
     try:
-        for number, raw in enumerate(handle, start=1):
+        for raw in handle:  # split at \n; lone \r are split below, after decoding
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
+                before = raw[: exc.start]  # holds no \n: only lone \r end lines in it
+                at, column = number + 1 + before.count(b"\r"), exc.start - before.rfind(b"\r")
                 raise ImdbError(
-                    f"{name} line {number}: not UTF-8 text (byte {exc.start + 1} of the line)"
+                    f"{name} line {at}: not UTF-8 text (byte {column} of the line)"
                 ) from exc
-            if number == 1:
+            if number == 0:
                 text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the review
-            yield number, text
+            for line in _LINE.findall(text):
+                number += 1
+                yield number, line
     except OSError as exc:
         raise ImdbError(f"{name}: cannot read ({exc.strerror or exc})") from exc
     finally:
@@ -181,13 +193,16 @@ def _decoded(handle: IO[bytes], name: str) -> Iterator[tuple[int, str]]:
 
 
 def _count_lines(file: Path) -> int:
-    """Lines of a text file (a last line without a line end counts), read in blocks."""
+    """Lines of a text file, read in blocks: each \n, \r\n or lone \r ends one, and a last
+    line without a line end counts."""
     count, last = 0, b"\n"
     with open(file, "rb") as handle:
         while block := handle.read(1 << 20):
-            count += block.count(b"\n")
+            count += block.count(b"\n") + block.count(b"\r") - block.count(b"\r\n")
+            if last == b"\r" and block.startswith(b"\n"):
+                count -= 1  # a \r\n cut between two blocks ends one line
             last = block[-1:]
-    return count + (last != b"\n")
+    return count + (last not in (b"\n", b"\r"))
 
 
 def _lines(
