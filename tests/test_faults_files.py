@@ -6,12 +6,14 @@ result), and that nothing the user had was lost or changed."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import stat
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -358,3 +360,93 @@ def test_a_fifo_named_as_parquet_is_refused_without_blocking(
     os.mkfifo(fifo)
     result = imdb(trained_root, "predict", "tiny-bert", "--file", str(fifo))
     assert_one_red_line(result, str(fifo), "read by seeking")
+
+
+# --------------------------------------------------------------------------- a huge review
+
+
+def _review(chars: int, seed: int) -> str:
+    rng = random.Random(seed)
+    words = "the film was good bad awful superb, plot acting! director's (1999) café 😀 It's"
+    vocabulary = [*words.split(" "), "", "\t", "overrated?!"]
+    parts, total = [], 0
+    while total < chars:
+        word = rng.choice(vocabulary)
+        parts.append(word)
+        total += len(word) + 1
+    return " ".join(parts)
+
+
+def _byte_level_tokenizer() -> Any:
+    """A small byte-level BPE tokenizer (RoBERTa's and ModernBERT's kind), trained here."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<s>", "</s>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    backend.train_from_iterator([_review(3000, seed) for seed in range(20)], trainer)
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 1)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "byte-level"])
+@pytest.mark.parametrize("truncation", ["head", "tail", "head+tail"])
+def test_a_review_too_long_to_tokenize_whole_gets_the_tokens_of_the_whole(
+    kind: str, truncation: str
+) -> None:
+    """The ends-only encoding of long reviews gives the very rows a full tokenization gives
+    (checked against the tokenizer itself on reviews it can still take whole)."""
+    from imdb_cli import registry
+    from imdb_cli.data.encoding import LONG_REVIEW_CHARS, Encoder
+
+    tokenizer = (
+        registry.build_tokenizer(registry.load_spec("tiny-bert"))
+        if kind == "wordpiece"
+        else _byte_level_tokenizer()
+    )
+    texts = [
+        _review(LONG_REVIEW_CHARS + 20_000, 1),
+        "   " + _review(2 * LONG_REVIEW_CHARS, 2) + "  \t ",
+        "x" * (LONG_REVIEW_CHARS + 1),  # no space to cut at: tokenized whole
+        _review(400, 3),
+    ]
+    for max_length in (48, 512):
+        windowed = Encoder(tokenizer, max_length, truncation)
+        whole = Encoder(tokenizer, max_length, truncation)
+        whole.windows = False
+        got, expected = windowed.encode(texts), whole.encode(texts)
+        assert windowed.windows is True
+        assert (got[0] == expected[0]).all() and (got[1] == expected[1]).all()
+
+
+def test_a_10_mb_review_is_scored_from_what_the_model_can_use(
+    head_tail_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the ends of the review are tokenized (a whole 10 MB review took 1.8 GB)."""
+    from imdb_cli.data.encoding import Encoder
+
+    tokenized: list[int] = []
+    for name in ("_bare", "_full_head_rows"):
+        real = getattr(Encoder, name)
+
+        def spy(self: Encoder, texts: list[str], real: Any = real) -> Any:
+            tokenized.extend(len(text) for text in texts)
+            return real(self, texts)
+
+        monkeypatch.setattr(Encoder, name, spy)
+    huge = tmp_path / "huge.txt"
+    huge.write_text(_review(10 << 20, 4) + "\nA short one.\n")
+    result = imdb(head_tail_root, "predict", "tiny-bert", "--file", str(huge), "--format", "jsonl")
+    assert result.exit_code == 0, result.output
+    assert [row["row"] for row in jsonl_rows(result.stdout)] == [1, 2]
+    assert max(tokenized) < 100_000

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 # Pre-tokenizers that split at spaces first (so a text cut at a space keeps its tokens).
 WORD_LOCAL_PRE_TOKENIZERS = frozenset({"BertPreTokenizer", "ByteLevel"})
 HEAD_CHARS_PER_TOKEN = 8  # IMDB averages about 4.3 characters per bert-base-uncased token
+# Reviews longer than this (IMDB's longest has some 14,000) are tokenized by their two ends
+# only (Encoder._window_row), so memory stays bounded whatever one review's length.
+LONG_REVIEW_CHARS = 100_000
 # Mixed case, accents, punctuation, digits, an emoji and a long word: two tokenizers that
 # agree on this text, their vocabulary and their special ids behave the same on IMDB.
 PROBE_TEXT = (
@@ -68,6 +71,20 @@ def _special_template(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], li
     raise ImdbError(f"cannot tell which special tokens {type(tokenizer).__name__} adds")
 
 
+def _end_from_space(text: str, budget: int) -> str:
+    """The end of `text` from the start of the run of spaces that begins `budget` or more
+    characters before its end (the whole text when there is none)."""
+    at = len(text) - budget
+    while at > 0:
+        at = text.rfind(" ", 0, at + 1)
+        if at <= 0:
+            break
+        if not text[at - 1].isspace():
+            return text[at:]
+        at -= 1
+    return text
+
+
 def _cut_at_space(text: str, budget: int) -> str:
     """`text` up to the first space after `budget` characters that ends a word."""
     at = budget
@@ -103,26 +120,84 @@ class Encoder:
         pre_tokenizer = type(getattr(backend, "pre_tokenizer", None)).__name__
         self.shortcut = truncation == "head" and pre_tokenizer in WORD_LOCAL_PRE_TOKENIZERS
         self.shortcut_checked = False
+        # Very long reviews: only their two ends are tokenized (see _window_row).
+        self.windows: bool | None = None if pre_tokenizer in WORD_LOCAL_PRE_TOKENIZERS else False
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        tok = self.tokenizer
-        if self.truncation == "head":
-            rows = self._head_rows(texts)
+        long = [i for i, text in enumerate(texts) if len(text) > LONG_REVIEW_CHARS]
+        if long and self._windows_ok():
+            rows: list[list[int]] = [[] for _ in texts]
+            for i in long:
+                rows[i] = self._window_row(texts[i])
+            rest = [i for i, text in enumerate(texts) if len(text) <= LONG_REVIEW_CHARS]
+            for i, row in zip(rest, self._rows([texts[i] for i in rest]), strict=True):
+                rows[i] = row
         else:
-            bare = tok(
-                texts,
-                add_special_tokens=False,
-                truncation=False,
-                return_attention_mask=False,
-                return_token_type_ids=False,
-            )["input_ids"]
-            rows = [self.prefix + self._cut(list(ids)) + self.suffix for ids in bare]
+            rows = self._rows(texts)
         input_ids = np.full((len(texts), self.max_length), self.pad_id, dtype=np.int32)
         lengths = np.empty(len(texts), dtype=np.int32)
         for i, row in enumerate(rows):
             input_ids[i, : len(row)] = row
             lengths[i] = len(row)
         return input_ids, lengths
+
+    def _rows(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        if self.truncation == "head":
+            return self._head_rows(texts)
+        return [self.prefix + self._cut(ids) + self.suffix for ids in self._bare(texts)]
+
+    def _bare(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text, without special tokens or truncation."""
+        ids = self.tokenizer(
+            texts,
+            add_special_tokens=False,
+            truncation=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )["input_ids"]
+        return [list(row) for row in ids]
+
+    def _window_row(self, text: str, window: int | None = None) -> list[int]:
+        """The row of a review too long to tokenize whole (a 10 MB review would take GBs):
+        only its two ends are tokenized, each cut at a space that starts a run of spaces.
+
+        The tokenizers this is used for split at spaces before anything else, so the tokens
+        of the start of a text are those of the whole text up to there, and the same holds
+        for its end. Each end is made longer (four times) until it holds more than the run's
+        max length of tokens; then the review is surely longer than that, and the kept tokens
+        (head, tail or both) come from those ends. `_windows_ok` checks this on a probe text."""
+        window = window or self.max_length * HEAD_CHARS_PER_TOKEN
+        while True:
+            start = _cut_at_space(text, window)
+            end = _end_from_space(text, window)
+            if len(start) + len(end) >= len(text):
+                return self._rows([text])[0]  # the ends meet: the text is short enough
+            head_ids, tail_ids = self._bare([start, end])
+            if min(len(head_ids), len(tail_ids)) > self.content:
+                break
+            window *= 4
+        if self.truncation == "head":
+            kept = head_ids[: self.content]
+        elif self.truncation == "tail":
+            kept = tail_ids[-self.content :]
+        else:
+            head = min(self.head, self.content)
+            tail = self.content - head
+            kept = head_ids[:head] + (tail_ids[-tail:] if tail else [])
+        return self.prefix + kept + self.suffix
+
+    def _windows_ok(self) -> bool:
+        """Whether `_window_row` gives this tokenizer's own rows: checked once, on a probe
+        text made long (the probe, repeated) and cut with a small window."""
+        if self.windows is None:
+            probe = " ".join([PROBE_TEXT] * (self.max_length // 4 + 8))
+            small = max(8, len(PROBE_TEXT) // 2)
+            self.windows = self._window_row(probe, small) == self._rows([probe])[0]
+            if not self.windows:
+                debug("tokenizing only the ends of long reviews differs here; turned off")
+        return self.windows
 
     def _full_head_rows(self, texts: list[str]) -> list[list[int]]:
         return list(
