@@ -53,7 +53,8 @@ def predict(
         typer.Option(
             "--output",
             "-o",
-            help="Write the scores to this file (written whole or not at all).",
+            help="Write the scores to this file (written whole or not at all; a device or "
+            "FIFO, such as /dev/stdout, as a stream). Never the --file being read.",
             show_default=False,
         ),
     ] = None,
