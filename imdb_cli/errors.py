@@ -1,4 +1,4 @@
-"""The one exception type a user can cause.
+"""The one exception type a user can cause, and what its messages share.
 
 Everything the user can get wrong (a flag, a file, a YAML key) raises `ImdbError` with a
 one-line message that names the input. The CLI prints it as one red line and exits
@@ -10,8 +10,11 @@ line whatever the file holds (a YAML alias can expand to millions of values).
 """
 
 import reprlib
+import shlex
+from importlib import metadata
 from typing import Any
 
+DISTRIBUTION = "imdb-cli"
 SHOWN_CHARS = 60  # of a value quoted in a message
 LINE_CHARS = 300  # of a library's error text quoted in a message
 _REPR = reprlib.Repr()
@@ -52,3 +55,19 @@ def first_line(exc: BaseException, limit: int = LINE_CHARS) -> str:
     `limit` characters: libraries put whole lists (every model type they know) in one line."""
     text = str(exc).strip()
     return cut(text.splitlines()[0], limit) if text else type(exc).__name__
+
+
+def install_hint(extra: str) -> str:
+    """The pip command that installs an optional part (an extra of pyproject.toml): its
+    packages by name, as the installed imdb declares them, since imdb-cli itself is
+    installed from a checkout, not from an index (`pip install 'imdb-cli[onnx]'` finds
+    nothing there)."""
+    try:
+        required = metadata.requires(DISTRIBUTION) or []
+    except metadata.PackageNotFoundError:
+        required = []
+    marker = f'extra == "{extra}"'
+    packages = [r.split(";")[0].strip() for r in required if r.endswith(marker)]
+    if not packages:  # run from a checkout that was never installed
+        return f"pip install -e '.[{extra}]' (in the imdb checkout)"
+    return shlex.join(["pip", "install", *packages])

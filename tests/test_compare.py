@@ -339,7 +339,7 @@ def test_a_model_without_a_completed_run_is_one_red_line_naming_the_command(
 ) -> None:
     write_run(study, "minilm", "crashed", status="failed", error="out of memory")
     result = imdb(study, "compare", "bert", "minilm")
-    assert_one_red_line(result, "minilm", "minilm/crashed (failed)", "imdb train minilm")
+    assert_one_red_line(result, "minilm", "minilm/crashed (failed)", "train minilm`")
 
 
 def test_a_failed_or_running_run_chosen_by_path_is_listed_as_not_comparable(

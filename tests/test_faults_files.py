@@ -407,7 +407,7 @@ def test_a_review_too_long_to_tokenize_whole_gets_the_tokens_of_the_whole(
     """The ends-only encoding of long reviews gives the very rows a full tokenization gives
     (checked against the tokenizer itself on reviews it can still take whole)."""
     from imdb_cli import registry
-    from imdb_cli.data.encoding import LONG_REVIEW_CHARS, Encoder
+    from imdb_cli.data.encoding import LONG_REVIEW_CHARS, Encoder, Tokenization
 
     tokenizer = (
         registry.build_tokenizer(registry.load_spec("tiny-bert"))
@@ -421,8 +421,8 @@ def test_a_review_too_long_to_tokenize_whole_gets_the_tokens_of_the_whole(
         _review(400, 3),
     ]
     for max_length in (48, 512):
-        windowed = Encoder(tokenizer, max_length, truncation)
-        whole = Encoder(tokenizer, max_length, truncation)
+        windowed = Encoder(tokenizer, Tokenization(max_length, truncation))
+        whole = Encoder(tokenizer, Tokenization(max_length, truncation))
         whole.windows = False
         got, expected = windowed.encode(texts), whole.encode(texts)
         assert windowed.windows is True

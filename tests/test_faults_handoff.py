@@ -21,8 +21,8 @@ from transformers import AutoConfig
 
 from imdb_cli import guarded_loading
 from imdb_cli.errors import ImdbError
-from imdb_cli.runs.ledger import TOKENIZER_FILES_SHA256
-from imdb_cli.runs.select import ENCODER_DIR, resolve_run
+from imdb_cli.runs.run import ENCODER_DIR
+from imdb_cli.runs.select import resolve_run
 from imdb_cli.workspace import Workspace
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
@@ -149,7 +149,7 @@ def run_copy(trained_root: Path, tmp_path: Path) -> tuple[Workspace, Path]:
 
 def test_a_run_records_its_tokenizer_files(run_copy: tuple[Workspace, Path]) -> None:
     _, run_dir = run_copy
-    recorded = json.loads((run_dir / "ledger.json").read_text())["data"][TOKENIZER_FILES_SHA256]
+    recorded = json.loads((run_dir / "ledger.json").read_text())["data"]["tokenizer_files_sha256"]
     on_disk = {p.name for p in (run_dir / ENCODER_DIR).iterdir()} - {"config.json"}
     assert set(recorded) == on_disk and "tokenizer.json" in recorded
 
@@ -189,7 +189,7 @@ def test_a_run_from_before_tokenizer_checksums_loads_unchecked(
     run_copy: tuple[Workspace, Path],
 ) -> None:
     space, run_dir = run_copy
-    _edit_json(run_dir / "ledger.json", lambda d: d["data"].pop(TOKENIZER_FILES_SHA256))
+    _edit_json(run_dir / "ledger.json", lambda d: d["data"].pop("tokenizer_files_sha256"))
     result = imdb(space.root, "predict", str(run_dir), "--text", "good")
     assert result.exit_code == 0, result.output
 

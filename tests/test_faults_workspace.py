@@ -23,7 +23,7 @@ from imdb_cli.runs.checkpoints import CHECKPOINT_DIR
 from imdb_cli.runs.folder import LOG_NAME
 from imdb_cli.runs.ledger import read_ledger
 from imdb_cli.runs.lock import LOCK_NAME, tidy_model_runs
-from imdb_cli.runs.select import latest_run
+from imdb_cli.runs.run import latest_run
 from imdb_cli.workspace import Workspace
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py

@@ -11,7 +11,7 @@ from typer.testing import Result
 
 from imdb_cli.errors import ImdbError
 from imdb_cli.runs.ledger import read_ledger
-from imdb_cli.runs.select import Run, list_runs
+from imdb_cli.runs.run import Run, list_runs
 from imdb_cli.study import reproduce
 from imdb_cli.workspace import Workspace
 
@@ -183,9 +183,12 @@ def test_truncation_and_length_groups_reach_prepare_and_every_training(
     workspace = Workspace(workdir)
     for key in ("tiny-bert", "tiny-modernbert"):
         (run,) = list_runs(workspace, key)
-        assert run.ledger.config["truncation"] == "head+tail"
-        assert run.ledger.config["group_by_length"] is True
-        assert run.ledger.data["truncation"] == "head+tail" and run.ledger.data["max_length"] == 64
+        assert run.ledger.config.truncation == "head+tail"
+        assert run.ledger.config.group_by_length is True
+        assert (
+            run.ledger.data.tokenization.truncation == "head+tail"
+            and run.ledger.data.tokenization.max_length == 64
+        )
     steps = section((workdir / "report.md").read_text(), "Each step as its own command")
     assert "--max-length 64 --seed 42 --truncation head+tail" in steps
     trained = "train tiny-bert --epochs 1 --max-length 64 --truncation head+tail --group-by-length"

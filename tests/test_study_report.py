@@ -9,7 +9,7 @@ from handmade_ledgers import write_run
 from imdb_cli.compare import study_report
 from imdb_cli.compare.comparison import compare_runs
 from imdb_cli.compare.figures import write_figures
-from imdb_cli.runs.select import list_runs
+from imdb_cli.runs.run import list_runs
 from imdb_cli.workspace import Workspace
 
 N = 200

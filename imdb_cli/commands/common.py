@@ -17,10 +17,13 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from imdb_cli.console import err, verbosity
-from imdb_cli.data.entry import DEFAULT_DATASET, load_dataset_entry
+from imdb_cli.console import err, info, verbosity
+from imdb_cli.data.entry import DEFAULT_DATASET, DatasetEntry, load_dataset_entry
+from imdb_cli.data.store import recorded_datasets
 from imdb_cli.errors import ImdbError, Terminated, cut
 from imdb_cli.files import os_error_message
+from imdb_cli.runs.run import Run
+from imdb_cli.runs.select import select_run
 from imdb_cli.workspace import Workspace, default_workdir
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,7 +45,7 @@ RunsDatasetOption = Annotated[
     str | None,
     typer.Option(
         "--dataset",
-        help=_DATASET_HELP + " A model key means its latest completed run on this data set.",
+        help=_DATASET_HELP + " A model key means its run on this data set.",
         show_default=False,
     ),
 ]
@@ -58,9 +61,39 @@ DataDirOption = Annotated[
 ]
 
 
+def chosen_run(space: Workspace, name: str, dataset: str | None) -> Run:
+    """The run `name` means (runs.select: the same for every command), said on stderr with
+    why: "lr 3e-05 selected by sweep ..." or "its latest completed run"."""
+    selected = select_run(space, name, dataset)
+    info(f"{name}: {selected.describe()}")
+    return selected.run
+
+
+def dataset_entry(option: str | None) -> DatasetEntry:
+    """The data set `--dataset` names: a name in dataset_configs/, a YAML path, or the name
+    of a data set prepared in this workspace from a YAML given by path (found again by the
+    path its cache recorded); IMDB when none."""
+    try:
+        return load_dataset_entry(option)
+    except ImdbError:
+        recorded = recorded_datasets(workspace().cache).get(option or "")
+        if recorded is None:
+            raise
+        return load_dataset_entry(str(recorded))
+
+
 def runs_dataset(option: str | None) -> str:
-    """The name of the data set `--dataset` gives (a name or a YAML path); IMDB when none."""
-    return DEFAULT_DATASET if option is None else load_dataset_entry(option).name
+    """The name of the data set whose runs a model key means (`--dataset`: as for
+    dataset_entry, or the name of a data set the workspace prepared, even when its YAML is
+    gone); IMDB when none."""
+    if option is None:
+        return DEFAULT_DATASET
+    try:
+        return dataset_entry(option).name
+    except ImdbError:
+        if option in recorded_datasets(workspace().cache):
+            return option
+        raise
 
 
 class _State:
@@ -84,7 +117,7 @@ def workspace() -> Workspace:
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one red line on stderr; return the Exit to raise.
 
-    The message is escaped: square brackets in it (`pip install 'imdb-cli[onnx]'`, a file
+    The message is escaped: square brackets in it (`pip install 'onnx>=1.17'`, a file
     name) are text, not rich markup."""
     err.print(
         f"[bold red]error:[/bold red] [red]{escape(cut(message, MESSAGE_CHARS))}[/red]",

@@ -21,8 +21,9 @@ def compare(
         typer.Argument(
             metavar="MODEL|RUN",
             help=(
-                "Model keys (latest completed run, plus mean ± std over its completed runs "
-                "with the same settings and test reviews), `model/run-id`, or run folders. "
+                "Model keys (the run its latest sweep selected, else its latest completed run, "
+                "plus mean ± std over its completed runs with the same settings and test "
+                "reviews), `model/run-id`, or run folders. "
                 "None: every model with a completed run. Runs on different data sets are "
                 "never paired."
             ),

@@ -17,7 +17,8 @@ def export(
     target: Annotated[
         str,
         typer.Argument(
-            help="A model key (its newest completed run), MODEL/RUN-ID, or a run folder.",
+            help="A model key (the run its latest sweep selected, else its latest completed "
+            "run), MODEL/RUN-ID, or a run folder.",
             show_default=False,
         ),
     ],

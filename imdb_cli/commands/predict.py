@@ -19,7 +19,8 @@ def predict(
     target: Annotated[
         str,
         typer.Argument(
-            help="A model key (its newest completed run, best epoch), MODEL/RUN-ID, a run "
+            help="A model key (the run its latest sweep selected, else its latest completed "
+            "run; the best epoch), MODEL/RUN-ID, a run "
             "folder, or a folder written by `imdb export` (HF or ONNX).",
             show_default=False,
         ),

@@ -7,11 +7,19 @@ from typing import Annotated
 import typer
 
 from imdb_cli import registry
-from imdb_cli.commands.common import DataDirOption, DatasetOption, handles_errors, workspace
+from imdb_cli.commands.common import (
+    DataDirOption,
+    DatasetOption,
+    dataset_entry,
+    handles_errors,
+    workspace,
+)
 from imdb_cli.commands.training_options import TrainOverrides, training_options
 from imdb_cli.compare import formats
 from imdb_cli.console import out
+from imdb_cli.data.entry import load_dataset_entry
 from imdb_cli.errors import ImdbError
+from imdb_cli.runs.sweeps import parse_rates
 from imdb_cli.study.reproduce import (
     ATTENTION_REVIEWS,
     DEFAULT_MODELS,
@@ -20,11 +28,10 @@ from imdb_cli.study.reproduce import (
     parse_seeds,
     run_study,
 )
-from imdb_cli.study.sweep import parse_rates
 
 
 @handles_errors
-@training_options(study=True)
+@training_options("reproduce")
 def reproduce(
     models: Annotated[
         str, typer.Option("--models", help="Comma-separated model keys (see `imdb models`).")
@@ -79,13 +86,13 @@ def reproduce(
 ) -> None:
     """Run the whole study: prepare, train each model, compare, t-SNE, attention, report.md.
 
-    Example (the demo, offline, about 10 minutes on 2 CPU cores):
+    Example (the demo of `nox -s demo`, offline; the README says how long it takes):
     imdb reproduce --models minilm,tiny-modernbert --limit 3000 --data-dir ../shared/data/imdb
     """
     options = StudyOptions(
         models=tuple(registry.parse_model_list(models)),
         data_dir=data_dir,
-        dataset=dataset,
+        dataset=None if dataset is None else _dataset_key(dataset),
         limit=limit,
         split_seed=split_seed,
         seeds=parse_seeds(seeds),
@@ -103,3 +110,13 @@ def reproduce(
     if not result.complete:
         failures = "; ".join(result.report.failures)
         raise ImdbError(f"the study is incomplete ({failures}); see {result.path}")
+
+
+def _dataset_key(option: str) -> str:
+    """--dataset as the study records it: as given, or the YAML a name prepared in this
+    workspace was read from."""
+    try:
+        load_dataset_entry(option)
+    except ImdbError:
+        return str(dataset_entry(option).path)
+    return option

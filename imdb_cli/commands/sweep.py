@@ -7,10 +7,16 @@ from typing import Annotated
 import typer
 
 from imdb_cli import registry
-from imdb_cli.commands.common import DatasetOption, compact_table, handles_errors, workspace
+from imdb_cli.commands.common import (
+    DatasetOption,
+    compact_table,
+    dataset_entry,
+    handles_errors,
+    workspace,
+)
 from imdb_cli.commands.training_options import TrainOverrides, training_options
 from imdb_cli.console import info, out, verbosity
-from imdb_cli.data.entry import load_dataset_entry
+from imdb_cli.runs.sweeps import SweepRecord, format_rate, parse_rates
 from imdb_cli.study import sweep as sweeps
 from imdb_cli.study.reproduce import parse_seeds
 
@@ -85,10 +91,10 @@ def sweep(
         verbosity.quiet = True
     space = workspace()
     spec = registry.load_spec(model)
-    rates = sweeps.parse_rates(lr)
+    rates = parse_rates(lr)
     base = spec.training.with_overrides(**overrides)
     chosen_seeds = parse_seeds(seeds) or (base.seed,)
-    name = load_dataset_entry(dataset).name if dataset is not None else None
+    name = dataset_entry(dataset).name if dataset is not None else None
     plan = sweeps.make_plan(space, spec, base, rates, chosen_seeds, data_set, name)
     info(
         f"sweep {plan.sweep_id} of {model}: {len(rates)} rate(s) x {len(chosen_seeds)} "
@@ -98,14 +104,16 @@ def sweep(
         record = sweeps.plan_only(space, spec, plan)
         for trial in plan.trials():
             out.print(
-                sweeps.trial_command(space, spec, plan, trial), highlight=False, soft_wrap=True
+                str(sweeps.trial_invocation(space, spec, plan, trial)),
+                highlight=False,
+                soft_wrap=True,
             )
         info(f"sweep record: {record.path}")
         return
     render(sweeps.train_sweep(space, spec, plan, use_wandb=wandb))
 
 
-def render(record: sweeps.SweepRecord) -> None:
+def render(record: SweepRecord) -> None:
     title = f"{record.model}: learning rates, judged on validation accuracy only"
     table = compact_table(title)
     table.expand = True  # the title on one line; the notes take what the figures leave
@@ -116,7 +124,7 @@ def render(record: sweeps.SweepRecord) -> None:
     for rate in record.selection.rates:
         mean = "—" if rate.mean_val_acc is None else f"{rate.mean_val_acc:.4f}"
         note = "selected" if rate.lr == record.selection.lr else "; ".join(rate.problems)
-        table.add_row(sweeps.format_rate(rate.lr), mean, f"{len(rate.val_accs)}/{rate.seeds}", note)
+        table.add_row(format_rate(rate.lr), mean, f"{len(rate.val_accs)}/{rate.seeds}", note)
     out.print(table)
     out.print(f"{record.selection.reason}.", highlight=False)
     out.print(f"sweep record: {record.path}", highlight=False, soft_wrap=True)

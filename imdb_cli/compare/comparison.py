@@ -32,8 +32,9 @@ from imdb_cli.compare import breakdown, recipes, stats
 from imdb_cli.data.entry import DEFAULT_DATASET
 from imdb_cli.errors import ImdbError
 from imdb_cli.runs.ledger import Ledger, TestRecord
-from imdb_cli.runs.select import Run, list_runs, models_with_completed_runs, resolve_run
-from imdb_cli.study.sweep import SweepRecord, latest_selected
+from imdb_cli.runs.run import Run, list_runs
+from imdb_cli.runs.select import models_with_completed_runs, resolve_run, selected_by_sweep
+from imdb_cli.runs.sweeps import SweepRecord
 from imdb_cli.workspace import Workspace
 
 CONFIDENCE = 0.95
@@ -330,8 +331,8 @@ def select_runs(
             and not Path(target).is_dir()
             and target in registry.known_model_keys()
         )
-        swept = _swept(workspace, target) if is_model_key else None
-        if swept is not None and swept.run.ledger.dataset == dataset:
+        swept = _swept(workspace, target, dataset) if is_model_key else None
+        if swept is not None:
             selections.append(swept)
             seen.add(swept.run.path.resolve())
             continue
@@ -353,16 +354,13 @@ def select_runs(
     return selections, rejected
 
 
-def _swept(workspace: Workspace, model: str) -> Selection | None:
-    """The selected rate's runs of the model's newest sweep that selected one."""
-    record = latest_selected(workspace, model)
-    if record is None or record.selection.lr is None:
+def _swept(workspace: Workspace, model: str, dataset: str) -> Selection | None:
+    """The selected rate's runs of the model's newest sweep on `dataset`, showing the run
+    every other command takes for the model key (runs.select)."""
+    selected = selected_by_sweep(workspace, model, dataset)
+    if selected is None or selected.sweep is None:
         return None
-    runs = record.runs_of(workspace, record.selection.lr)
-    if not runs:
-        return None
-    shown = max(runs, key=lambda r: (r.ledger.created_at, r.run_id))
-    return Selection(shown, tuple(runs), record)
+    return Selection(selected.run, selected.sweep_runs, selected.sweep)
 
 
 def why_not_comparable(run: Run) -> NotComparable | None:
@@ -375,10 +373,7 @@ def why_not_comparable(run: Run) -> NotComparable | None:
     elif ledger.status == "failed":
         reason = f"failed ({ledger.error or 'no error recorded'}); not a result"
     elif ledger.status == "interrupted":
-        reason = (
-            f"interrupted after {done} epoch(s); finish it with "
-            f"`imdb train {ledger.model} --resume {run.path}`"
-        )
+        reason = f"interrupted after {done} epoch(s); finish it with `{run.resume_invocation()}`"
     elif ledger.test is None:
         reason = "completed but its ledger holds no test result"
     else:
@@ -440,10 +435,6 @@ def build_comparison(
     return comparison
 
 
-def _settings(ledger: Ledger) -> dict[str, Any]:
-    return {k: v for k, v in ledger.config.items() if k not in recipes.NOT_RECIPE}
-
-
 def _same_experiment(run: Run, candidates: Sequence[Run]) -> tuple[list[Run], int]:
     """The completed, tested runs that differ from `run` only by seed (run first)."""
     test = run.ledger.test
@@ -457,8 +448,8 @@ def _same_experiment(run: Run, candidates: Sequence[Run]) -> tuple[list[Run], in
         other_test = other.ledger.test
         if (
             other_test is not None
-            and _settings(other.ledger) == _settings(run.ledger)
-            and other.ledger.data.get("data_fingerprint") == run.ledger.data.get("data_fingerprint")
+            and other.ledger.config.recipe() == run.ledger.config.recipe()
+            and other.ledger.data.data_fingerprint == run.ledger.data.data_fingerprint
             and sorted(other_test.review_ids) == reviews
         ):
             same.append(other)
@@ -479,7 +470,7 @@ def _row(
     low, high = stats.wilson_interval(correct, test.samples, CONFIDENCE)
     tests = [s.ledger.test for s in seeds if s.ledger.test is not None]
     vals = [s.ledger.best_val_acc for s in seeds if s.ledger.best_val_acc is not None]
-    seed_values = [v for s in seeds if (v := _int_or_none(s.ledger.config.get("seed"))) is not None]
+    seed_values = [s.ledger.config.seed for s in seeds]
     return ModelRow(
         label=label,
         model=ledger.model,
@@ -497,12 +488,12 @@ def _row(
         parameters=ledger.parameters,
         train_seconds=ledger.train_seconds,
         train_samples_per_s=ledger.train_samples_per_s,
-        max_length=_int_or_none(ledger.data.get("max_length", ledger.config.get("max_length"))),
-        truncation=ledger.data.get("truncation", ledger.config.get("truncation")),
+        max_length=ledger.tokenization.max_length,
+        truncation=ledger.tokenization.truncation,
         dataset=ledger.dataset,
-        data_fingerprint=ledger.data.get("data_fingerprint"),
-        split_seed=_int_or_none(ledger.data.get("split_seed")),
-        seed=_int_or_none(ledger.config.get("seed")),
+        data_fingerprint=ledger.data.data_fingerprint,
+        split_seed=ledger.data.split_seed,
+        seed=ledger.config.seed,
         runs=len(seeds),
         run_ids=[s.run_id for s in seeds],
         test_acc_spread=Spread.of([t.acc for t in tests]),
@@ -539,10 +530,6 @@ def _errors(run: Run, workspace: Workspace | None) -> Errors:
     return replace(found, lengths=buckets)
 
 
-def _int_or_none(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
 def _correctness(test: TestRecord) -> dict[int, tuple[int, bool]]:
     """Review id -> (true class, whether the run's prediction is right)."""
     predicted = test.predicted()
@@ -568,9 +555,11 @@ def pair_runs(a: str, ledger_a: Ledger, b: str, ledger_b: Ledger) -> PairResult 
         if not test.review_ids or not len(test.review_ids) == len(test.probs) == len(test.labels):
             return Unpaired(a, b, f"cannot be paired ({label} has no per-review test predictions)")
     data_a, data_b = ledger_a.data, ledger_b.data
-    for key, what in (("data_fingerprint", "data fingerprint"), ("split_seed", "split seed")):
-        va, vb = data_a.get(key), data_b.get(key)
-        if va is not None and vb is not None and va != vb:
+    for what, va, vb in (
+        ("data fingerprint", data_a.data_fingerprint, data_b.data_fingerprint),
+        ("split seed", data_a.split_seed, data_b.split_seed),
+    ):
+        if va != vb:
             return Unpaired(a, b, f"were tested on different test splits ({what} {va} vs {vb})")
     right_a, right_b = _correctness(test_a), _correctness(test_b)
     if set(right_a) != set(right_b):

@@ -14,13 +14,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from imdb_cli import registry
-from imdb_cli.config import TrainConfig, flag_name, read_yaml
+from imdb_cli.config import NOT_RECIPE, TrainConfig, flag_name, read_yaml
 from imdb_cli.errors import ImdbError
 from imdb_cli.runs.ledger import Ledger
-from imdb_cli.runs.select import CONFIG_NAME, Run
+from imdb_cli.runs.run import CONFIG_NAME, Run
 
-# Settings that do not change what a run learns (the seed is reported on its own).
-NOT_RECIPE = frozenset({"seed", "eval_batch_size", "device", "compile", "attention", "tf32"})
 # A machine counts as loaded when others' work, measured as the 1-minute load average,
 # reached this share of its cores at the start or the end of training.
 LOADED_SHARE = 0.5
@@ -101,37 +99,26 @@ def run_weights(run: Run) -> str | None:
 
 def machine_of(ledger: Ledger) -> Machine:
     env = ledger.environment
-
-    def number(key: str) -> float | None:
-        value = env.get(key)
-        return (
-            float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-        )
-
-    cpu_count, threads = number("cpu_count"), number("torch_threads")
     return Machine(
-        device=str(env.get("device", "unknown device")),
-        hostname=str(env["hostname"]) if env.get("hostname") else None,
-        cpu_count=int(cpu_count) if cpu_count else None,
-        load_start=number("load_average_start"),
-        load_end=number("load_average_end"),
-        threads=int(threads) if threads else None,
+        device=env.device or "unknown device",
+        hostname=env.hostname or None,
+        cpu_count=env.cpu_count or None,
+        load_start=env.load_average_start,
+        load_end=env.load_average_end,
+        threads=env.torch_threads or None,
     )
 
 
 def recipe_of(run: Run, seeds: Sequence[int]) -> Recipe:
     ledger = run.ledger
-    settings = {k: v for k, v in ledger.config.items() if k not in NOT_RECIPE}
     weights = run_weights(run)
-    sizes = ledger.data.get("sizes")
-    used = sizes.get("train_used") if isinstance(sizes, dict) else None
     return Recipe(
         weights=weights if weights is not None else "random init",
         pretrained=weights is not None,
-        settings=settings,
-        precision=str(ledger.environment.get("precision", ledger.config.get("precision", "?"))),
+        settings=ledger.config.recipe(),
+        precision=ledger.environment.precision or ledger.config.precision,
         seeds=list(seeds),
-        train_reviews=int(used) if isinstance(used, int) else None,
+        train_reviews=ledger.data.sizes.get("train_used"),
         machine=machine_of(ledger),
     )
 

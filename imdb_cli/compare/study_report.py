@@ -9,6 +9,7 @@ from typing import Any
 
 from imdb_cli.compare.comparison import Comparison
 from imdb_cli.compare.formats import format_seconds, md_escape, render_markdown
+from imdb_cli.config import Invocation
 from imdb_cli.data.entry import DEFAULT_DATASET, LEGACY_LABELS
 
 
@@ -17,7 +18,7 @@ class AnalysisStep:
     """One analysis of `imdb reproduce`: its files, or why it did not run."""
 
     name: str
-    command: str | None = None
+    command: Invocation | None = None
     images: list[Path] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     summary: str | None = None
@@ -30,13 +31,13 @@ class StudyReport:
     """Everything `<workdir>/report.md` says."""
 
     workdir: Path
-    command: str
+    command: Invocation
     started_at: str
     versions: dict[str, str]
     models: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
     devices: dict[str, str] = field(default_factory=dict)  # model -> device it trained on
-    steps: list[str] = field(default_factory=list)  # each step as its own command
+    steps: list[Invocation] = field(default_factory=list)  # each step as its own command
     comparison: Comparison | None = None
     figures: dict[str, Path] = field(default_factory=dict)  # the comparison's PNGs by name
     analyses: list[AnalysisStep] = field(default_factory=list)
@@ -63,7 +64,7 @@ def render_study_report(study: StudyReport) -> str:
     ]
     if study.failures:
         lines += ["", "**Incomplete.** " + " ".join(f"{f}." for f in study.failures)]
-    lines += ["", "## Command", "", "```bash", study.command, "```", ""]
+    lines += ["", "## Command", "", "```bash", str(study.command), "```", ""]
     if study.data:
         d = study.data
         sizes = d.get("sizes", {})
@@ -112,7 +113,7 @@ def render_study_report(study: StudyReport) -> str:
         "tokenizer and length, which here is the one `imdb prepare` makes.",
         "",
         "```bash",
-        *study.steps,
+        *map(str, study.steps),
         "```",
         "",
     ]

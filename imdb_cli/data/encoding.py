@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from imdb_cli.console import debug
 from imdb_cli.errors import ImdbError
+from imdb_cli.records import STRICT
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 WORD_LOCAL_PRE_TOKENIZERS = frozenset({"BertPreTokenizer", "ByteLevel"})
 HEAD_CHARS_PER_TOKEN = 8  # IMDB averages about 4.3 characters per bert-base-uncased token
 # Reviews longer than this (IMDB's longest has some 14,000) are tokenized by their two ends
-# only (Encoder._window_row), so memory stays bounded whatever one review's length.
+# only (Encoder._ends_row), so memory stays bounded whatever one review's length.
 LONG_REVIEW_CHARS = 100_000
 # Mixed case, accents, punctuation, digits, an emoji and a long word: two tokenizers that
 # agree on this text, their vocabulary and their special ids behave the same on IMDB.
@@ -27,6 +29,17 @@ PROBE_TEXT = (
     "Héllo, WORLD! Naïve café-goers' «review»: 10/10 -- DON'T miss it… "
     "Ångström & Müller <br /><br />(1999) 😀 unbelievably-overrated?!"
 )
+
+
+@dataclass(frozen=True)
+class Tokenization:
+    """How a data set's reviews were cut into token ids: at most `max_length` tokens (special
+    tokens included), a longer review keeping its head, tail or head+tail (`truncation`)."""
+
+    __pydantic_config__ = STRICT
+
+    max_length: int
+    truncation: str = "head"
 
 
 def tokenizer_key(tokenizer: PreTrainedTokenizerBase) -> str:
@@ -101,15 +114,15 @@ def _cut_at_space(text: str, budget: int) -> str:
 class Encoder:
     """Token ids of texts, truncated to max_length the way `truncation` says."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int, truncation: str):
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, tokenization: Tokenization):
         self.tokenizer = tokenizer
+        self.tokenization = tokenization
+        max_length, truncation = tokenization.max_length, tokenization.truncation
         self.max_length = max_length
         self.truncation = truncation
         self.pad_id = int(tokenizer.pad_token_id)
         self.prefix, self.suffix = _special_template(tokenizer)
         self.content = max_length - len(self.prefix) - len(self.suffix)
-        # Sun et al. 2019 keep 128 head + 382 tail tokens of 512: a quarter from the head.
-        self.head = max_length * 128 // 512
         if self.content < 1:
             raise ImdbError(f"--max-length {max_length} leaves no room for text")
         warnings = getattr(tokenizer, "deprecation_warnings", None)
@@ -120,36 +133,46 @@ class Encoder:
         pre_tokenizer = type(getattr(backend, "pre_tokenizer", None)).__name__
         self.shortcut = truncation == "head" and pre_tokenizer in WORD_LOCAL_PRE_TOKENIZERS
         self.shortcut_checked = False
-        # Very long reviews: only their two ends are tokenized (see _window_row).
+        # Very long reviews: only their two ends are tokenized (see _ends_row).
         self.windows: bool | None = None if pre_tokenizer in WORD_LOCAL_PRE_TOKENIZERS else False
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        long = [i for i, text in enumerate(texts) if len(text) > LONG_REVIEW_CHARS]
-        if long and self._windows_ok():
-            rows: list[list[int]] = [[] for _ in texts]
-            for i in long:
-                rows[i] = self._window_row(texts[i])
-            rest = [i for i, text in enumerate(texts) if len(text) <= LONG_REVIEW_CHARS]
-            for i, row in zip(rest, self._rows([texts[i] for i in rest]), strict=True):
-                rows[i] = row
-        else:
-            rows = self._rows(texts)
+        ends = self._long_reviews(texts)  # index -> stand-in row of a very long review
+        short = [i for i in range(len(texts)) if i not in ends]
+        rows: dict[int, list[int]]
+        if self.truncation != "head":
+            bare = zip(short, self._bare([texts[i] for i in short]), strict=True)
+            rows = {**ends, **{i: self.prefix + ids + self.suffix for i, ids in bare}}
+            return self._cut([rows[i] for i in range(len(texts))])
+        kept = len(self.prefix) + self.content
+        rows = {i: row[:kept] + self.suffix for i, row in ends.items()}
+        if short:
+            heads = self._head_rows([texts[i] for i in short])
+            rows.update((i, list(row)) for i, row in zip(short, heads, strict=True))
         input_ids = np.full((len(texts), self.max_length), self.pad_id, dtype=np.int32)
         lengths = np.empty(len(texts), dtype=np.int32)
-        for i, row in enumerate(rows):
-            input_ids[i, : len(row)] = row
-            lengths[i] = len(row)
+        for i in range(len(texts)):
+            input_ids[i, : len(rows[i])] = rows[i]
+            lengths[i] = len(rows[i])
         return input_ids, lengths
 
-    def _rows(self, texts: list[str]) -> list[list[int]]:
-        if not texts:
-            return []
-        if self.truncation == "head":
-            return self._head_rows(texts)
-        return [self.prefix + self._cut(ids) + self.suffix for ids in self._bare(texts)]
+    def truncation_settings(self) -> dict[str, int | str]:
+        """How a review longer than max_length is cut (model.cut's settings): kept in an
+        export's config, so the exported model cuts as the run's data was cut."""
+        from imdb_cli.model import head_tokens  # torch: only where a model is in use
+
+        return {
+            "max_length": self.max_length,
+            "strategy": self.truncation,
+            "prefix_tokens": len(self.prefix),
+            "suffix_tokens": len(self.suffix),
+            "head_tokens": head_tokens(self.truncation, self.max_length, self.content),
+        }
 
     def _bare(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each text, without special tokens or truncation."""
+        if not texts:
+            return []
         ids = self.tokenizer(
             texts,
             add_special_tokens=False,
@@ -159,42 +182,47 @@ class Encoder:
         )["input_ids"]
         return [list(row) for row in ids]
 
-    def _window_row(self, text: str, window: int | None = None) -> list[int]:
-        """The row of a review too long to tokenize whole (a 10 MB review would take GBs):
-        only its two ends are tokenized, each cut at a space that starts a run of spaces.
+    def _long_reviews(self, texts: list[str]) -> dict[int, list[int]]:
+        """Index -> stand-in row of each review too long to tokenize whole (see _ends_row)."""
+        long = [i for i, text in enumerate(texts) if len(text) > LONG_REVIEW_CHARS]
+        if not long or not self._windows_ok():
+            return {}
+        rows = {i: self._ends_row(texts[i]) for i in long}
+        return {i: row for i, row in rows.items() if row is not None}
 
-        The tokenizers this is used for split at spaces before anything else, so the tokens
-        of the start of a text are those of the whole text up to there, and the same holds
-        for its end. Each end is made longer (four times) until it holds more than the run's
-        max length of tokens; then the review is surely longer than that, and the kept tokens
-        (head, tail or both) come from those ends. `_windows_ok` checks this on a probe text."""
+    def _ends_row(self, text: str, window: int | None = None) -> list[int] | None:
+        """A stand-in for the row of a review too long to tokenize whole (a 10 MB review took
+        1.8 GB): the special tokens around the first `content` tokens of its start and the
+        last `content` of its end, which any truncation cuts exactly as it cuts the whole
+        row. None when the review is short enough to tokenize whole after all.
+
+        Only its two ends are tokenized, each cut at a space that starts a run of spaces:
+        the tokenizers this is used for split at spaces before anything else, so the tokens
+        of a text's start are those of the whole text up to there, and the same holds for
+        its end. Each end grows (four times) until it holds more than `content` tokens; the
+        review is then surely longer than max_length. `_windows_ok` checks it on a probe."""
         window = window or self.max_length * HEAD_CHARS_PER_TOKEN
         while True:
-            start = _cut_at_space(text, window)
-            end = _end_from_space(text, window)
+            start, end = _cut_at_space(text, window), _end_from_space(text, window)
             if len(start) + len(end) >= len(text):
-                return self._rows([text])[0]  # the ends meet: the text is short enough
+                return None  # the ends meet
             head_ids, tail_ids = self._bare([start, end])
             if min(len(head_ids), len(tail_ids)) > self.content:
-                break
+                kept = head_ids[: self.content] + tail_ids[-self.content :]
+                return self.prefix + kept + self.suffix
             window *= 4
-        if self.truncation == "head":
-            kept = head_ids[: self.content]
-        elif self.truncation == "tail":
-            kept = tail_ids[-self.content :]
-        else:
-            head = min(self.head, self.content)
-            tail = self.content - head
-            kept = head_ids[:head] + (tail_ids[-tail:] if tail else [])
-        return self.prefix + kept + self.suffix
 
     def _windows_ok(self) -> bool:
-        """Whether `_window_row` gives this tokenizer's own rows: checked once, on a probe
-        text made long (the probe, repeated) and cut with a small window."""
+        """Whether `_ends_row` cuts as the whole row cuts with this tokenizer: checked once,
+        on a probe text made long (the probe, repeated) and taken with a small window."""
         if self.windows is None:
             probe = " ".join([PROBE_TEXT] * (self.max_length // 4 + 8))
-            small = max(8, len(PROBE_TEXT) // 2)
-            self.windows = self._window_row(probe, small) == self._rows([probe])[0]
+            stand_in = self._ends_row(probe, max(8, len(PROBE_TEXT) // 2))
+            whole = self.prefix + self._bare([probe])[0] + self.suffix
+            self.windows = stand_in is not None and all(
+                np.array_equal(a, b)
+                for a, b in zip(self._cut([stand_in]), self._cut([whole]), strict=True)
+            )
             if not self.windows:
                 debug("tokenizing only the ends of long reviews differs here; turned off")
         return self.windows
@@ -242,11 +270,21 @@ class Encoder:
                 return full
         return rows
 
-    def _cut(self, ids: list[int]) -> list[int]:
-        if len(ids) <= self.content:
-            return ids
-        if self.truncation == "tail":
-            return ids[-self.content :]
-        head = min(self.head, self.content)
-        tail = self.content - head
-        return ids[:head] + (ids[-tail:] if tail else [])
+    def _cut(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Whole reviews (special tokens included) cut to max_length by the one rule the
+        exported model also follows (model.cut); ids padded, and the kept lengths."""
+        import torch  # tail and head+tail truncation only: head needs no torch
+
+        from imdb_cli.model import cut
+
+        width = max(self.max_length, *(len(row) for row in rows)) if rows else self.max_length
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.int64)
+        mask = torch.zeros((len(rows), width), dtype=torch.int64)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row, dtype=torch.int64)
+            mask[i, : len(row)] = 1
+        kept, kept_mask = cut(ids, mask, self.truncation_settings())
+        kept = torch.where(kept_mask.bool(), kept, self.pad_id)[:, : self.max_length]
+        padded = np.full((len(rows), self.max_length), self.pad_id, dtype=np.int32)
+        padded[:, : kept.shape[1]] = kept.numpy()
+        return padded, kept_mask.sum(dim=1).numpy().astype(np.int32)

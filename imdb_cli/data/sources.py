@@ -534,9 +534,6 @@ def _load_hub(entry: DatasetEntry) -> RawData:
     registry.go_offline_if_hub_unreachable()
     import datasets  # seconds to import (pandas and more): only when the Hub is read
 
-    if os.environ.get("HF_HUB_OFFLINE") == "1":  # datasets read the variable at its import
-        datasets.config.HF_HUB_OFFLINE = True
-
     name = entry.source
     hint = _local_hint(entry)
     try:

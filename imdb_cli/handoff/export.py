@@ -1,6 +1,6 @@
 """`imdb export`: a run's best checkpoint as a Hugging Face folder, or as ONNX (fp32 or int8).
 
-    run ──export (hf)──▶ config.json (auto_map), model.safetensors, modeling_imdb.py,
+    run ──export (hf)──▶ config.json (auto_map), model.safetensors, modeling_imdb.py (= model.py),
                          tokenizer files, README.md (the model card)
     run ──export (onnx)─▶ model.onnx, config.json, tokenizer files, README.md
 
@@ -19,6 +19,7 @@ import contextlib
 import functools
 import io
 import logging
+import shutil
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,21 +32,21 @@ import transformers
 from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 
 from imdb_cli import __version__, registry
-from imdb_cli.config import TrainConfig
+from imdb_cli import model as imdb_model
 from imdb_cli.console import info, progress, warn
 from imdb_cli.data.encoding import Encoder
 from imdb_cli.data.entry import configs_dir as dataset_configs_dir
-from imdb_cli.data.locate import cache_of_run
 from imdb_cli.data.tokenized import TokenizedSplit, load_split, load_texts
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import FolderState, atomic_dir, clean_stale_temps, folder_state
 from imdb_cli.handoff import export_folder
 from imdb_cli.handoff.model_card import model_card
 from imdb_cli.handoff.predict import Predictor, classify, onnx_forward, tokenize, torch_forward
-from imdb_cli.model import EncoderForClassification
+from imdb_cli.model import EncoderForClassification, ImdbClassifier, ImdbClassifierConfig
 from imdb_cli.runs import checkpoints
-from imdb_cli.runs.ledger import LEDGER_NAME
-from imdb_cli.runs.select import Run, resolve_run
+from imdb_cli.runs.caches import cache_of_run
+from imdb_cli.runs.run import Run
+from imdb_cli.runs.select import select_run
 from imdb_cli.workspace import Workspace
 
 FORMATS = ("hf", "onnx")
@@ -123,12 +124,14 @@ def check_out(out: Path, force: bool, workspace: Workspace, run: Run) -> FolderS
 
 def exportable_run(workspace: Workspace, target: str, dataset: str | None = None) -> Run:
     """The run to export: completed, with a tested best checkpoint."""
-    run = resolve_run(workspace, target, dataset)
+    selected = select_run(workspace, target, dataset)
+    info(f"{target}: {selected.describe()}")
+    run = selected.run
     ledger = run.ledger
     if ledger.status != "completed" or ledger.best_epoch is None or ledger.test is None:
         raise ImdbError(
             f"run {run.describe()} has no completed best checkpoint "
-            f"(finish it with `imdb train {run.model} --resume {run.path}`)"
+            f"(finish it with `{run.resume_invocation()}`)"
         )
     return run
 
@@ -150,9 +153,8 @@ def export(
     state = check_out(out, force, workspace, run)
     info(f"loading the best checkpoint of {run.model}/{run.run_id}")
     model, path = checkpoints.load_classifier(run, "best")
-    tokenizer = checkpoints.load_run_tokenizer(run)
-    config = TrainConfig.from_dict(run.ledger.config, f"{run.path / LEDGER_NAME}: config")
-    encoder = Encoder(tokenizer, config.max_length, config.truncation)
+    encoder = run.encoder()
+    tokenizer = encoder.tokenizer
     result = ExportResult(out, fmt, quantize, run, path)
     hf_config = classifier_config(run, model, encoder, path, quantize)
     # The HF model cuts long reviews itself (as trained): its tokenizer must not cut them
@@ -182,10 +184,9 @@ def classifier_config(
     encoder: Encoder,
     checkpoint: Path,
     quantize: str | None,
-) -> Any:
-    """The export's config.json: modeling_imdb.ImdbClassifierConfig."""
-    from imdb_cli.handoff.modeling_imdb import ImdbClassifierConfig
-
+) -> ImdbClassifierConfig:
+    """The export's config.json: the classifier's config, naming the model code it carries
+    (`auto_map`, for transformers users; imdb itself never follows it)."""
     names = run.ledger.label_names
     # Hugging Face sentiment models name their classes in capitals (NEGATIVE, POSITIVE).
     upper = [name.upper() for name in names]
@@ -194,16 +195,11 @@ def classifier_config(
         encoder_config.pop(key, None)
     for key in ("id2label", "label2id", "problem_type"):  # the classifier's, not the encoder's
         encoder_config.pop(key, None)
+    module = Path(export_folder.MODELING_NAME).stem
     return ImdbClassifierConfig(
         encoder=encoder_config,
         label_names=names,
-        truncation={
-            "max_length": encoder.max_length,
-            "strategy": encoder.truncation,
-            "prefix_tokens": len(encoder.prefix),
-            "suffix_tokens": len(encoder.suffix),
-            "head_tokens": head_tokens(encoder),
-        },
+        truncation=encoder.truncation_settings(),
         id2label=dict(enumerate(upper)),
         label2id={name: i for i, name in enumerate(upper)},
         problem_type="single_label_classification",
@@ -214,32 +210,28 @@ def classifier_config(
             "checkpoint": checkpoint.name,
             "best_epoch": run.ledger.best_epoch,
             "dataset": run.ledger.dataset,
-            "data_fingerprint": run.ledger.data.get("data_fingerprint"),
+            "data_fingerprint": run.ledger.data.data_fingerprint,
             "imdb_version": __version__,
         },
         quantization=quantize,
+        auto_map={
+            "AutoConfig": f"{module}.{ImdbClassifierConfig.__name__}",
+            "AutoModelForSequenceClassification": f"{module}.{ImdbClassifier.__name__}",
+        },
     )
-
-
-def head_tokens(encoder: Encoder) -> int:
-    """Text tokens a cut review keeps from its start (Encoder's rule)."""
-    if encoder.truncation == "head":
-        return encoder.content
-    if encoder.truncation == "tail":
-        return 0
-    return min(encoder.head, encoder.content)
 
 
 # --------------------------------------------------------------------------- hf
 
 
-def _write_hf(model: EncoderForClassification, config: Any, folder: Path) -> None:
-    from imdb_cli.handoff.modeling_imdb import ImdbClassifier
-
+def _write_hf(model: EncoderForClassification, config: ImdbClassifierConfig, folder: Path) -> None:
+    """The weights in the exported class, its config, and the model code itself: this
+    package's model.py, which imports only torch and transformers."""
     with _quiet():
         hf_model = ImdbClassifier(config)
         hf_model.load_state_dict(model.state_dict(), strict=True)
         hf_model.save_pretrained(folder)
+    shutil.copyfile(imdb_model.__file__, folder / export_folder.MODELING_NAME)
 
 
 # --------------------------------------------------------------------------- onnx
@@ -335,8 +327,8 @@ def quantize_int8(fp32: Path, int8: Path) -> None:
     First onnxruntime's own pre-processing (ONNX shape inference and graph optimization), as
     its quantization documentation asks; without its symbolic shape inference, which cannot
     complete on graphs from the dynamo exporter ("Incomplete symbolic shape inference").
-    Per-channel scales: with one scale per tensor, a MiniLM lost about a point of accuracy
-    on this x86 CPU (AVX2, no VNNI), per channel none (measured on 400 IMDB test reviews).
+    Per-channel scales: with one scale per tensor, a MiniLM lost about a point of accuracy,
+    per channel none (measured on 400 IMDB test reviews).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -371,9 +363,11 @@ def _check_reviews(workspace: Workspace, run: Run) -> list[str]:
         texts = []
     if len(texts) < 3:
         return [f"Review {i}: " + "a fine film, then a dull one. " * (i * 7 + 1) for i in range(8)]
-    by_length = sorted(texts, key=len)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     half = CHECK_REVIEWS // 2
-    return by_length[:half] + by_length[-half:]
+    # The shortest and the longest; in a small split they overlap, and each counts once.
+    chosen = dict.fromkeys([*order[:half], *order[-half:]])
+    return [texts[i] for i in chosen]
 
 
 def _measure_accuracy(

@@ -1,6 +1,6 @@
 """What a folder written by `imdb export` holds, and how imdb reads one back.
 
-    config.json         modeling_imdb.ImdbClassifierConfig: the base encoder's config, the
+    config.json         model.ImdbClassifierConfig: the base encoder's config, the
                         class names (id2label upper-cased, label_names as the run names
                         them), the run's truncation, where the model came from
     model.safetensors   --format hf: encoder.* and head.* weights
@@ -27,17 +27,17 @@ import torch
 
 from imdb_cli import guarded_loading
 from imdb_cli.config import MIN_MAX_LENGTH, TRUNCATIONS
-from imdb_cli.errors import ImdbError, first_line, shown
-from imdb_cli.model import EncoderForClassification
-from imdb_cli.runs.select import Run
+from imdb_cli.errors import ImdbError, first_line, install_hint, shown
+from imdb_cli.model import MODEL_TYPE, EncoderForClassification
+from imdb_cli.runs.run import Run
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 ONNX_NAME = "model.onnx"
 CARD_NAME = "README.md"
 MARKER_NAME = ".imdb-export"
-MODELING_NAME = "modeling_imdb.py"  # copied by save_pretrained: the module's own file name
-MODEL_TYPE = "imdb-classifier"  # modeling_imdb.MODEL_TYPE (that file imports no imdb_cli)
+# imdb_cli/model.py, copied under the name transformers' custom models go by.
+MODELING_NAME = "modeling_imdb.py"
 ONNX_INPUTS = ("input_ids", "attention_mask")
 ONNX_OUTPUTS = ("logits", "pooled")
 ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
@@ -227,7 +227,7 @@ def require_onnx(flag: str) -> None:
     missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
         raise ImdbError(
-            f"{flag} needs {', '.join(missing)} (not installed): pip install 'imdb-cli[onnx]'"
+            f"{flag} needs {', '.join(missing)} (not installed): {install_hint('onnx')}"
         )
 
 

@@ -169,6 +169,9 @@ _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 
 def _decoded(handle: IO[bytes], name: str) -> Iterator[tuple[int, str]]:
     """(line number, text with its line end) of each line; one that is not UTF-8 is named."""
+    # Decided when reading starts: standard input may be swapped out later, while a model
+    # loads (guarded_loading.no_stdin), which is when an abandoned reader may be collected.
+    owned = handle is not sys.stdin.buffer
     number = 0
     try:
         for raw in handle:  # split at \n; lone \r are split below, after decoding
@@ -188,7 +191,7 @@ def _decoded(handle: IO[bytes], name: str) -> Iterator[tuple[int, str]]:
     except OSError as exc:
         raise ImdbError(f"{name}: cannot read ({exc.strerror or exc})") from exc
     finally:
-        if handle is not sys.stdin.buffer:
+        if owned:
             handle.close()
 
 

@@ -11,23 +11,20 @@ ledger must stay inside its run folder.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from transformers import PreTrainedTokenizerBase
 
 from imdb_cli import guarded_loading
 from imdb_cli.errors import ImdbError, first_line
-from imdb_cli.files import write_atomic
+from imdb_cli.files import file_sha256, write_atomic
 from imdb_cli.model import EncoderForClassification
-from imdb_cli.runs.ledger import LEDGER_NAME, TOKENIZER_FILES_SHA256, Ledger
-from imdb_cli.runs.select import ENCODER_DIR, Run
+from imdb_cli.runs.ledger import LEDGER_NAME, Ledger
+from imdb_cli.runs.run import ENCODER_DIR, Run
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -38,14 +35,6 @@ def checkpoint_name(epoch: int, val_acc: float) -> str:
 
 def state_path(run_dir: Path, epoch: int) -> Path:
     return run_dir / CHECKPOINT_DIR / f"epoch_{epoch}.state.pt"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 _PICKLE_STARTS = (b"PK\x03\x04", b"\x80")  # torch.save's zip archive; a bare pickle
@@ -197,45 +186,3 @@ def load_classifier(
     load_weights(model, path, recorded_sha256(run.path, run.ledger, path))
     model.eval()
     return model, path
-
-
-def tokenizer_files_sha256(saved: Iterable[str | Path]) -> dict[str, str]:
-    """File name -> sha256 of the files a tokenizer's save_pretrained wrote (the run's
-    tokenizer identity, recorded in its ledger's data under ledger.TOKENIZER_FILES_SHA256)."""
-    paths = sorted({Path(p) for p in saved if Path(p).is_file()})
-    return {path.name: file_sha256(path) for path in paths}
-
-
-def check_tokenizer_files(run: Run) -> None:
-    """The run's encoder/ folder holds the tokenizer it was trained with: the files its
-    ledger recorded, each with its sha256, and no other tokenizer file beside them."""
-    recorded = run.ledger.data.get(TOKENIZER_FILES_SHA256)
-    if recorded is None:
-        return  # a run made before tokenizer checksums
-    folder = run.path / ENCODER_DIR
-    ledger = run.path / LEDGER_NAME
-    for name, digest in sorted(recorded.items()):
-        path = folder / name
-        if Path(name).name != name or name in ("", ".", ".."):
-            raise ImdbError(
-                f"{ledger}: damaged ledger: 'data.{TOKENIZER_FILES_SHA256}' names {name!r}"
-            )
-        if not path.is_file():
-            raise ImdbError(f"{path}: the run's tokenizer file is missing")
-        if file_sha256(path) != digest:
-            raise ImdbError(
-                f"{path}: not the tokenizer the run was trained with (its sha256 differs "
-                f"from the one {ledger} recorded); refused"
-            )
-    extra = sorted(p.name for p in folder.iterdir() if p.name not in {*recorded, "config.json"})
-    if extra:
-        raise ImdbError(
-            f"{folder / extra[0]}: not one of the run's tokenizer files ({ledger} records "
-            f"{', '.join(sorted(recorded))}); refused"
-        )
-
-
-def load_run_tokenizer(run: Run) -> PreTrainedTokenizerBase:
-    """The run's own tokenizer, checked against the identity its ledger recorded."""
-    check_tokenizer_files(run)
-    return guarded_loading.load_tokenizer(run.path / ENCODER_DIR)

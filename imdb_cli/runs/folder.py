@@ -11,12 +11,12 @@ from typing import Any
 import yaml
 
 from imdb_cli.config import ModelSpec, TrainConfig
+from imdb_cli.data.encoding import Tokenization
 from imdb_cli.data.tokenized import TokenizedCache
 from imdb_cli.files import open_no_follow, write_text_atomic
 from imdb_cli.model import EncoderForClassification
-from imdb_cli.runs.checkpoints import tokenizer_files_sha256
-from imdb_cli.runs.ledger import TOKENIZER_FILES_SHA256, Ledger
-from imdb_cli.runs.select import CONFIG_NAME, ENCODER_DIR, new_run_id, now_iso
+from imdb_cli.runs.ledger import DataRecord, EnvironmentRecord, Ledger
+from imdb_cli.runs.run import CONFIG_NAME, ENCODER_DIR, new_run_id, now_iso, tokenizer_files_sha256
 from imdb_cli.training.distributed import Distributed, from_rank0
 from imdb_cli.workspace import Workspace
 
@@ -32,7 +32,7 @@ def create_run(
     tokenizer: Any,
     cache: TokenizedCache,
     train_reviews: int,
-    environment: dict[str, Any],
+    environment: EnvironmentRecord,
     run_name: str | None,
     world: Distributed,
 ) -> tuple[Path, Ledger]:
@@ -50,12 +50,13 @@ def create_run(
     run_id, tokenizer_files = from_rank0(world, (run_id, tokenizer_files))
     created = now_iso()
     data = data_record(cache, train_reviews, config.limit_train)
+    data.tokenizer_files_sha256 = tokenizer_files
     ledger = Ledger(
         model=spec.key,
         run_id=run_id,
         status="running",
-        config=config.to_dict(),
-        data={**data, TOKENIZER_FILES_SHA256: tokenizer_files},
+        config=config,
+        data=data,
         environment=environment,
         parameters=sum(p.numel() for p in model.parameters()),
         created_at=created,
@@ -64,31 +65,27 @@ def create_run(
     return workspace.model_runs(spec.key) / run_id, ledger
 
 
-def data_record(
-    cache: TokenizedCache, train_reviews: int, limit_train: int | None
-) -> dict[str, Any]:
+def data_record(cache: TokenizedCache, train_reviews: int, limit_train: int | None) -> DataRecord:
     """The ledger's data section: which data set and cache, and how much of its train split
     was used."""
-    sizes = cache.sizes()
-    labels = cache.label_names
-    return {
-        "dataset": cache.dataset,
-        "labels": labels,
-        "num_classes": len(labels),
-        "cache": str(cache.path.resolve()),
-        "data_fingerprint": cache.data_fingerprint,
-        "tokenizer_key": cache.tokenizer_key,
-        "split_seed": cache.seed,
-        "max_length": cache.max_length,
-        "truncation": cache.truncation,
-        "sizes": {**sizes, "train_used": train_reviews},
-        "limit_train": limit_train,
-        "test_review_ids_sha256": cache.manifest.get("test_review_ids_sha256"),
-        # What `imdb prepare` needs to make the same cache again, should it be deleted.
-        "limit": cache.manifest.get("limit"),
-        "keep_duplicates": cache.manifest.get("keep_duplicates"),
-        "source": cache.manifest.get("source"),
-    }
+    manifest = cache.manifest
+    return DataRecord(
+        dataset=cache.dataset,
+        labels=list(cache.label_names),
+        num_classes=len(cache.label_names),
+        cache=str(cache.path.resolve()),
+        data_fingerprint=cache.data_fingerprint,
+        tokenizer_key=cache.tokenizer_key,
+        split_seed=cache.seed,
+        tokenization=Tokenization(cache.max_length, cache.truncation),
+        sizes={**cache.sizes(), "train_used": train_reviews},
+        limit_train=limit_train,
+        test_review_ids_sha256=manifest.get("test_review_ids_sha256"),
+        limit=manifest.get("limit"),
+        keep_duplicates=manifest.get("keep_duplicates"),
+        source=manifest.get("source"),
+        dataset_yaml=manifest.get("dataset_yaml"),
+    )
 
 
 def write_config_yaml(run_dir: Path, spec: ModelSpec, config: TrainConfig) -> None:

@@ -1,7 +1,8 @@
 """A ledger read back, checked against itself: what its per-review data gives, what its epochs
 show, values that no run can produce.
 
-The ledger's types are checked where it is decoded (runs.ledger); these functions take the
+The ledger's types (schema_version's too) are checked where it is decoded (runs.ledger,
+records.py); these functions take the
 decoded values and check that they agree: the test accuracy and loss recomputed from the
 per-review labels and probabilities, probability rows that sum to 1, accuracies in [0, 1],
 finite losses that are not negative, epochs numbered in order, a best epoch that is one of
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,12 +33,6 @@ _TINY_PROBABILITY = 1e-30  # below it, a float32 probability has lost its precis
 
 class Contradiction(ValueError):
     """A value of a ledger that its own data contradicts; the message names the field."""
-
-
-def check_schema_version(value: Any) -> None:
-    """The version is a whole number (true, 2.0 or "2" are damage, not another format)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise Contradiction(f"field 'schema_version' should be a whole number (got {shown(value)})")
 
 
 def _accuracy(value: float, field: str) -> None:
