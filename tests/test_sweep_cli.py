@@ -196,7 +196,11 @@ def test_reproduce_with_rates_sweeps_each_model_and_reports_the_selection(
         vals = {t.lr: t.best_val_acc for t in record.trials}
         assert record.selection.lr == max(vals, key=lambda r: (vals[r] or 0, -r))
         lr = f"{record.selection.lr:g}"
-        assert re.search(rf"\| {model} \| {re.escape(lr)} \| [0-9.]+ \| 1/1 \| selected \|", text)
+        assert re.search(
+            rf"\| {model} \| {re.escape(lr)} \| [0-9.]+ \([0-9.]+–[0-9.]+\) \| 1/1 \| selected \|",
+            text,
+        )
+        assert re.search(rf"{model}: .*; chose {re.escape(lr)} on [0-9,]+ validation reviews", text)
         assert f"{lr} ({record.describe()})" in text
         assert f"imdb --workdir {workdir} sweep {model} --lr 0.0001,0.003 --epochs 1" in text
     # Both rates were chosen on validation, so the rate is not a "different recipe".

@@ -14,6 +14,12 @@ from imdb_cli.commands.common import (
     handles_errors,
     workspace,
 )
+from imdb_cli.commands.study_options import (
+    NprocOption,
+    StorageOption,
+    WorkersOption,
+    pool_options,
+)
 from imdb_cli.commands.training_options import TrainOverrides, training_options
 from imdb_cli.compare import formats
 from imdb_cli.console import out
@@ -56,7 +62,9 @@ def reproduce(
         str | None,
         typer.Option(
             "--seeds",
-            help="Training seeds, e.g. 42,43: one run per seed and model, shown as mean ± std. "
+            help="Training seeds, e.g. 42,43,44: one run per seed and model. With two or more, "
+            "the verdict compares the encoders across seeds (with one, two checkpoints; the "
+            "report says how many seeds a one-point difference needs). "
             "Default: each model's YAML seed.",
             show_default=False,
         ),
@@ -83,8 +91,14 @@ def reproduce(
     analysis: Annotated[
         bool, typer.Option("--analysis/--no-analysis", help="Run t-SNE and attention (default on).")
     ] = True,
+    workers: WorkersOption = None,
+    storage: StorageOption = None,
+    nproc_per_trial: NprocOption = 1,
 ) -> None:
     """Run the whole study: prepare, train each model, compare, t-SNE, attention, report.md.
+
+    With --workers N the trainings run N at once (one per GPU), queued in an Optuna
+    study that other machines can share (--storage); see `imdb sweep --help`.
 
     Example (the demo of `nox -s demo`, offline; the README says how long it takes):
     imdb reproduce --models minilm,tiny-modernbert --limit 3000 --data-dir ../shared/data/imdb
@@ -101,6 +115,7 @@ def reproduce(
         tsne_samples=tsne_samples,
         attention_reviews=attention_reviews,
         analysis=analysis,
+        pool=pool_options(workers, storage, nproc_per_trial, use_wandb=False),
     )
     result = run_study(workspace(), options)
     comparison = result.report.comparison

@@ -4,6 +4,8 @@ the comparison as tables, files, figures and the study's report.
 - `comparison`: runs -> a `Comparison` (rows, pairs, warnings, where the errors are);
 - `recipes`: each run's weights, recipe and machine; the "not like for like" warnings;
 - `stats`: Wilson interval, McNemar, paired bootstrap, mean and std;
+- `verdict`: the verdict across seeds (the test, power, ASO, Holm), calibration and length
+  buckets with their intervals;
 - `breakdown`: a run's test errors by class, confidence and review length;
 - `review_lengths`: the full token counts of the test reviews;
 - `formats`: the comparison as rich tables, markdown, csv and json;

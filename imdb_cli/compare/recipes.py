@@ -76,6 +76,7 @@ class Recipe:
     train_reviews: int | None
     machine: Machine
     lr_selection: str | None = None  # how the learning rate was chosen, when by a sweep
+    lr_grid: list[float] | None = None  # the rates that sweep tried
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -205,7 +206,36 @@ def _start(names: Sequence[str]) -> str:
     return f"{names[0]} starts" if len(names) == 1 else f"{', '.join(names)} start"
 
 
-def warnings(labels: Sequence[str], recipes: Sequence[Recipe]) -> list[str]:
+def _lr_warnings(labels: Sequence[str], recipes: Sequence[Recipe]) -> list[str]:
+    """A rate chosen by a sweep is part of the recipe: the tuned model had more tries."""
+    swept = [(label, r) for label, r in zip(labels, recipes, strict=True) if r.lr_grid]
+    fixed = [(label, r) for label, r in zip(labels, recipes, strict=True) if not r.lr_grid]
+    lines = []
+    if swept and fixed:
+        lines.append(
+            "learning rate tuned for some models only: "
+            + "; ".join(
+                f"{label}'s chosen by a sweep over {', '.join(map(_number, r.lr_grid or []))}"
+                for label, r in swept
+            )
+            + "; "
+            + "; ".join(f"{label}'s fixed at {_number(r.settings.get('lr'))}" for label, r in fixed)
+            + "; the tuned model had more tries at its recipe"
+        )
+    grids = {tuple(r.lr_grid or ()) for _, r in swept}
+    if len(grids) > 1:
+        lines.append(
+            "learning rates chosen from different grids: "
+            + "; ".join(
+                f"{label} from {', '.join(map(_number, r.lr_grid or []))}" for label, r in swept
+            )
+        )
+    return lines
+
+
+def warnings(
+    labels: Sequence[str], recipes: Sequence[Recipe], *, seeds_hint: str | None = None
+) -> list[str]:
     """One line per way the compared runs are not like for like."""
     lines = []
     if len(recipes) > 1:
@@ -217,12 +247,20 @@ def warnings(labels: Sequence[str], recipes: Sequence[Recipe]) -> list[str]:
                 f"{_start(random)} from random init, so the gap measures pretraining as much "
                 "as the architecture"
             )
-        swept = all(r.lr_selection for r in recipes)
+        swept = all(r.lr_grid for r in recipes)
         differ = differing_settings(recipes, ignore=("lr",) if swept else ())
         if differ:
             lines.append(
                 f"different recipes ({' / '.join(labels)}): {'; '.join(differ)}; the gap "
                 "mixes the models with their settings"
+            )
+        lines += _lr_warnings(labels, recipes)
+        counts = [len(r.seeds) for r in recipes]
+        if len(set(counts)) > 1:
+            lines.append(
+                "different seed counts: "
+                + ", ".join(f"{label} {n}" for label, n in zip(labels, counts, strict=True))
+                + "; a model with more seeds shows its spread, the others may hide theirs"
             )
         machines = {r.machine.device for r in recipes}
         if len(machines) > 1:
@@ -236,10 +274,10 @@ def warnings(labels: Sequence[str], recipes: Sequence[Recipe]) -> list[str]:
         if len(r.seeds) == 1
     ]
     if single:
+        more = f" (to compare the encoders, {seeds_hint})" if seeds_hint else ""
         lines.append(
             f"one seed: {', '.join(single)}; no estimate of seed-to-seed variance, which "
-            "for fine-tuning is often a point or more (more seeds: imdb train MODEL --seed 43, "
-            "or imdb reproduce --seeds 42,43,44)"
+            f"for fine-tuning is often a point or more, so the verdict compares checkpoints{more}"
         )
     loaded = [label for label, r in zip(labels, recipes, strict=True) if r.machine.loaded]
     if loaded:

@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from imdb_cli.compare.comparison import Comparison
-from imdb_cli.compare.formats import format_seconds, md_escape, render_markdown
+from imdb_cli.compare.formats import (
+    format_seconds,
+    markdown_verdict,
+    md_escape,
+    render_markdown,
+)
 from imdb_cli.config import Invocation
 from imdb_cli.data.entry import DEFAULT_DATASET, LEGACY_LABELS
 
@@ -64,6 +69,9 @@ def render_study_report(study: StudyReport) -> str:
     ]
     if study.failures:
         lines += ["", "**Incomplete.** " + " ".join(f"{f}." for f in study.failures)]
+    if study.comparison is not None and study.comparison.verdict.pairs:
+        # The answer first; the results below give the figures it rests on.
+        lines += ["", *markdown_verdict(study.comparison, "##")]
     lines += ["", "## Command", "", "```bash", str(study.command), "```", ""]
     if study.data:
         d = study.data
@@ -88,7 +96,9 @@ def render_study_report(study: StudyReport) -> str:
         lines += ["No run completed, so there is no table.", ""]
     else:
         figures = {name: _link(path, study.workdir) for name, path in study.figures.items()}
-        lines += [render_markdown(study.comparison, heading_level=3, figures=figures)]
+        lines += [
+            render_markdown(study.comparison, heading_level=3, figures=figures, with_verdict=False)
+        ]
     if study.analyses:
         lines += ["## Error analysis", ""]
         for step in study.analyses:

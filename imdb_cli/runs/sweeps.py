@@ -16,6 +16,7 @@ the trials: study/sweep.py.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ from imdb_cli.runs.run import Run, now_iso
 from imdb_cli.workspace import Workspace
 
 SCHEMA_VERSION = 1
+SWEEP_PREFIX = "sweep-"  # a grid sweep's id; a TPE search's starts tpe-
 SELECTION_RULE = (
     "once every trial has run: highest mean best-epoch validation accuracy over the seeds; "
     "a tie goes to the smaller rate; a rate counts only when all its seeds completed; test "
@@ -93,7 +95,7 @@ class SweepPlan:
     @property
     def sweep_id(self) -> str:
         digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
-        return f"sweep-{digest[:8]}"
+        return f"{SWEEP_PREFIX}{digest[:8]}"
 
     def trials(self) -> list[Trial]:
         return [
@@ -334,7 +336,7 @@ def latest_selected(
     if not folder.is_dir():
         return None
     records = []
-    for path in folder.glob("*.json"):
+    for path in folder.glob(f"{SWEEP_PREFIX}*.json"):  # a TPE search selects no grid rate
         try:
             record = read_record(workspace, path)
         except ImdbError as exc:
@@ -346,3 +348,161 @@ def latest_selected(
         if dataset is None or any(run.ledger.dataset == dataset for run in runs):
             records.append(record)
     return max(records, key=lambda r: (r.updated_at, r.sweep_id)) if records else None
+
+
+def created_at(path: Path) -> str:
+    """When the sweep was first planned (its record's `created_at`; now for a new one)."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        return str(json.loads(path.read_text(encoding="utf-8"))["created_at"])
+    return now_iso()
+
+
+# --------------------------------------------------------------------------- TPE search
+
+
+SEARCHED = {"lr": "--lr", "warmup_ratio": "--warmup-ratio", "weight_decay": "--weight-decay"}
+SEARCH_RULE = (
+    "once every trial has run: highest best-epoch validation accuracy; a tie goes to the "
+    "earlier trial; test accuracy is not used"
+)
+
+
+def parse_range(text: str, setting: str) -> tuple[float, float]:
+    """`1e-5:1e-4` -> (1e-05, 0.0001) for a searched setting; errors name its flag."""
+    flag = SEARCHED[setting] + ("" if setting == "lr" else "-range")
+    parts = text.split(":")
+    try:
+        low, high = (float(p) for p in parts)
+    except ValueError as exc:
+        raise ImdbError(f"{flag} {text!r}: give a range LOW:HIGH, like 1e-5:1e-4") from exc
+    if not low < high:
+        raise ImdbError(f"{flag} {text!r}: LOW must be below HIGH")
+    if setting == "lr" and low <= 0:
+        raise ImdbError(f"{flag} {text!r}: rates must be positive (searched on a log scale)")
+    if low < 0 or (setting == "warmup_ratio" and high >= 1):
+        raise ImdbError(f"{flag} {text!r}: out of the setting's range")
+    return low, high
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """`--search tpe`: Optuna's TPE sampler draws the rate (log scale), and the warmup and
+    weight decay where ranges are given, for `trials` runs of one seed; the best
+    validation accuracy wins."""
+
+    model: str
+    trials: int
+    ranges: tuple[tuple[str, float, float], ...]  # (setting, low, high)
+    seed: int
+    base: TrainConfig
+    data_fingerprint: str
+
+    def identity(self) -> dict[str, Any]:
+        searched = {name for name, _, _ in self.ranges}
+        recipe = {k: v for k, v in self.base.recipe().items() if k not in searched}
+        return {
+            "search": "tpe",
+            "model": self.model,
+            "trials": self.trials,
+            "ranges": [list(r) for r in self.ranges],
+            "seed": self.seed,
+            "recipe": recipe,
+            "data_fingerprint": self.data_fingerprint,
+        }
+
+    @property
+    def sweep_id(self) -> str:
+        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
+        return f"tpe-{digest[:8]}"
+
+    def run_name(self, slot: int) -> str:
+        return f"{self.sweep_id}-trial{slot + 1:03d}"
+
+    def trial(self, slot: int, params: dict[str, float]) -> Trial:
+        config = self.base.with_overrides(seed=self.seed, **params)
+        return Trial(config.lr, self.seed, self.run_name(slot), config)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    slot: int
+    run_name: str
+    status: str
+    params: dict[str, float]  # the searched settings, as its ledger has them
+    best_val_acc: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchRecord:
+    path: Path
+    plan: SearchPlan
+    results: list[SearchResult]
+    selected: SearchResult | None
+    reason: str
+
+
+def search_results(workspace: Workspace, plan: SearchPlan) -> list[SearchResult]:
+    results = []
+    for slot in range(plan.trials):
+        name = plan.run_name(slot)
+        path = workspace.model_runs(plan.model) / name
+        if not (path / LEDGER_NAME).is_file():
+            results.append(SearchResult(slot, name, "pending", {}))
+            continue
+        try:
+            ledger = read_ledger(path)
+        except ImdbError as exc:
+            results.append(SearchResult(slot, name, "failed", {}, error=exc.message))
+            continue
+        params = {k: float(getattr(ledger.config, k)) for k, _, _ in plan.ranges}
+        best = ledger.best_val_acc if ledger.status == "completed" else None
+        results.append(SearchResult(slot, name, ledger.status, params, best, ledger.error))
+    return results
+
+
+def select_search(
+    plan: SearchPlan, results: Sequence[SearchResult]
+) -> tuple[SearchResult | None, str]:
+    finished = [r for r in results if r.status in ("completed", "failed")]
+    if len(finished) < plan.trials:
+        return None, (
+            f"incomplete: {len(finished)} of {plan.trials} trials finished; run the same "
+            "`imdb sweep` again to finish it"
+        )
+    done = [r for r in results if r.status == "completed" and r.best_val_acc is not None]
+    if not done:
+        return None, "no trial completed (every one failed)"
+    best = max(done, key=lambda r: (r.best_val_acc or 0.0, -r.slot))
+    return best, (
+        f"highest validation accuracy, {best.best_val_acc:.4f}, of {len(done)} completed "
+        f"trial(s) drawn by TPE"
+    )
+
+
+def write_search_record(workspace: Workspace, plan: SearchPlan) -> SearchRecord:
+    path = sweeps_dir(workspace, plan.model) / f"{plan.sweep_id}.json"
+    results = search_results(workspace, plan)
+    selected, reason = select_search(plan, results)
+    finished = all(r.status in ("completed", "failed") for r in results)
+    document = {
+        "schema_version": SCHEMA_VERSION,
+        "search": "tpe",
+        "sweep_id": plan.sweep_id,
+        "model": plan.model,
+        "status": "completed" if finished else "incomplete",
+        "created_at": created_at(path),
+        "updated_at": now_iso(),
+        "trials": plan.trials,
+        "ranges": {name: [low, high] for name, low, high in plan.ranges},
+        "seed": plan.seed,
+        "data_fingerprint": plan.data_fingerprint,
+        "recipe": plan.base.to_dict(),
+        "rule": SEARCH_RULE,
+        "results": [asdict(r) for r in results],
+        "selected": selected.run_name if selected else None,
+        "selected_params": selected.params if selected else None,
+        "why": reason,
+    }
+    write_json_atomic(path, document)
+    return SearchRecord(path, plan, results, selected, reason)

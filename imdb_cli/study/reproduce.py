@@ -31,7 +31,9 @@ from imdb_cli.data.tokenized import TokenizedCache
 from imdb_cli.errors import ImdbError
 from imdb_cli.runs.run import Run
 from imdb_cli.runs.sweeps import SweepPlan, SweepRecord
-from imdb_cli.study.sweep import train_sweep
+from imdb_cli.study.storage import StorageChoice
+from imdb_cli.study.sweep import train_sweep, trial_invocation
+from imdb_cli.study.workers import PoolOptions, SweepJob, run_pool
 from imdb_cli.workspace import Workspace
 
 if TYPE_CHECKING:  # torch and sklearn: only when the analyses run
@@ -62,6 +64,9 @@ class StudyOptions:
     tsne_samples: int = TSNE_SAMPLES
     attention_reviews: int = ATTENTION_REVIEWS
     analysis: bool = True
+    # Trials side by side through an Optuna study (`--workers`, `--storage`); None: one
+    # after another in this process.
+    pool: PoolOptions | None = None
 
     def check(self) -> None:
         if not self.models:
@@ -150,7 +155,7 @@ def run_study(workspace: Workspace, options: StudyOptions) -> StudyResult:
     caches = _prepare(workspace, plan, source, split_options, options, study)
 
     announce(f"{plan.trainings()} run(s)")
-    if options.rates:
+    if options.rates or options.pool is not None:
         runs, swept = _sweep_all(workspace, plan, caches, options, study)
     else:
         runs, swept = _train_all(workspace, plan, caches, entry, study), {}
@@ -260,19 +265,45 @@ def _sweep_all(
     options: StudyOptions,
     study: study_report.StudyReport,
 ) -> tuple[list[Run], dict[str, SweepRecord]]:
-    """`--lr`: a sweep per model over the rates (and seeds); the selected rate's runs."""
-    assert options.rates is not None
-    runs: list[Run] = []
-    swept: dict[str, SweepRecord] = {}
+    """`--lr`: a sweep per model over the rates (and seeds); the selected rate's runs.
+    With workers, every model's trials go to one pool (the YAML's rate when no --lr), so
+    no worker waits for one model's last trial while another model's are left."""
+    plans: list[tuple[ModelSpec, SweepPlan, TokenizedCache]] = []
     for spec in plan.specs:
         configs = plan.configs[spec.key]
         base = configs[0]
         cache = caches[(spec.key, base.max_length, base.truncation)]
         seeds = tuple(c.seed for c in configs)
-        sweep_plan = SweepPlan(spec.key, options.rates, seeds, base, cache.data_fingerprint)
-        study.steps.append(sweep_invocation(workspace, spec.key, options))
-        info(f"sweeping {spec.key}: {len(options.rates)} rate(s) x {len(seeds)} seed(s)")
-        record = train_sweep(workspace, spec, sweep_plan, cache=cache)
+        rates = options.rates or (base.lr,)
+        plans.append((spec, SweepPlan(spec.key, rates, seeds, base, cache.data_fingerprint), cache))
+        study.steps.append(sweep_invocation(workspace, spec.key, options, rates))
+    records: list[SweepRecord] = []
+    if options.pool is not None:
+        jobs = [
+            SweepJob(
+                spec.key,
+                sweep_plan,
+                {
+                    t.run_name: str(trial_invocation(workspace, spec, sweep_plan, t))
+                    for t in sweep_plan.trials()
+                },
+            )
+            for spec, sweep_plan, _ in plans
+        ]
+        trials = sum(len(p.trials()) for _, p, _ in plans)
+        info(f"{trials} trial(s) of {len(plans)} model(s), {options.pool.workers} at once here")
+        pooled = run_pool(workspace, jobs, options.pool)
+        records = [r for r in pooled if isinstance(r, SweepRecord)]
+    else:
+        for spec, sweep_plan, cache in plans:
+            info(
+                f"sweeping {spec.key}: {len(sweep_plan.rates)} rate(s) x "
+                f"{len(sweep_plan.seeds)} seed(s)"
+            )
+            records.append(train_sweep(workspace, spec, sweep_plan, cache=cache))
+    runs: list[Run] = []
+    swept: dict[str, SweepRecord] = {}
+    for (spec, _, _), record in zip(plans, records, strict=True):
         if record.selection.lr is None:
             message = f"the sweep of {spec.key} selected no rate: {record.selection.reason}"
             warn(message)
@@ -282,12 +313,25 @@ def _sweep_all(
         study.failures += [
             f"{spec.key} at lr {t.lr:g} (seed {t.seed}) failed: {t.error}" for t in failed
         ]
-        swept[spec.key] = record
+        if options.rates:  # a grid of one rate (workers without --lr) selects nothing
+            swept[spec.key] = record
         chosen = record.runs_of(workspace, record.selection.lr)
         runs += chosen
         for run in chosen:
             study.devices.setdefault(spec.key, run.ledger.environment.device or "?")
     return runs, swept
+
+
+def pool_options_of(pool: PoolOptions | None) -> dict[str, Any]:
+    """`--workers N` and the rest, as given (a password in --storage hidden)."""
+    if pool is None:
+        return {}
+    options: dict[str, Any] = {"workers": pool.workers}
+    if pool.storage is not None:
+        options["storage"] = StorageChoice.parse(pool.storage, Workspace(Path("."))).describe()
+    if pool.nproc_per_trial != 1:
+        options["nproc_per_trial"] = pool.nproc_per_trial
+    return options
 
 
 def _figures_dir(workspace: Workspace) -> Path:
@@ -475,6 +519,7 @@ def reproduce_invocation(
             options.attention_reviews if options.attention_reviews != ATTENTION_REVIEWS else None
         ),
         analysis=None if options.analysis else False,
+        **pool_options_of(options.pool),
     )
     if options.data_dir is None and source is not None and source.local_copy is not None:
         variable = ((source.origin, str(source.local_copy)),)
@@ -503,16 +548,18 @@ def prepare_invocation(
     )
 
 
-def sweep_invocation(workspace: Workspace, model: str, options: StudyOptions) -> Invocation:
-    """The `imdb sweep` that trains and selects one model's rate as the study did."""
-    assert options.rates is not None
+def sweep_invocation(
+    workspace: Workspace, model: str, options: StudyOptions, rates: Sequence[float]
+) -> Invocation:
+    """The `imdb sweep` that trains (and selects) one model's rate as the study did."""
     return _imdb(
         workspace,
         "sweep",
         model,
-        lr=_listed(options.rates, "{:g}"),
+        lr=_listed(rates, "{:g}"),
         seeds=_listed(options.seeds) if options.seeds is not None else None,
         **options.overrides,
+        **pool_options_of(options.pool),
     )
 
 

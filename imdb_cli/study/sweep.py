@@ -10,8 +10,6 @@ stays failed and is reported.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,12 +19,14 @@ from imdb_cli.config import Invocation, ModelSpec, TrainConfig, train_invocation
 from imdb_cli.console import info, warn
 from imdb_cli.errors import ImdbError
 from imdb_cli.runs.ledger import LEDGER_NAME
-from imdb_cli.runs.run import Run, now_iso
+from imdb_cli.runs.run import Run
 from imdb_cli.runs.sweeps import (
+    SearchPlan,
     SweepPlan,
     SweepRecord,
     Trial,
     TrialResult,
+    created_at,
     format_rate,
     read_record,
     record_path,
@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # compare reads sweeps without loading the data layer
 TrainTrial = Callable[[Trial, str | Path | None], Run]  # (trial, resume) -> run
 
 
-def _clear_unstarted(path: Path) -> None:
+def clear_unstarted(path: Path) -> None:
     """A trial folder without a ledger, checkpoints or a live trainer died before its
     first record; remove it at once so the trial can start under its name (training's
     own tidying waits a minute before it removes such a folder)."""
@@ -59,21 +59,12 @@ def _clear_unstarted(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def _created_at(path: Path) -> str:
-    """When the sweep was first planned (its record's `created_at`; now for a new one)."""
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        return str(json.loads(path.read_text(encoding="utf-8"))["created_at"])
-    return now_iso()
-
-
 def plan_only(workspace: Workspace, spec: ModelSpec, plan: SweepPlan) -> SweepRecord:
     """Write the record (trials and their commands, as they stand) and train nothing."""
     trials = plan.trials()
     states = [trial_result(workspace, plan.model, t.run_name, t.lr, t.seed) for t in trials]
     commands = {t.run_name: str(trial_invocation(workspace, spec, plan, t)) for t in trials}
-    path = write_record(
-        workspace, plan, states, commands, _created_at(record_path(workspace, plan))
-    )
+    path = write_record(workspace, plan, states, commands, created_at(record_path(workspace, plan)))
     return read_record(workspace, path)
 
 
@@ -87,7 +78,7 @@ def run_sweep(
     """Every trial not finished yet, one after another; the record after each."""
     trials = plan.trials()
     commands = {t.run_name: str(command_of(t)) for t in trials}
-    created = _created_at(record_path(workspace, plan))
+    created = created_at(record_path(workspace, plan))
 
     def state() -> list[TrialResult]:
         return [trial_result(workspace, plan.model, t.run_name, t.lr, t.seed) for t in trials]
@@ -108,7 +99,7 @@ def run_sweep(
         path = workspace.model_runs(plan.model) / trial.run_name
         resume: Path | None = path if now.status in ("running", "interrupted") else None
         if resume is None:
-            _clear_unstarted(path)
+            clear_unstarted(path)
         info(f"{where}{': resuming' if resume else ''}\n  {commands[trial.run_name]}")
         try:
             train_trial(trial, resume)
@@ -165,6 +156,32 @@ def make_plan(
     return SweepPlan(spec.key, tuple(sorted(rates)), tuple(seeds), base, cache.data_fingerprint)
 
 
+def train_trial(
+    workspace: Workspace,
+    spec: ModelSpec,
+    plan: SweepPlan | SearchPlan,
+    trial: Trial,
+    resume: str | Path | None,
+    *,
+    use_wandb: bool = False,
+    cache: TokenizedCache | None = None,
+) -> Run:
+    """Train one trial here: a new run under its name, or its folder `resume`d, on the
+    plan's data (`cache`: that data already loaded, for a new run)."""
+    from imdb_cli.training.loop import train  # torch: only when training
+
+    return train(
+        workspace,
+        spec,
+        trial.config,
+        resume=resume,
+        run_name=None if resume is not None else trial.run_name,
+        use_wandb=use_wandb,
+        cache=cache if resume is None else None,
+        data_fingerprint=plan.data_fingerprint,
+    )
+
+
 def train_sweep(
     workspace: Workspace,
     spec: ModelSpec,
@@ -175,21 +192,11 @@ def train_sweep(
 ) -> SweepRecord:
     """`run_sweep` with each trial trained here, one after another (`cache`: the prepared
     data to pin, as `imdb reproduce` does; else the plan's data set)."""
-    from imdb_cli.training.loop import train  # torch: only when training
 
-    def train_trial(trial: Trial, resume: str | Path | None) -> Run:
-        return train(
-            workspace,
-            spec,
-            trial.config,
-            resume=resume,
-            run_name=None if resume is not None else trial.run_name,
-            use_wandb=use_wandb,
-            cache=cache if resume is None else None,
-            data_fingerprint=plan.data_fingerprint,
-        )
+    def train_one(trial: Trial, resume: str | Path | None) -> Run:
+        return train_trial(workspace, spec, plan, trial, resume, use_wandb=use_wandb, cache=cache)
 
     def command_of(trial: Trial) -> Invocation:
         return trial_invocation(workspace, spec, plan, trial)
 
-    return run_sweep(workspace, spec, plan, train_trial, command_of)
+    return run_sweep(workspace, spec, plan, train_one, command_of)
