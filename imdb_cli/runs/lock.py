@@ -32,6 +32,7 @@ from imdb_cli.workspace import Workspace
 LOCK_NAME = "train.lock"
 # A folder younger than this may be a run another process is creating right now.
 _YOUNG_SECONDS = 60.0
+_HOLDER_TRIES = 40  # reads of the lock's holder, 50 ms apart
 
 
 def _try_lock(run_dir: Path) -> IO[str] | str:
@@ -48,8 +49,7 @@ def _try_lock(run_dir: Path) -> IO[str] | str:
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
+        holder = _holder(handle)
         handle.close()
         return holder
     handle.seek(0)
@@ -57,6 +57,18 @@ def _try_lock(run_dir: Path) -> IO[str] | str:
     handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
     handle.flush()
     return handle
+
+
+def _holder(handle: IO[str]) -> str:
+    """Who holds the lock, as the holder wrote it. It writes that just after taking the
+    lock, so a busy machine can show the file empty for a moment: read again briefly."""
+    for _ in range(_HOLDER_TRIES):
+        handle.seek(0)
+        holder = handle.read().strip()
+        if holder:
+            return holder
+        time.sleep(0.05)
+    return "another process"
 
 
 @contextlib.contextmanager
