@@ -145,7 +145,7 @@ def model_shape(spec: ModelSpec) -> ModelShape:
     from transformers import AutoModel
 
     with torch.device("meta"):
-        model = EncoderForClassification(AutoModel.from_config(config))
+        model = EncoderForClassification(AutoModel.from_config(config, trust_remote_code=False))
     return ModelShape(
         parameters=sum(p.numel() for p in model.parameters()),
         non_embedding_parameters=non_embedding_parameters(model),

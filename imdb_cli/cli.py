@@ -79,7 +79,8 @@ class LazyCommands(Group):
         if not standalone_mode:
             return run()
         try:
-            code = run()
+            with common.terminated_as_interrupted():
+                code = run()
         except typer.Abort:
             raise SystemExit(common.fail("interrupted", 130).exit_code) from None
         except typer.TyperException as exc:  # click's errors, as typer exposes them

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from imdb_cli.errors import ImdbError
+from imdb_cli.errors import SHOWN_CHARS, ImdbError, cut, shown
 from imdb_cli.records import STRICT, decode, encode
 
 OPTIMIZERS = ("adam", "adamw")
@@ -165,7 +165,9 @@ class TrainConfig:
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                bad[name] = f"must be one of {', '.join(allowed)} (got {getattr(self, name)!r})"
+                bad[name] = (
+                    f"must be one of {', '.join(allowed)} (got {shown(getattr(self, name))})"
+                )
         return bad
 
     def with_overrides(self, **overrides: Any) -> TrainConfig:
@@ -284,24 +286,82 @@ class ModelSpec:
     training: TrainConfig = field(default_factory=TrainConfig)
 
 
-def read_yaml_entry(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
-    """An entry's YAML (a model's or a data set's) as a mapping of known `keys`; a file that
-    cannot be read, is malformed, is no mapping or has unknown keys is an error naming it."""
+# Bounds of a YAML file imdb reads (a model's or data set's entry, a run's config.yaml):
+# entries are a few hundred bytes. Aliases (`*a`) repeat a node without copying it, so a
+# small file can stand for billions of values ("billion laughs"), which any walk over the
+# result (a check, a repr in a message, a copy) would expand; such a file is refused before
+# anything is built from it. PyYAML has no such bound of its own, hence this one.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_VALUES = 100_000
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML document in `path` (safe types only), refused when it is over
+    MAX_YAML_BYTES or its aliases expand to over MAX_YAML_VALUES values."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise ImdbError(f"{path}: refused, larger than {MAX_YAML_BYTES // 1024} kB")
+        loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            _check_expansion(node, path)
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""
         raise ImdbError(f"{path}: malformed YAML{at}") from exc
+    except RecursionError as exc:
+        raise ImdbError(f"{path}: refused, nested too deeply") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ImdbError(f"{path}: cannot read ({exc})") from exc
+
+
+def _check_expansion(root: yaml.Node, path: Path) -> None:
+    """Count the values the node graph stands for, each alias expanded, without expanding
+    it: a node's count is 1 + its children's, computed once per node (depth first, no
+    recursion); a node that contains itself is refused too."""
+    counts: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_nodes: set[int] = set()
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in counts:
+            continue
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        if children_done:
+            open_nodes.discard(key)
+            counts[key] = 1 + sum(counts[id(child)] for child in children)
+            if counts[key] > MAX_YAML_VALUES:
+                raise ImdbError(
+                    f"{path}: refused, its aliases expand to more than {MAX_YAML_VALUES:,} values"
+                )
+            continue
+        if key in open_nodes:
+            raise ImdbError(f"{path}: refused, an alias refers to a value that holds it")
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in counts)
+
+
+def read_yaml_entry(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """An entry's YAML (a model's or a data set's) as a mapping of known `keys`; a file that
+    cannot be read, is malformed, is no mapping or has unknown keys is an error naming it."""
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ImdbError(f"{path}: expected a mapping with keys {', '.join(keys)}")
-    unknown = sorted(str(k) for k in set(data) - set(keys))
+    unknown = sorted(cut(str(k), SHOWN_CHARS) for k in set(data) - set(keys))
     if unknown:
-        raise ImdbError(
-            f"{path}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(keys)}"
-        )
+        listed = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise ImdbError(f"{path}: unknown key(s) {listed}; known keys: {', '.join(keys)}")
     return data
 
 
@@ -316,10 +376,10 @@ def load_model_spec(path: Path) -> ModelSpec:
         if not isinstance(data.get(key), str) or not data[key]:
             raise ImdbError(f"{where}: missing or empty key '{key}'")
     if data["name"] != path.stem:
-        raise ImdbError(f"{where}: key 'name' is {data['name']!r} but the file is {path.name}")
+        raise ImdbError(f"{where}: key 'name' is {shown(data['name'])} but the file is {path.name}")
     if not ENTRY_NAME.match(data["name"]):
         raise ImdbError(
-            f"{where}: key 'name' {data['name']!r}: use letters, digits, '.', '_' or '-' "
+            f"{where}: key 'name' {shown(data['name'])}: use letters, digits, '.', '_' or '-' "
             "(it names the model's folder under runs/)"
         )
     pretrained = data.get("pretrained")
@@ -363,20 +423,20 @@ def check_architecture(architecture: dict[str, Any], where: str, max_length: int
         at = f"{where}: key 'architecture.{key}'"
         if key == "type":
             if not isinstance(value, str):
-                raise ImdbError(f"{at}: expected a model type such as bert (got {value!r})")
+                raise ImdbError(f"{at}: expected a model type such as bert (got {shown(value)})")
         elif _POSITIVE_INT.match(key):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ImdbError(f"{at}: expected a positive integer (got {value!r})")
+                raise ImdbError(f"{at}: expected a positive integer (got {shown(value)})")
         elif _TOKEN_ID.match(key):
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 0
             ):
-                raise ImdbError(f"{at}: expected a token id, an integer >= 0 (got {value!r})")
+                raise ImdbError(f"{at}: expected a token id, an integer >= 0 (got {shown(value)})")
         elif _PROBABILITY.match(key):
             if value is not None and not (_is_number(value) and 0 <= value < 1):
-                raise ImdbError(f"{at}: expected a probability in [0, 1) (got {value!r})")
+                raise ImdbError(f"{at}: expected a probability in [0, 1) (got {shown(value)})")
         elif _POSITIVE_FLOAT.match(key) and not (_is_number(value) and value > 0):
-            raise ImdbError(f"{at}: expected a positive number (got {value!r})")
+            raise ImdbError(f"{at}: expected a positive number (got {shown(value)})")
     hidden, heads = architecture.get("hidden_size"), architecture.get("num_attention_heads")
     if isinstance(hidden, int) and isinstance(heads, int) and hidden % heads:
         raise ImdbError(

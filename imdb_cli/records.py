@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
+from imdb_cli import errors
 from imdb_cli.errors import ImdbError
 
 T = TypeVar("T")
@@ -66,9 +67,9 @@ def encode(record: Any) -> Any:
 
 
 def shown(value: Any) -> str:
-    """A value as a message shows it: its repr, cut to SHOWN_CHARACTERS."""
-    text = repr(value)
-    return text if len(text) <= SHOWN_CHARACTERS else text[: SHOWN_CHARACTERS - 3] + "..."
+    """A value as a message shows it: its repr, cut to SHOWN_CHARACTERS (errors.shown: a
+    huge value's repr is never built whole)."""
+    return errors.shown(value, SHOWN_CHARACTERS)
 
 
 def describe(exc: ValidationError, prefix: str = "", noun: str = "field") -> str:

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from imdb_cli import guarded_loading
 from imdb_cli.config import ENTRY_NAME, PACKAGE_PREFIX, ModelSpec, load_model_spec
 from imdb_cli.errors import ImdbError, first_line
 
@@ -168,7 +169,7 @@ def _prepare_source(source: str) -> str:
 @contextlib.contextmanager
 def _explained_loading(what: str, source: str, key: str) -> Any:
     try:
-        with contextlib.redirect_stderr(io.StringIO()):
+        with contextlib.redirect_stderr(io.StringIO()), guarded_loading.no_stdin():
             yield
     except ImdbError:
         raise
@@ -253,7 +254,7 @@ def build_encoder(spec: ModelSpec, attn_implementation: str | None = None) -> Pr
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     if spec.pretrained is None:
-        return AutoModel.from_config(architecture_config(spec), **kwargs)
+        return guarded_loading.model_from_config(architecture_config(spec), spec.path, **kwargs)
     with _explained_loading("weights", spec.pretrained, spec.key):
         return AutoModel.from_pretrained(
             _prepare_source(spec.pretrained), trust_remote_code=False, **kwargs
@@ -271,10 +272,9 @@ def encoder_class(spec: ModelSpec) -> type[PreTrainedModel]:
 def count_parameters(spec: ModelSpec, num_labels: int = 2) -> int:
     """Encoder + head parameters, computed on the meta device (no memory, no download)."""
     import torch
-    from transformers import AutoModel
 
     config = architecture_config(spec)
     with torch.device("meta"):
-        encoder = AutoModel.from_config(config)
+        encoder = guarded_loading.model_from_config(config, spec.path)
     encoder_params = sum(p.numel() for p in encoder.parameters())
     return encoder_params + config.hidden_size * num_labels + num_labels

@@ -109,6 +109,8 @@ def write_run(
             for e in range(1, epochs + 1)
         ]
     )
+    if curve is not None:  # the best epoch's validation accuracy is the one the curve shows
+        best_val_acc = points[best_epoch - 1][3]
     records = [
         EpochRecord(
             epoch=e,

@@ -261,16 +261,6 @@ def test_refusals_are_one_red_line_and_write_nothing(trained_root: Path, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "ws"]
 
 
-def test_force_replaces_a_folder_that_is_not_empty(trained_root: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
-    result = imdb(trained_root, "export", "tiny-bert", "--out", str(out), "--force")
-    assert result.exit_code == 0, result.output
-    assert (out / "model.safetensors").is_file() and not (out / "old.txt").exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]
-
-
 def test_an_interrupted_export_leaves_nothing(
     trained_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -60,6 +60,38 @@ DAMAGED_LEDGERS: dict[str, tuple[Damage, str]] = {
     "config lr negative": (_set("config.lr", -1.0), "'config.lr' must be positive"),
     "environment load text": (_set("environment.load_average_start", "high"), "'environment"),
     "tokenization missing": (lambda d: d["data"].pop("tokenization"), "'data.tokenization'"),
+    # Ledgers that contradict themselves (runs/ledger_checks.py).
+    "test.acc not its predictions": (
+        _set("test.acc", 0.5),
+        "'test.acc' 0.5 is not what its per-review labels and probabilities give (3/4",
+    ),
+    "test.loss not its probabilities": (_set("test.loss", 0.01), "'test.loss' 0.01 is not what"),
+    "test.probs row not summing to 1": (
+        _set("test.probs", [[0.2, 0.9], [0.1, 0.9], [0.8, 0.2], [0.1, 0.9]]),
+        "'test.probs' row 0 sums to 1.1",
+    ),
+    "test.probs row of another width": (
+        _set("test.probs", [[0.2, 0.7, 0.1]] * 4),
+        "one probability per class (2)",
+    ),
+    "test.acc above one": (_set("test.acc", 1.5), "'test.acc' 1.5 is not an accuracy"),
+    "test.loss negative": (_set("test.loss", -0.2), "'test.loss' -0.2 is not a loss"),
+    "test.epoch not an epoch": (_set("test.epoch", 4), "'test.epoch' 4 is not one of its epochs"),
+    "epoch train_acc above one": (_set("epochs.0.train_acc", 1.2), "'epochs[0].train_acc' 1.2"),
+    "epoch val_loss negative": (_set("epochs.0.val_loss", -1.0), "'epochs[0].val_loss' -1.0"),
+    "epoch train_loss NaN": (_set("epochs.0.train_loss", float("nan")), "'epochs[0].train_loss'"),
+    "epoch lr infinite": (_set("epochs.0.lr", float("inf")), "'epochs[0].lr' inf"),
+    "epochs out of order": (_set("epochs.0.epoch", 3), "'epochs[0].epoch' is 3"),
+    "best_val_acc not its epoch's": (
+        _set("best_val_acc", 0.95),
+        "'best_val_acc' 0.95 is not epoch 1's validation accuracy (0.9)",
+    ),
+    "best_val_acc below another epoch's": (
+        lambda d: d["epochs"].append({**d["epochs"][0], "epoch": 2, "val_acc": 0.97}),
+        "'best_val_acc' 0.9 is below the highest validation accuracy of its epochs (0.97)",
+    ),
+    "schema_version text": (_set("schema_version", "2"), "'schema_version' should be an integer"),
+    "schema_version true": (_set("schema_version", True), "'schema_version' should be an integer"),
 }
 
 

@@ -25,7 +25,10 @@ def export(
     out_dir: Annotated[
         Path,
         typer.Option(
-            "--out", "-o", help="The folder to write (new, or empty).", show_default=False
+            "--out",
+            "-o",
+            help="The folder to write (new, or empty), outside the workspace.",
+            show_default=False,
         ),
     ],
     fmt: Annotated[
@@ -46,7 +49,12 @@ def export(
         ),
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace --out when it exists and is not empty.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace --out when it is an earlier `imdb export` (it holds .imdb-export); "
+            "any other folder that is not empty stays as it is.",
+        ),
     ] = False,
     dataset: RunsDatasetOption = None,
 ) -> None:

@@ -496,9 +496,6 @@ def build_comparison(
         comparison.rows.append(_row(label, run, seeds, errors, selection.sweep))
         ledgers[label] = run.ledger
         runs_of[label] = seeds
-        mismatch = _prediction_mismatch(run.ledger)
-        if mismatch is not None:
-            comparison.notes.append(f"{label}: {mismatch}")
     labels = [r.label for r in comparison.rows]
     for i, a in enumerate(labels):
         for b in labels[i + 1 :]:
@@ -539,7 +536,7 @@ def _accuracy(seeds: Sequence[Run]) -> verdict.MeanInterval:
     ledgers) give the shown run's Wilson interval."""
     test = seeds[0].ledger.test
     assert test is not None
-    if not test.review_ids or _prediction_mismatch(seeds[0].ledger) is not None:
+    if not test.review_ids:
         correct = round(test.acc * test.samples)
         low, high = stats.wilson_interval(correct, test.samples, CONFIDENCE)
         return verdict.MeanInterval(test.acc, low, high, 1, verdict.WILSON_METHOD)
@@ -620,9 +617,9 @@ def _same_experiment(run: Run, candidates: Sequence[Run]) -> tuple[list[Run], in
             other_test is not None
             and other.ledger.config.recipe() == run.ledger.config.recipe()
             and other.ledger.data.data_fingerprint == run.ledger.data.data_fingerprint
+            # Its per-review predictions enter the verdict; that they give its accuracy was
+            # checked when its ledger was read (runs/ledger_checks.py).
             and sorted(other_test.review_ids) == reviews
-            # Its per-review predictions enter the verdict: they must be whole.
-            and _prediction_mismatch(other.ledger) is None
         ):
             same.append(other)
         else:
@@ -727,25 +724,6 @@ def _correctness(test: TestRecord) -> dict[int, tuple[int, bool]]:
         int(rid): (int(label), int(guess) == int(label))
         for rid, label, guess in zip(test.review_ids, test.labels, predicted, strict=True)
     }
-
-
-def _prediction_mismatch(ledger: Ledger) -> str | None:
-    """The per-review predictions should reproduce the ledger's accuracy; say so if not."""
-    test = ledger.test
-    if test is None or not test.review_ids:
-        return None
-    if not len(test.review_ids) == len(test.labels) == len(test.probs) == test.samples:
-        return (
-            f"ledger holds {len(test.review_ids)} review ids, {len(test.labels)} labels and "
-            f"{len(test.probs)} probabilities for {test.samples} test reviews"
-        )
-    correct = sum(ok for _, ok in _correctness(test).values())
-    if correct != round(test.acc * test.samples):
-        return (
-            f"per-review predictions give test acc {correct / test.samples:.4f} but the "
-            f"ledger says {test.acc:.4f}"
-        )
-    return None
 
 
 def pair_runs(a: str, ledger_a: Ledger, b: str, ledger_b: Ledger) -> PairResult | Unpaired:

@@ -13,10 +13,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import yaml
-
 from imdb_cli import registry
-from imdb_cli.config import NOT_RECIPE, TrainConfig, flag_name
+from imdb_cli.config import NOT_RECIPE, TrainConfig, flag_name, read_yaml
 from imdb_cli.errors import ImdbError
 from imdb_cli.runs.ledger import Ledger
 from imdb_cli.runs.run import CONFIG_NAME, Run
@@ -90,12 +88,7 @@ def run_weights(run: Run) -> str | None:
     """What the run's encoder started from: its config.yaml's `pretrained` (None: random
     init). Runs without a config.yaml fall back to the model's YAML."""
     path = run.path / CONFIG_NAME
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        document = None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ImdbError(f"{path}: cannot read ({exc})") from exc
+    document = read_yaml(path) if path.exists() else None
     if isinstance(document, dict) and "pretrained" in document:
         value = document["pretrained"]
         return str(value) if value is not None else None

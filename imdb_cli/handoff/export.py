@@ -31,13 +31,14 @@ import torch
 import transformers
 from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 
-from imdb_cli import __version__
+from imdb_cli import __version__, registry
 from imdb_cli import model as imdb_model
 from imdb_cli.console import info, progress, warn
 from imdb_cli.data.encoding import Encoder
+from imdb_cli.data.entry import configs_dir as dataset_configs_dir
 from imdb_cli.data.tokenized import TokenizedSplit, load_split, load_texts
 from imdb_cli.errors import ImdbError
-from imdb_cli.files import atomic_dir
+from imdb_cli.files import FolderState, atomic_dir, clean_stale_temps, folder_state
 from imdb_cli.handoff import export_folder
 from imdb_cli.handoff.model_card import model_card
 from imdb_cli.handoff.predict import Predictor, classify, onnx_forward, tokenize, torch_forward
@@ -82,12 +83,43 @@ def check_options(fmt: str, quantize: str | None) -> None:
         export_folder.require_onnx("--format onnx")
 
 
-def check_out(out: Path, force: bool) -> None:
-    """--out must be a new or empty folder, unless --force."""
+def check_out(out: Path, force: bool, workspace: Workspace, run: Run) -> FolderState:
+    """--out must be a new or empty folder, or with --force an earlier export (it holds
+    export_folder.MARKER_NAME), and never inside or around imdb's own folders (the workspace, the
+    run exported, model_configs/, dataset_configs/), whose --force would delete them. The
+    folder's state, which must not change before the export is renamed into place."""
+    if out.is_symlink():
+        raise ImdbError(f"--out {out}: is a symbolic link; give the folder itself")
     if out.exists() and not out.is_dir():
         raise ImdbError(f"--out {out}: is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise ImdbError(f"--out {out}: exists and is not empty (--force replaces it)")
+    where = out.resolve()
+    protected = {
+        "the workspace": workspace.root,
+        "the run exported": run.path,
+        "model_configs/": registry.configs_dir(),
+        "dataset_configs/": dataset_configs_dir(),
+    }
+    for name, folder in protected.items():
+        mine = folder.resolve()
+        if where == mine:
+            raise ImdbError(f"--out {out}: is {name}; export somewhere else")
+        if where.is_relative_to(mine):
+            raise ImdbError(f"--out {out}: lies inside {name} ({folder}); export outside it")
+        if mine.is_relative_to(where):
+            raise ImdbError(f"--out {out}: holds {name} ({folder}); export somewhere else")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise ImdbError(
+                f"--out {out}: exists and is not empty (--force replaces an earlier imdb export)"
+            )
+        if not (out / export_folder.MARKER_NAME).is_file():
+            raise ImdbError(
+                f"--out {out}: --force replaces only a folder written by `imdb export` (it "
+                f"holds {export_folder.MARKER_NAME}); this one is not, so it stays as it is"
+            )
+    for leftover in clean_stale_temps(out.parent, of=out.name):
+        info(f"removed {leftover}, left by an interrupted earlier export to {out.name}")
+    return folder_state(out)
 
 
 def exportable_run(workspace: Workspace, target: str, dataset: str | None = None) -> Run:
@@ -118,7 +150,7 @@ def export(
     folder, exported to the folder `out`."""
     check_options(fmt, quantize)
     run = exportable_run(workspace, target, dataset)
-    check_out(out, force)
+    state = check_out(out, force, workspace, run)
     info(f"loading the best checkpoint of {run.model}/{run.run_id}")
     model, path = checkpoints.load_classifier(run, "best")
     encoder = run.encoder()
@@ -129,7 +161,8 @@ def export(
     # first, even when asked to truncate without a max_length. The ONNX graph does not cut:
     # there `truncation=True` should cut to the run's length.
     tokenizer.model_max_length = VERY_LARGE_INTEGER if fmt == "hf" else encoder.max_length
-    with atomic_dir(out) as folder:
+    with atomic_dir(out, expected=state) as folder:
+        export_folder.write_marker(folder, fmt, run)
         tokenizer.save_pretrained(folder)
         if fmt == "hf":
             info(f"writing the Hugging Face folder {out}")

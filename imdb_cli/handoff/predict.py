@@ -131,6 +131,8 @@ def _from_export(folder: Path, device: str, batch_size: int | None) -> Predictor
     size = batch_size or export_folder.DEFAULT_BATCH_SIZE
     if export.is_onnx:
         session = export_folder.onnx_session(folder / export_folder.ONNX_NAME, device)
+        outputs = export_folder.onnx_outputs(session)
+        export_folder.check_classes(folder, export, outputs, export_folder.ONNX_NAME)
         return Predictor(
             description=f"{folder} (ONNX, {export.quantization or 'fp32'})",
             label_names=export.label_names,

@@ -10,7 +10,6 @@ counts and sums, never averages of batch averages.
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from imdb_cli.data.entry import DEFAULT_DATASET, LEGACY_LABELS
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_json_atomic
 from imdb_cli.records import STRICT, decode, encode
+from imdb_cli.runs import ledger_checks
 
 # Version 2 added, each with a default for version-1 ledgers (which read as before):
 # `data.dataset` and `data.labels` (IMDB and its two labels), one row of class
@@ -199,8 +199,8 @@ class Ledger:
             name, why = next(iter(bad.items()))
             raise ImdbError(f"{where}: damaged ledger: field 'config.{name}' {why}")
         try:
-            _check_consistency(ledger)
-        except _Damaged as exc:
+            ledger_checks.check(ledger)  # the ledger against itself
+        except ledger_checks.Contradiction as exc:
             raise ImdbError(f"{where}: damaged ledger: {exc}") from exc
         if ledger.status not in STATUSES:
             raise ImdbError(f"{where}: damaged ledger: unknown status {ledger.status!r:.40}")
@@ -277,41 +277,3 @@ def read_ledger(run_dir: Path) -> Ledger:
     if not isinstance(document, dict):
         raise ImdbError(f"{path}: corrupt ledger (not a JSON object)")
     return Ledger.from_dict(document, str(path))
-
-
-# --------------------------------------------------------------------------- checks on read
-
-
-class _Damaged(Exception):
-    """A ledger read back from disk holds values that contradict each other."""
-
-
-def _check_consistency(ledger: Ledger) -> None:
-    numbers = [e.epoch for e in ledger.epochs]
-    if ledger.best_epoch is not None and ledger.best_epoch not in numbers:
-        raise _Damaged(f"field 'best_epoch' {ledger.best_epoch} is not one of its epochs")
-    test = ledger.test
-    if test is None:
-        return
-    n = len(test.review_ids)
-    if len(test.labels) != n or len(test.probs) != n:
-        raise _Damaged(
-            f"'test' holds {n} review ids, {len(test.labels)} labels and {len(test.probs)} "
-            "probabilities; they should be as many"
-        )
-    if n and n != test.samples:
-        raise _Damaged(f"'test.samples' is {test.samples} but it lists {n} reviews")
-    if any(isinstance(row, list) for row in test.probs):
-        widths = {len(row) if isinstance(row, list) else 1 for row in test.probs}
-        if len(widths) != 1 or min(widths) < 2:
-            raise _Damaged("'test.probs' rows should each hold one probability per class")
-        classes = widths.pop()
-    else:
-        classes = 2
-    probs = np.asarray(test.probs, dtype=np.float64)
-    if probs.size and not (np.isfinite(probs).all() and probs.min() >= 0 and probs.max() <= 1):
-        raise _Damaged("'test.probs' holds values outside [0, 1]")
-    if any(not 0 <= label < classes for label in test.labels):
-        raise _Damaged(f"'test.labels' holds a class outside 0..{classes - 1}")
-    if not (math.isfinite(test.acc) and 0 <= test.acc <= 1):
-        raise _Damaged(f"'test.acc' {test.acc} is not an accuracy")

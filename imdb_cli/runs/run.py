@@ -4,6 +4,7 @@ naming new ones. (Which run a name means: select.py.)"""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from imdb_cli.config import Invocation, training_options_of
 from imdb_cli.data.encoding import Encoder
 from imdb_cli.data.entry import DEFAULT_DATASET
 from imdb_cli.errors import ImdbError
+from imdb_cli.files import file_sha256
 from imdb_cli.runs.ledger import LEDGER_NAME, Ledger, read_ledger
 from imdb_cli.workspace import Workspace
 
@@ -64,13 +66,53 @@ class Run:
         return Invocation("train", (self.model,), (("resume", str(self.path)),))
 
     def tokenizer(self) -> PreTrainedTokenizerBase:
-        """The run's own tokenizer (its encoder/ folder), loaded without running code."""
+        """The run's own tokenizer (its encoder/ folder), loaded without running code and
+        checked against the identity its ledger recorded (check_tokenizer_files)."""
+        check_tokenizer_files(self)
         return guarded_loading.load_tokenizer(self.path / ENCODER_DIR)
 
     def encoder(self) -> Encoder:
         """Texts to token ids exactly as the run's data was tokenized (its tokenizer, max
         length and truncation)."""
         return Encoder(self.tokenizer(), self.ledger.tokenization)
+
+
+def tokenizer_files_sha256(saved: Iterable[str | Path]) -> dict[str, str]:
+    """File name -> sha256 of the files a tokenizer's save_pretrained wrote: the run's
+    tokenizer identity, recorded in its ledger (`data.tokenizer_files_sha256`)."""
+    paths = sorted({Path(p) for p in saved if Path(p).is_file()})
+    return {path.name: file_sha256(path) for path in paths}
+
+
+def check_tokenizer_files(run: Run) -> None:
+    """The run's encoder/ folder holds the tokenizer it was trained with: the files its
+    ledger recorded, each with its sha256, and no other file beside them and config.json
+    (which the tokenizer loader would read too). Runs made before the record load as they
+    are."""
+    recorded = run.ledger.data.tokenizer_files_sha256
+    if recorded is None:
+        return
+    folder = run.path / ENCODER_DIR
+    ledger = run.path / LEDGER_NAME
+    for name, digest in sorted(recorded.items()):
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise ImdbError(
+                f"{ledger}: damaged ledger: 'data.tokenizer_files_sha256' names {name!r:.60}"
+            )
+        path = folder / name
+        if not path.is_file():
+            raise ImdbError(f"{path}: the run's tokenizer file is missing")
+        if file_sha256(path) != digest:
+            raise ImdbError(
+                f"{path}: not the tokenizer the run was trained with (its sha256 differs "
+                f"from the one {ledger} recorded); refused"
+            )
+    extra = sorted(p.name for p in folder.iterdir() if p.name not in {*recorded, "config.json"})
+    if extra:
+        raise ImdbError(
+            f"{folder / extra[0]}: not one of the run's tokenizer files ({ledger} records "
+            f"{', '.join(sorted(recorded))}); refused"
+        )
 
 
 def now_iso() -> str:

@@ -42,7 +42,7 @@ from imdb_cli.data.locate import cache_for_run
 from imdb_cli.data.sources import DataSource
 from imdb_cli.data.tokenized import TokenizedCache, TokenizedSplit
 from imdb_cli.device import autocast, grad_scaler, is_compile_error
-from imdb_cli.errors import ImdbError, first_line
+from imdb_cli.errors import ImdbError, Terminated, first_line
 from imdb_cli.model import EncoderForClassification
 from imdb_cli.runs.caches import cache_of_run
 from imdb_cli.runs.checkpoints import (
@@ -541,8 +541,9 @@ class Trainer:
         try:
             yield
             failed = False
-        except KeyboardInterrupt:
-            self.mark_stopped("interrupted", "interrupted (Ctrl-C)")
+        except KeyboardInterrupt as exc:
+            how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+            self.mark_stopped("interrupted", f"interrupted ({how})")
             raise
         except torch.cuda.OutOfMemoryError as exc:
             message = (
