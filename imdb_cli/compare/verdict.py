@@ -524,6 +524,9 @@ def calibration(
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2 or len(p) != len(truth) or len(truth) == 0:
         raise ValueError(f"need one row of class probabilities per review, got {p.shape}")
+    # Ledgers keep float32 softmax rows, whose sums miss 1 in the seventh digit; scikit-learn
+    # warns of that (ledger_checks has already refused rows that really do not sum to 1).
+    p = p / p.sum(axis=1, keepdims=True)
     predicted = p.argmax(axis=1)
     confidence = p[np.arange(len(p)), predicted]
     correct = (predicted == truth).astype(np.float64)
@@ -559,7 +562,6 @@ def calibration(
     classes = list(range(p.shape[1]))
     # Clipped like log_loss does: a probability of exactly 0 on the true class is infinite.
     clipped = np.clip(p, 1e-15, 1.0)
-    clipped = clipped / clipped.sum(axis=1, keepdims=True)
     return Calibration(
         ece=_ece(correct, confidence, bins),
         ece_low=float(ece_low),
