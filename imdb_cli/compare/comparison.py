@@ -52,8 +52,9 @@ ALPHA = 0.05
 CALIBRATION_METHOD = (
     f"top-label expected calibration error over up to {breakdown.CALIBRATION_BINS} "
     "equal-mass bins of the predicted class's probability (tied confidences share a bin), "
-    f"{CONFIDENCE:.0%} bootstrap interval over the test reviews; Brier score and log loss "
-    "(scikit-learn)"
+    f"{CONFIDENCE:.0%} bootstrap interval over the test reviews (ECE on few reviews is "
+    "biased upward, resampled ones more so: the interval can lie above the estimate); "
+    "Brier score and log loss (scikit-learn)"
 )
 LENGTHS_METHOD = (
     "accuracy by review length: the full review's token count before truncation (the "
