@@ -173,45 +173,13 @@ def exports_of(run: Run, workdir: Path) -> dict[str, Path]:
 # --------------------------------------------------------------------------- kernels
 
 
-def _gemm_session(kind: str, depth: int, width: int) -> Any:
-    """One MatMul (fp32) or MatMulInteger (u8s8, u8u8, s8s8) with constant weights."""
-    import onnx
-    import onnxruntime
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    a_type, b_dtype = {
-        "fp32": (TensorProto.FLOAT, np.float32),
-        "u8s8": (TensorProto.UINT8, np.int8),
-        "u8u8": (TensorProto.UINT8, np.uint8),
-        "s8s8": (TensorProto.INT8, np.int8),
-    }[kind]
-    weights = rng.integers(0, 100, size=(depth, width)).astype(b_dtype)
-    op = "MatMul" if kind == "fp32" else "MatMulInteger"
-    out_type = TensorProto.FLOAT if kind == "fp32" else TensorProto.INT32
-    graph = helper.make_graph(
-        [helper.make_node(op, ["A", "B"], ["Y"])],
-        kind,
-        [helper.make_tensor_value_info("A", a_type, ["rows", depth])],
-        [helper.make_tensor_value_info("Y", out_type, ["rows", width])],
-        [numpy_helper.from_array(weights, "B")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
-    return onnxruntime.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-
-
 def gemm_throughput(rounds: int = 3, rows: int = 1024) -> dict[str, Any]:
     """GOP/s of one thread per kernel kind, [rows x 384] x [384 x 1536] (a MiniLM FFN)."""
     depth, width = 384, 1536
-    kinds = ("fp32", "u8s8", "u8u8", "s8s8")
-    sessions = {kind: _gemm_session(kind, depth, width) for kind in kinds}
+    kinds = tuple(onnx_graphs.GEMM_KINDS)
     rng = np.random.default_rng(1)
+    weights = rng.integers(0, 100, size=(depth, width))
+    sessions = {kind: onnx_graphs.gemm_session(kind, weights) for kind in kinds}
     inputs = {
         "fp32": rng.standard_normal((rows, depth)).astype(np.float32),
         "u8s8": rng.integers(0, 255, (rows, depth)).astype(np.uint8),
@@ -440,7 +408,7 @@ def measure_base(args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
     workdir = args.workdir / "base"
     results = {}
     for model in args.base_models:
-        run = trained_run(args, workdir, model, 8, limit=400)
+        run = trained_run(args, workdir, model, 8, limit=200)
         folders = exports_of(run, workdir)
         chosen = texts[: args.base_reviews]
         print(f"speed, {model} (random weights): {len(chosen)} reviews", flush=True)

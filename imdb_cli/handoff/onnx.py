@@ -25,6 +25,7 @@ the U8S8 kernel for saturation.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import logging
 import tempfile
@@ -381,33 +382,49 @@ def kernels_for(flags: Iterable[str]) -> tuple[str, str, str, str]:
     return u8s8, u8u8, s8s8, bf16
 
 
-def u8s8_saturates() -> bool | None:
-    """Whether onnxruntime's U8S8 kernel saturates here: one MatMulInteger of uint8 255 by
-    int8 127 over 64 terms (exact: 2,072,640; a pairwise int16 sum clips every pair of
-    products to 32,767: 1,048,544). None when onnxruntime is not installed."""
-    try:
-        import onnx
-        import onnxruntime
-        from onnx import TensorProto, helper, numpy_helper
-    except ImportError:
-        return None
-    depth = 64
-    weights = numpy_helper.from_array(np.full((depth, 16), 127, dtype=np.int8), "B")
+# Kinds of one matrix product: (input element type, weight dtype, op, output element type).
+GEMM_KINDS = {
+    "fp32": ("FLOAT", np.float32, "MatMul", "FLOAT"),
+    "u8s8": ("UINT8", np.int8, "MatMulInteger", "INT32"),
+    "u8u8": ("UINT8", np.uint8, "MatMulInteger", "INT32"),
+    "s8s8": ("INT8", np.int8, "MatMulInteger", "INT32"),
+}
+
+
+def gemm_session(kind: str, weights: np.ndarray, threads: int = 1) -> Any:
+    """An onnxruntime session of one matrix product by constant `weights` (a GEMM_KINDS
+    kind): what MLAS runs for that kind, alone."""
+    import onnx
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    a_type, b_dtype, op, out_type = GEMM_KINDS[kind]
+    depth, width = weights.shape
     graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["A", "B"], ["Y"])],
-        "probe",
-        [helper.make_tensor_value_info("A", TensorProto.UINT8, ["rows", depth])],
-        [helper.make_tensor_value_info("Y", TensorProto.INT32, ["rows", 16])],
-        [weights],
+        [helper.make_node(op, ["A", "B"], ["Y"])],
+        kind,
+        [helper.make_tensor_value_info("A", getattr(TensorProto, a_type), ["rows", depth])],
+        [helper.make_tensor_value_info("Y", getattr(TensorProto, out_type), ["rows", width])],
+        [numpy_helper.from_array(weights.astype(b_dtype), "B")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8
     onnx.checker.check_model(model)
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = onnxruntime.InferenceSession(
+    options.intra_op_num_threads = threads
+    return onnxruntime.InferenceSession(
         model.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
+
+
+def u8s8_saturates() -> bool | None:
+    """Whether onnxruntime's U8S8 kernel saturates here: one MatMulInteger of uint8 255 by
+    int8 127 over 64 terms (exact: 2,072,640; a pairwise int16 sum clips every pair of
+    products to 32,767: 1,048,544). None when onnxruntime is not installed."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None
+    depth = 64
+    session = gemm_session("u8s8", np.full((depth, 16), 127, dtype=np.int8))
     rows = np.full((16, depth), 255, dtype=np.uint8)  # more than one row: the GEMM, not GEMV
     got = int(session.run(None, {"A": rows})[0][0, 0])
     return got != depth * 255 * 127
