@@ -53,8 +53,9 @@ from imdb_cli.training.inference import shortest_first
 from imdb_cli.workspace import Workspace
 
 FORMATS = ("hf", "onnx")
-# --quantize: int8 is dynamic (no calibration; measured on MiniLM as accurate as static and
-# faster, benchmarks/README.md); int8-static calibrates activation ranges on validation reviews.
+# --quantize: int8 is dynamic (activation ranges per batch at run time, no calibration, and the
+# fused attention quantized too); int8-static calibrates activation ranges on validation
+# reviews (matrix products only). benchmarks/README.md compares them on MiniLM.
 QUANTIZATIONS = {
     "int8": onnx_graphs.DYNAMIC,
     "int8-static": onnx_graphs.Quantization("static", "int8", "uint8", True, False, "QDQ"),
