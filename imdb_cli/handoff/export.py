@@ -364,6 +364,8 @@ def _check_reviews(workspace: Workspace, run: Run) -> list[str]:
     if len(texts) < 3:
         return [f"Review {i}: " + "a fine film, then a dull one. " * (i * 7 + 1) for i in range(8)]
     by_length = sorted(texts, key=len)
+    if len(by_length) <= CHECK_REVIEWS:
+        return by_length
     half = CHECK_REVIEWS // 2
     return by_length[:half] + by_length[-half:]
 
