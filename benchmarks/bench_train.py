@@ -34,7 +34,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -145,7 +145,7 @@ def model_shape(spec: ModelSpec) -> ModelShape:
     from transformers import AutoModel
 
     with torch.device("meta"):
-        model = EncoderForClassification(AutoModel.from_config(config))
+        model = EncoderForClassification(AutoModel.from_config(config, trust_remote_code=False))
     return ModelShape(
         parameters=sum(p.numel() for p in model.parameters()),
         non_embedding_parameters=non_embedding_parameters(model),
@@ -379,7 +379,7 @@ def environment(device: torch.device) -> dict[str, Any]:
     except OSError:
         commit = ""
     return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "device": device_name(device),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),

@@ -18,8 +18,12 @@ import typer
 from imdb_cli import __version__
 from imdb_cli.commands import common
 from imdb_cli.commands.help_format import Command, Group
+from imdb_cli.commands.lines import command_line
+from imdb_cli.config import set_command_renderer
 from imdb_cli.console import set_verbosity
 from imdb_cli.workspace import default_workdir
+
+set_command_renderer(command_line)
 
 # Command name -> module in imdb_cli/commands holding a function of the same name.
 # Modules are imported only when their command runs: training and analysis pull in torch
@@ -30,6 +34,7 @@ COMMANDS = (
     "sweep",
     "evaluate",
     "compare",
+    "report",
     "reproduce",
     "tsne",
     "attention",
@@ -74,25 +79,19 @@ class LazyCommands(Group):
         if not standalone_mode:
             return run()
         try:
-            code = run()
+            with common.terminated_as_interrupted():
+                code = run()
         except typer.Abort:
             raise SystemExit(common.fail("interrupted", 130).exit_code) from None
-        except CLICK_EXCEPTION as exc:
+        except typer.TyperException as exc:  # click's errors, as typer exposes them
             if type(exc).__name__ == "NoArgsIsHelpError":  # the help is already printed
                 sys.exit(2)
-            message = usage_message(exc) if isinstance(exc, USAGE_ERROR) else str(exc)
+            # A usage error (a bad option, value or argument) carries the command's context.
+            message = usage_message(exc) if hasattr(exc, "ctx") else str(exc)
             raise SystemExit(common.fail(message).exit_code) from None
         sys.exit(code if isinstance(code, int) else 0)
 
 
-def _click_class(name: str) -> Any:
-    """One of click's exception classes. typer vendors click (typer._click, private); its
-    classes reach us through typer's public BadParameter, whose bases they are."""
-    return next(base for base in typer.BadParameter.__mro__ if base.__name__ == name)
-
-
-CLICK_EXCEPTION = _click_class("ClickException")
-USAGE_ERROR = _click_class("UsageError")
 GLOBAL_OPTIONS = ("--workdir", "--verbose", "-v", "--quiet", "-q", "--version")
 
 

@@ -6,17 +6,17 @@ CLI options override single fields. Every error names the file and key, or the f
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
-import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from imdb_cli.errors import ImdbError
+from imdb_cli.errors import SHOWN_CHARS, ImdbError, cut, shown
+from imdb_cli.records import STRICT, decode, encode
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULERS = ("constant", "linear", "cosine")
@@ -33,20 +33,28 @@ MAX_SEED = 2**32 - 1
 
 
 def setting(
-    default: Any, help: str, *, reproduce: bool | str = False, metavar: str | None = None
+    default: Any,
+    help: str,
+    *,
+    reproduce: bool | str = False,
+    prepare: bool | str = False,
+    metavar: str | None = None,
 ) -> Any:
     """A TrainConfig field: its default, the help text of its `imdb train` option, whether
-    `imdb reproduce` takes the option too (True: with the same help; a string: with that
-    help), and how --help shows its value when the type does not say it well.
+    `imdb reproduce` and `imdb prepare` take the option too (True: with the same help; a
+    string: with that help), and how --help shows its value when the type does not say it
+    well.
 
     The option is the field's name as a flag (`--batch-size`; booleans `--x/--no-x`); the
     YAML key is the field's name.
     """
-    metadata = {"help": help, "reproduce": reproduce, "metavar": metavar}
+    metadata = {"help": help, "reproduce": reproduce, "prepare": prepare, "metavar": metavar}
     return field(default=default, metadata=metadata)
 
 
 FROM_THE_YAML = "Default: each model's YAML."
+# Settings that do not change what a run learns (the seed is reported on its own).
+NOT_RECIPE = frozenset({"seed", "eval_batch_size", "device", "compile", "attention", "tf32"})
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,8 @@ class TrainConfig:
     section, an option of `imdb train` (and of `imdb reproduce` where marked), a value of
     a run's ledger. Adding a field adds the option to all of them.
     """
+
+    __pydantic_config__ = STRICT
 
     epochs: int = setting(5, "Training epochs.", reproduce=FROM_THE_YAML)
     batch_size: int = setting(8, "Reviews per training batch.", reproduce=FROM_THE_YAML)
@@ -72,7 +82,10 @@ class TrainConfig:
     warmup_ratio: float = setting(0.0, "Fraction of the steps spent warming up, in [0, 1).")
     grad_accum: int = setting(1, "Batches accumulated per optimizer step.")
     max_length: int = setting(
-        128, "Tokens per review (a cache must exist for it).", reproduce=FROM_THE_YAML
+        128,
+        "Tokens per review (a cache must exist for it).",
+        reproduce=FROM_THE_YAML,
+        prepare="Tokens per review, special tokens included. Default: 128.",
     )
     truncation: str = setting(
         "head",
@@ -80,6 +93,8 @@ class TrainConfig:
         "--max-length 512 is the best published choice for IMDB). Default: the model's "
         "YAML (head).",
         reproduce=True,
+        prepare="head, tail or head+tail: which tokens of a long review are kept (head+tail: "
+        "the first quarter and the end, Sun et al. 2019). Default: head.",
     )
     precision: str = setting(
         "auto", "auto (bf16 on a GPU that has it, else fp32), fp32, bf16, fp16."
@@ -150,7 +165,9 @@ class TrainConfig:
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                bad[name] = f"must be one of {', '.join(allowed)} (got {getattr(self, name)!r})"
+                bad[name] = (
+                    f"must be one of {', '.join(allowed)} (got {shown(getattr(self, name))})"
+                )
         return bad
 
     def with_overrides(self, **overrides: Any) -> TrainConfig:
@@ -167,50 +184,25 @@ class TrainConfig:
         return updated
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["adam_betas"] = list(self.adam_betas)
-        return data
+        values: dict[str, Any] = encode(self)
+        return values
+
+    def recipe(self) -> dict[str, Any]:
+        """The settings that make the recipe: what the run learns, not where, how fast or
+        from which seed (NOT_RECIPE)."""
+        return {k: v for k, v in self.to_dict().items() if k not in NOT_RECIPE}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str) -> TrainConfig:
-        """Build from a mapping (a YAML `training:` section or a saved run); errors name `where`."""
-        if not isinstance(data, dict):
-            raise ImdbError(f"{where}: expected a mapping of training settings")
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ImdbError(
-                f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}"
-            )
-        values = dict(data)
-        if "adam_betas" in values:
-            betas = values["adam_betas"]
-            if not (
-                isinstance(betas, (list, tuple))
-                and len(betas) == 2
-                and all(_is_number(b) and 0 <= b < 1 for b in betas)
-            ):
-                raise ImdbError(
-                    f"{where}.adam_betas: expected two numbers in [0, 1), like [0.9, 0.999] "
-                    f"(got {betas!r})"
-                )
-            values["adam_betas"] = (float(betas[0]), float(betas[1]))
-        for name, value in values.items():
-            expected = _scalar_type(known[name])
-            if expected is None or value is None:
-                continue
-            if expected is float and _is_number(value):
-                values[name] = float(value)
-            elif isinstance(value, bool) and expected is not bool:
-                # YAML reads `yes`/`true` as a bool, which Python would also take as 1.
-                raise ImdbError(f"{where}.{name}: expected {expected.__name__}, got {value!r}")
-            elif not isinstance(value, expected):
-                raise ImdbError(f"{where}.{name}: expected {expected.__name__}, got {value!r}")
-        config = cls(**values)
+    def from_dict(cls, values: Any, where: str, key: str = "training") -> TrainConfig:
+        """A model YAML's `training:` mapping as a config, checked; errors name `where` (the
+        file) and the key under `key`."""
+        if not isinstance(values, dict):
+            raise ImdbError(f"{where}: key '{key}' should be a mapping of training settings")
+        config = decode(cls, values, where, prefix=key, noun="key")
         bad = config.problems()
         if bad:
             name, why = next(iter(bad.items()))
-            raise ImdbError(f"{where}.{name} {why}")
+            raise ImdbError(f"{where}: key '{key}.{name}' {why}")
         return config
 
 
@@ -219,28 +211,66 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _scalar_type(f: dataclasses.Field[Any]) -> type | None:
-    annotation = str(f.type)
-    for name, kind in (("bool", bool), ("int", int), ("float", float), ("str", str)):
-        if annotation.startswith(name):
-            return kind
-    return None
+@dataclass(frozen=True)
+class Invocation:
+    """An `imdb` command as the core suggests or records it: the command, its arguments, and
+    its options by their Python names (`("max_length", 256)`, `("keep_duplicates", True)`).
+
+    The core never writes a command line itself: `str(invocation)` is rendered by
+    imdb_cli/commands/lines.py from the options the CLI declares (the CLI registers it when
+    it loads), so a command that the core suggests is one the CLI takes.
+    """
+
+    command: str
+    arguments: tuple[str, ...] = ()
+    options: tuple[tuple[str, Any], ...] = ()
+    workdir: Path | None = None
+    # Variables set in front of the command (`IMDB_DATA_DIR=... imdb ...`).
+    environment: tuple[tuple[str, str], ...] = ()
+
+    def with_options(self, *options: tuple[str, Any]) -> Invocation:
+        return replace(self, options=(*self.options, *options))
+
+    def __str__(self) -> str:
+        if _RENDER is None:
+            raise RuntimeError("no command-line renderer: import imdb_cli.cli first")
+        return _RENDER(self)
+
+
+_RENDER: Callable[[Invocation], str] | None = None
+
+
+def set_command_renderer(render: Callable[[Invocation], str]) -> None:
+    """How Invocations become text: set by the CLI (commands/lines.py) when it loads."""
+    global _RENDER
+    _RENDER = render
+
+
+def training_options_of(spec: ModelSpec, config: TrainConfig) -> tuple[tuple[str, Any], ...]:
+    """The training options that turn the model's YAML settings into `config`."""
+    options: list[tuple[str, Any]] = []
+    for f in fields(TrainConfig):
+        value, base = getattr(config, f.name), getattr(spec.training, f.name)
+        if value == base:
+            continue
+        if value is None:  # the CLI cannot unset what the YAML sets
+            raise ValueError(f"{flag_name(f.name)}: no option says 'none' (the YAML has {base})")
+        options.append((f.name, value))
+    return tuple(options)
+
+
+def train_invocation(
+    spec: ModelSpec, config: TrainConfig, workdir: Path | None = None, **extra: Any
+) -> Invocation:
+    """`imdb train KEY ...` that trains `config` (`extra`: options that are not training
+    settings, such as `dataset`)."""
+    extras = tuple((name, value) for name, value in extra.items() if value is not None)
+    return Invocation("train", (spec.key,), training_options_of(spec, config) + extras, workdir)
 
 
 def flag_name(field_name: str) -> str:
     """`batch_size` -> `--batch-size`: how the user typed it."""
     return "--" + field_name.replace("_", "-")
-
-
-def option_args(name: str, value: Any) -> list[str]:
-    """One training option as `imdb train` takes it: `--epochs 3`, `--no-tf32`,
-    `--adam-betas 0.9 0.98` (floats as repr, so they parse back to the same number)."""
-    flag = flag_name(name)
-    if isinstance(value, bool):
-        return [flag if value else f"--no-{flag.removeprefix('--')}"]
-    if isinstance(value, tuple):
-        return [flag, *(str(v) for v in value)]
-    return [flag, str(value)]
 
 
 @dataclass(frozen=True)
@@ -256,24 +286,82 @@ class ModelSpec:
     training: TrainConfig = field(default_factory=TrainConfig)
 
 
-def read_yaml_entry(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
-    """An entry's YAML (a model's or a data set's) as a mapping of known `keys`; a file that
-    cannot be read, is malformed, is no mapping or has unknown keys is an error naming it."""
+# Bounds of a YAML file imdb reads (a model's or data set's entry, a run's config.yaml):
+# entries are a few hundred bytes. Aliases (`*a`) repeat a node without copying it, so a
+# small file can stand for billions of values ("billion laughs"), which any walk over the
+# result (a check, a repr in a message, a copy) would expand; such a file is refused before
+# anything is built from it. PyYAML has no such bound of its own, hence this one.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_VALUES = 100_000
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML document in `path` (safe types only), refused when it is over
+    MAX_YAML_BYTES or its aliases expand to over MAX_YAML_VALUES values."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise ImdbError(f"{path}: refused, larger than {MAX_YAML_BYTES // 1024} kB")
+        loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            _check_expansion(node, path)
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""
         raise ImdbError(f"{path}: malformed YAML{at}") from exc
+    except RecursionError as exc:
+        raise ImdbError(f"{path}: refused, nested too deeply") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ImdbError(f"{path}: cannot read ({exc})") from exc
+
+
+def _check_expansion(root: yaml.Node, path: Path) -> None:
+    """Count the values the node graph stands for, each alias expanded, without expanding
+    it: a node's count is 1 + its children's, computed once per node (depth first, no
+    recursion); a node that contains itself is refused too."""
+    counts: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_nodes: set[int] = set()
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in counts:
+            continue
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        if children_done:
+            open_nodes.discard(key)
+            counts[key] = 1 + sum(counts[id(child)] for child in children)
+            if counts[key] > MAX_YAML_VALUES:
+                raise ImdbError(
+                    f"{path}: refused, its aliases expand to more than {MAX_YAML_VALUES:,} values"
+                )
+            continue
+        if key in open_nodes:
+            raise ImdbError(f"{path}: refused, an alias refers to a value that holds it")
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in counts)
+
+
+def read_yaml_entry(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """An entry's YAML (a model's or a data set's) as a mapping of known `keys`; a file that
+    cannot be read, is malformed, is no mapping or has unknown keys is an error naming it."""
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ImdbError(f"{path}: expected a mapping with keys {', '.join(keys)}")
-    unknown = sorted(str(k) for k in set(data) - set(keys))
+    unknown = sorted(cut(str(k), SHOWN_CHARS) for k in set(data) - set(keys))
     if unknown:
-        raise ImdbError(
-            f"{path}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(keys)}"
-        )
+        listed = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise ImdbError(f"{path}: unknown key(s) {listed}; known keys: {', '.join(keys)}")
     return data
 
 
@@ -288,10 +376,10 @@ def load_model_spec(path: Path) -> ModelSpec:
         if not isinstance(data.get(key), str) or not data[key]:
             raise ImdbError(f"{where}: missing or empty key '{key}'")
     if data["name"] != path.stem:
-        raise ImdbError(f"{where}: key 'name' is {data['name']!r} but the file is {path.name}")
+        raise ImdbError(f"{where}: key 'name' is {shown(data['name'])} but the file is {path.name}")
     if not ENTRY_NAME.match(data["name"]):
         raise ImdbError(
-            f"{where}: key 'name' {data['name']!r}: use letters, digits, '.', '_' or '-' "
+            f"{where}: key 'name' {shown(data['name'])}: use letters, digits, '.', '_' or '-' "
             "(it names the model's folder under runs/)"
         )
     pretrained = data.get("pretrained")
@@ -304,7 +392,7 @@ def load_model_spec(path: Path) -> ModelSpec:
         raise ImdbError(f"{where}: key 'architecture' must be a mapping")
     if pretrained is None and not architecture.get("type"):
         raise ImdbError(f"{where}: key 'architecture.type' is required when 'pretrained' is absent")
-    training = TrainConfig.from_dict(data.get("training") or {}, f"{where}: training")
+    training = TrainConfig.from_dict(data.get("training") or {}, where)
     check_architecture(architecture, where, training.max_length)
     return ModelSpec(
         key=data["name"],
@@ -315,28 +403,6 @@ def load_model_spec(path: Path) -> ModelSpec:
         tokenizer=data["tokenizer"],
         training=training,
     )
-
-
-def train_args(spec: ModelSpec, config: TrainConfig) -> list[str]:
-    """`train KEY` and the options that turn the model's YAML settings into `config`."""
-    args = ["train", spec.key]
-    for f in fields(TrainConfig):
-        value, base = getattr(config, f.name), getattr(spec.training, f.name)
-        if value == base:
-            continue
-        if value is None:  # the CLI cannot unset what the YAML sets
-            raise ValueError(f"{flag_name(f.name)}: no option says 'none' (the YAML has {base})")
-        args += option_args(f.name, value)
-    return args
-
-
-def train_command(
-    spec: ModelSpec, config: TrainConfig, workdir: Path | None = None, *extra: str
-) -> str:
-    """The `imdb [--workdir DIR] train KEY ... EXTRA` command line that trains `config`
-    (`extra`: options that are not training settings, like --dataset)."""
-    workspace = ["--workdir", str(workdir)] if workdir is not None else []
-    return shlex.join(["imdb", *workspace, *train_args(spec, config), *extra])
 
 
 # What `architecture:` keys hold, by the shape of their names (transformers' conventions);
@@ -357,20 +423,20 @@ def check_architecture(architecture: dict[str, Any], where: str, max_length: int
         at = f"{where}: key 'architecture.{key}'"
         if key == "type":
             if not isinstance(value, str):
-                raise ImdbError(f"{at}: expected a model type such as bert (got {value!r})")
+                raise ImdbError(f"{at}: expected a model type such as bert (got {shown(value)})")
         elif _POSITIVE_INT.match(key):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ImdbError(f"{at}: expected a positive integer (got {value!r})")
+                raise ImdbError(f"{at}: expected a positive integer (got {shown(value)})")
         elif _TOKEN_ID.match(key):
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 0
             ):
-                raise ImdbError(f"{at}: expected a token id, an integer >= 0 (got {value!r})")
+                raise ImdbError(f"{at}: expected a token id, an integer >= 0 (got {shown(value)})")
         elif _PROBABILITY.match(key):
             if value is not None and not (_is_number(value) and 0 <= value < 1):
-                raise ImdbError(f"{at}: expected a probability in [0, 1) (got {value!r})")
+                raise ImdbError(f"{at}: expected a probability in [0, 1) (got {shown(value)})")
         elif _POSITIVE_FLOAT.match(key) and not (_is_number(value) and value > 0):
-            raise ImdbError(f"{at}: expected a positive number (got {value!r})")
+            raise ImdbError(f"{at}: expected a positive number (got {shown(value)})")
     hidden, heads = architecture.get("hidden_size"), architecture.get("num_attention_heads")
     if isinstance(hidden, int) and isinstance(heads, int) and hidden % heads:
         raise ImdbError(

@@ -6,6 +6,7 @@ errors and results in one place.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import IO, Any
 
@@ -31,12 +32,16 @@ class _Results(Console):
     never the width of whatever terminal the command was started from (rich would take
     stdin's), so `imdb compare > results.txt` reads the same whoever wrote it."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.given_width: int | None = kwargs.get("width")
+        super().__init__(*args, **kwargs)
+
     @property
     def size(self) -> ConsoleDimensions:
         dimensions = super().size
-        if self._width is not None or self.is_terminal:
+        if self.given_width is not None or self.is_terminal:
             return dimensions
-        columns = self._environ.get("COLUMNS", "")
+        columns = os.environ.get("COLUMNS", "")
         width = int(columns) if columns.isdigit() else LOG_WIDTH
         return ConsoleDimensions(width, dimensions.height)
 

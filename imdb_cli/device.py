@@ -8,6 +8,7 @@ places that act on that choice. Everything else passes the pair along.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import platform
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import torch
 
 from imdb_cli.config import DEVICES
 from imdb_cli.errors import ImdbError
+from imdb_cli.model import PACKING_MODELS
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -127,3 +129,28 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def choose_attention(name: str, model_type: str, device: torch.device, precision: str) -> str:
+    """The encoder's attention kernel (--attention): a transformers `attn_implementation`.
+
+    `auto` is SDPA, except for models whose padded batches can be packed (PACKING_MODELS:
+    ModernBERT) on a GPU in bf16/fp16 with flash-attn installed: there flash attention with
+    packing ("unpadding") skips every padded position, in attention and in the MLPs.
+    """
+    flash_ok = importlib.util.find_spec("flash_attn") is not None
+    half = precision in AUTOCAST_DTYPES
+    if name == "auto":
+        packs = model_type in PACKING_MODELS and device.type == "cuda" and half and flash_ok
+        return "flash_attention_2" if packs else "sdpa"
+    if name == "flash_attention_2":
+        if device.type != "cuda":
+            raise ImdbError("--attention flash_attention_2 needs a CUDA GPU (use sdpa)")
+        if not half:
+            raise ImdbError("--attention flash_attention_2 needs --precision bf16 or fp16")
+        if not flash_ok:
+            raise ImdbError(
+                "--attention flash_attention_2: the flash-attn package is not installed "
+                "(pip install flash-attn, or use sdpa)"
+            )
+    return name

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import functools
+import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,18 @@ TMP_PREFIX = ".tmp-"
 def temp_path(final: Path) -> Path:
     """A fresh name beside `final` for a temp file or folder that will become `final`."""
     return final.parent / f"{TMP_PREFIX}{final.name}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+_TEMP_NAME = re.compile(rf"^{re.escape(TMP_PREFIX)}(?P<final>.+)-(?P<pid>\d+)-[0-9a-f]{{8}}$")
+
+
+def temp_owner(name: str, final: str | None = None) -> int | None:
+    """The pid of the process that wrote the temp file `name` (of `final`, when given);
+    None when `name` is not one of ours."""
+    match = _TEMP_NAME.match(name)
+    if match is None or (final is not None and match["final"] != final):
+        return None
+    return int(match["pid"])
 
 
 # Below this many free bytes, a failed write is taken for a full disk: numpy and torch
@@ -153,13 +169,41 @@ def save_array_atomic(path: Path, array: np.ndarray) -> None:
         np.save(handle, array)
 
 
+FolderState = tuple[int, int, int] | None  # a folder's (device, inode, mtime); None: absent
+
+
+def folder_state(path: Path) -> FolderState:
+    """What is at `path` now (not following a link), to tell later whether it changed."""
+    try:
+        found = path.lstat()
+    except FileNotFoundError:
+        return None
+    return (found.st_dev, found.st_ino, found.st_mtime_ns)
+
+
 @contextlib.contextmanager
-def atomic_dir(path: Path) -> Iterator[Path]:
+def _locked_folder(folder: Path) -> Iterator[None]:
+    """An exclusive OS lock on `folder` itself (flock on its descriptor), held briefly."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path, expected: FolderState | bool = True) -> Iterator[Path]:
     """Yield a temp folder to fill; on success it takes the place of the folder `path`.
 
     The files are fsynced, then the folder renamed. An existing `path` (the caller decided it
     may go) is first renamed aside and deleted once the new folder is in place. On any error
     or interrupt the temp folder is deleted and `path` is untouched.
+
+    `expected`: what the caller saw at `path` when it decided it may go (`folder_state`).
+    The rename then happens only if `path` is still that, checked and renamed under a lock
+    on the parent folder: of two processes writing one folder at once, exactly one wins and
+    the other stops with one line, its own folder discarded. True: no such check.
     """
     tmp = temp_path(path)
     try:
@@ -171,20 +215,68 @@ def atomic_dir(path: Path) -> Iterator[Path]:
                 with open(file, "rb") as handle:
                     os.fsync(handle.fileno())
                 _plain_mode(file)
-        aside = temp_path(path) if path.exists() else None
-        if aside is not None:
-            os.rename(path, aside)
-        os.rename(tmp, path)
+        with _locked_folder(path.parent):
+            if expected is not True and folder_state(path) != expected:
+                raise ImdbError(
+                    f"{path}: another process wrote it while this one was writing; its folder "
+                    "is kept and this one was discarded"
+                )
+            aside = temp_path(path) if path.exists() or path.is_symlink() else None
+            if aside is not None:
+                os.rename(path, aside)
+            os.rename(tmp, path)
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
-    except OSError as exc:
+    except ImdbError:
         shutil.rmtree(tmp, ignore_errors=True)
-        if exc.errno == errno.ENOSPC:
-            raise ImdbError(f"disk full while writing {path}; nothing was written") from exc
-        raise ImdbError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise
+    except Exception as exc:
+        problem = write_error(path, exc)  # before the removal frees the space
+        shutil.rmtree(tmp, ignore_errors=True)
+        if problem is None:
+            raise
+        raise problem from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+LINK_REFUSED = "imdb never writes through a symbolic link in its workspace"
+
+
+def open_no_follow(path: Path, flags: int) -> int:
+    """`os.open` of a regular file that imdb keeps in its workspace (a lock, a log), never
+    through a symbolic link: a link planted under the file's name would otherwise let an
+    append or a truncate reach a file outside the workspace. A FIFO or device there is
+    refused too (and does not block the open)."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImdbError(f"{path}: refused, it is a symbolic link; {LINK_REFUSED}") from exc
+        if exc.errno == errno.ENXIO:  # a FIFO without a reader
+            raise ImdbError(f"{path}: refused, it is not a regular file") from exc
+        raise write_error(path, exc) or exc from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ImdbError(f"{path}: refused, it is not a regular file")
+    return fd
+
+
+def refuse_links(*paths: Path) -> None:
+    """One red line if any of `paths` is a symbolic link (checked with lstat, not followed):
+    folders and files of the workspace that imdb writes into."""
+    for path in paths:
+        if path.is_symlink():
+            raise ImdbError(f"{path}: refused, it is a symbolic link; {LINK_REFUSED}")
 
 
 def pid_alive(pid: int) -> bool:
@@ -200,18 +292,15 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_temps(parent: Path) -> list[Path]:
-    """Remove the temp files and folders in `parent` left by processes that died."""
+def clean_stale_temps(parent: Path, of: str | None = None) -> list[Path]:
+    """Remove the temp files and folders in `parent` left by processes that died (only
+    those of the file or folder named `of`, when given: a folder of the user's)."""
     removed: list[Path] = []
-    if not parent.is_dir():
+    if parent.is_symlink() or not parent.is_dir():  # never tidy through a link
         return removed
     for entry in parent.iterdir():
-        if not entry.name.startswith(TMP_PREFIX):
-            continue
-        parts = entry.name.rsplit("-", 2)
-        if len(parts) != 3 or not parts[1].isdigit():
-            continue
-        if not pid_alive(int(parts[1])):
+        pid = temp_owner(entry.name, of)
+        if pid is not None and not pid_alive(pid):
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:

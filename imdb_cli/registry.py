@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-import inspect
 import io
 import os
 import re
@@ -20,13 +19,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from imdb_cli import guarded_loading
 from imdb_cli.config import ENTRY_NAME, PACKAGE_PREFIX, ModelSpec, load_model_spec
 from imdb_cli.errors import ImdbError, first_line
 
 # torch and transformers take seconds to import: they are imported inside the functions
 # that build something, so that listing models or a `prepare` cache hit stays fast.
 if TYPE_CHECKING:
-    import torch
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 
@@ -139,7 +138,11 @@ def go_offline_if_hub_unreachable() -> None:
     """Without a network, huggingface_hub retries for over a minute before failing.
 
     One quick connection attempt decides: if the Hub cannot be reached, switch to offline
-    mode so models already in the local HF cache still load and others fail at once.
+    mode so models and data sets already in the local HF cache still load and others fail
+    at once. Offline mode is the variable HF_HUB_OFFLINE, which huggingface_hub and datasets
+    read when they are imported; for a library imported already there is no public switch,
+    so its module setting is set too, here only (tests/test_private_apis.py checks that
+    those settings still exist).
     """
     if os.environ.get("HF_HUB_OFFLINE"):
         return
@@ -147,9 +150,14 @@ def go_offline_if_hub_unreachable() -> None:
         socket.create_connection(("huggingface.co", 443), timeout=3).close()
     except OSError:
         os.environ["HF_HUB_OFFLINE"] = "1"
-        constants = sys.modules.get("huggingface_hub.constants")
-        if constants is not None:  # already imported: it read the variable at import
-            constants.HF_HUB_OFFLINE = True  # type: ignore[attr-defined]
+        for module in OFFLINE_SETTINGS:
+            imported = sys.modules.get(module)
+            if imported is not None:  # it read the variable at its import
+                imported.HF_HUB_OFFLINE = True  # type: ignore[attr-defined]
+
+
+# Modules that keep their own copy of HF_HUB_OFFLINE from when they were imported.
+OFFLINE_SETTINGS = ("huggingface_hub.constants", "datasets.config")
 
 
 def _prepare_source(source: str) -> str:
@@ -161,7 +169,7 @@ def _prepare_source(source: str) -> str:
 @contextlib.contextmanager
 def _explained_loading(what: str, source: str, key: str) -> Any:
     try:
-        with contextlib.redirect_stderr(io.StringIO()):
+        with contextlib.redirect_stderr(io.StringIO()), guarded_loading.no_stdin():
             yield
     except ImdbError:
         raise
@@ -246,7 +254,7 @@ def build_encoder(spec: ModelSpec, attn_implementation: str | None = None) -> Pr
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     if spec.pretrained is None:
-        return AutoModel.from_config(architecture_config(spec), **kwargs)
+        return guarded_loading.model_from_config(architecture_config(spec), spec.path, **kwargs)
     with _explained_loading("weights", spec.pretrained, spec.key):
         return AutoModel.from_pretrained(
             _prepare_source(spec.pretrained), trust_remote_code=False, **kwargs
@@ -264,24 +272,9 @@ def encoder_class(spec: ModelSpec) -> type[PreTrainedModel]:
 def count_parameters(spec: ModelSpec, num_labels: int = 2) -> int:
     """Encoder + head parameters, computed on the meta device (no memory, no download)."""
     import torch
-    from transformers import AutoModel
 
     config = architecture_config(spec)
     with torch.device("meta"):
-        encoder = AutoModel.from_config(config)
+        encoder = guarded_loading.model_from_config(config, spec.path)
     encoder_params = sum(p.numel() for p in encoder.parameters())
     return encoder_params + config.hidden_size * num_labels + num_labels
-
-
-def accepted_inputs(encoder: torch.nn.Module | type[torch.nn.Module]) -> frozenset[str]:
-    """Names the encoder's forward takes explicitly.
-
-    `**kwargs` does not count: ModernBERT's forward takes **kwargs and would silently
-    ignore (or choke on) token_type_ids.
-    """
-    parameters = inspect.signature(encoder.forward).parameters.values()
-    return frozenset(
-        p.name
-        for p in parameters
-        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    )

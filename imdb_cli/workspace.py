@@ -37,3 +37,8 @@ class Workspace:
 
     def model_runs(self, model_key: str) -> Path:
         return self.runs / model_key
+
+    def as_option(self) -> Path | None:
+        """The workspace as a suggested command's --workdir: None when a command run here
+        finds it by itself (it is the current folder's, or $IMDB_WORKDIR)."""
+        return None if self.root.resolve() == default_workdir().resolve() else self.root

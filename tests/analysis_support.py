@@ -42,7 +42,7 @@ def train_config() -> TrainConfig:
 
 def copy_trained(root: Path, target: Path) -> Workspace:
     """A private copy; the ledgers' cache paths still name the template, and
-    data.locate.cache_of_run finds the copy under the new workspace by fingerprint."""
+    runs.caches.cache_of_run finds the copy under the new workspace by fingerprint."""
     shutil.copytree(root, target)
     return Workspace(target)
 

@@ -10,6 +10,8 @@ through `real_imdb_dir`, which skips when the copy is absent.
   session, and a private copy of that workspace (the t-SNE and attention tests);
 - `head_tail_root`: tiny-bert trained once per session on reviews cut head+tail at 48
   tokens (the predict and export tests);
+- `hf_export_root`: tiny-bert of `trained_root` exported once per session as a Hugging Face
+  folder (`imdb export`), which the fault tests copy and damage;
 - `single_thread`: torch on one thread for a test (used by the training modules).
 """
 
@@ -101,6 +103,19 @@ def head_tail_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     previous = one_thread()
     try:
         return head_tail_workspace(tmp_path_factory.mktemp("head-tail")).root
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def hf_export_root(trained_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from imdb_cli.handoff.export import export
+
+    previous = one_thread()
+    try:
+        out = tmp_path_factory.mktemp("hf-export") / "tiny-bert-hf"
+        export(Workspace(trained_root), "tiny-bert", out)
+        return out
     finally:
         torch.set_num_threads(previous)
 

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from imdb_cli.config import TrainConfig
-from imdb_cli.runs.ledger import EpochRecord, Ledger, TestRecord, write_ledger
+from imdb_cli.data.encoding import Tokenization
+from imdb_cli.runs.ledger import (
+    DataRecord,
+    EnvironmentRecord,
+    EpochRecord,
+    Ledger,
+    TestRecord,
+    write_ledger,
+)
 from imdb_cli.workspace import Workspace
 
 FINGERPRINT = "a1b2c3d4e5f6-limit400"
@@ -56,12 +65,13 @@ def write_run(
     probs: Sequence[Sequence[float]] | None = None,
     label_names: Sequence[str] | None = None,
     curve: Sequence[tuple[float, float, float, float]] | None = None,
+    data: dict[str, Any] | None = None,
 ) -> Path:
     """Write runs/<model>/<run_id>/ledger.json with a test of `len(labels)` reviews.
 
     `probs`: each review's class probabilities (any number of classes), instead of the
     two-class P(class 1) that `right` makes; `curve`: (train loss, train acc, val loss,
-    val acc) per epoch."""
+    val acc) per epoch; `data`: the data record's cache and tokenizer_key (a real cache's)."""
     run_dir = workspace.model_runs(model) / run_id
     run_dir.mkdir(parents=True)
     ids = list(review_ids) if review_ids is not None else list(range(len(labels)))
@@ -99,6 +109,8 @@ def write_run(
             for e in range(1, epochs + 1)
         ]
     )
+    if curve is not None:  # the best epoch's validation accuracy is the one the curve shows
+        best_val_acc = points[best_epoch - 1][3]
     records = [
         EpochRecord(
             epoch=e,
@@ -116,25 +128,32 @@ def write_run(
         )
         for e, (train_loss, train_acc, val_loss, val_acc) in enumerate(points, start=1)
     ]
-    # The whole config, as the engine records it (a TrainConfig's fields).
-    settings = {**TrainConfig().to_dict(), "epochs": epochs, "lr": 1e-4, "device": "cpu"}
+    # The whole config, as the engine records it (a TrainConfig).
+    settings = {"epochs": epochs, "lr": 1e-4, "device": "cpu", **(config or {}), "seed": seed}
     ledger = Ledger(
         model=model,
         run_id=run_id,
         status=status,
-        config={**settings, **(config or {}), "seed": seed},
-        data={
-            "data_fingerprint": fingerprint,
-            "seed": split_seed,
-            "split_seed": split_seed,
-            "tokenizer_key": "berttokenizer-0123456789",
-            "sizes": {"train": train_samples, "val": 300, "test": n, "train_used": train_samples},
-            "max_length": 128,
-            "truncation": "head",
-            "test_ids_sha256": "sha-" + "-".join(map(str, ids))[:40],
+        config=TrainConfig(**settings),
+        data=DataRecord(
+            **{
+                "cache": str(
+                    workspace.cache / fingerprint / "berttokenizer-0123456789-len128-seed42"
+                ),
+                "tokenizer_key": "berttokenizer-0123456789",
+                **(data or {}),
+            },
+            data_fingerprint=fingerprint,
+            split_seed=split_seed,
+            tokenization=Tokenization(128, "head"),
+            sizes={"train": train_samples, "val": 300, "test": n, "train_used": train_samples},
+            test_review_ids_sha256="sha-" + "-".join(map(str, ids))[:40],
+            limit=int(found.group(1))
+            if (found := re.search(r"-limit(\d+)", fingerprint))
+            else None,
             **({"labels": list(label_names)} if label_names is not None else {}),
-        },
-        environment={**ENVIRONMENT, **(environment or {})},
+        ),
+        environment=EnvironmentRecord(**{**ENVIRONMENT, **(environment or {})}),
         parameters=parameters,
         created_at=created_at,
         updated_at=created_at,

@@ -17,10 +17,10 @@ from typer.testing import CliRunner, Result
 
 from imdb_cli import registry
 from imdb_cli.cli import app
-from imdb_cli.data.locate import cache_of_run
 from imdb_cli.data.prepare import prepare
 from imdb_cli.data.split import SplitOptions
 from imdb_cli.data.tokenized import load_texts
+from imdb_cli.runs.caches import cache_of_run
 from imdb_cli.runs.select import resolve_run
 from imdb_cli.training.loop import train
 from imdb_cli.workspace import Workspace

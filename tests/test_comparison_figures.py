@@ -20,7 +20,7 @@ from imdb_cli.workspace import Workspace
 N = 120
 LABELS = [i % 2 for i in range(N)]
 CURVES = {
-    "bert": [(0.61, 0.70, 0.52, 0.78), (0.41, 0.83, 0.40, 0.84), (0.30, 0.89, 0.38, 0.86)],
+    "bert": [(0.61, 0.70, 0.52, 0.78), (0.41, 0.83, 0.40, 0.86), (0.30, 0.89, 0.38, 0.84)],
     "modernbert": [(0.55, 0.74, 0.45, 0.82), (0.33, 0.88, 0.37, 0.87), (0.21, 0.93, 0.41, 0.85)],
 }
 
@@ -63,7 +63,7 @@ def test_learning_curves_are_the_ledgers_epochs(study: Workspace) -> None:
             line = lines[f"{row.label} {split}"]
             assert list(line.get_xdata()) == [e.epoch for e in epochs]
             assert list(line.get_ydata()) == [getattr(e, metric) for e in epochs]
-    assert [e.val_acc for e in read_ledger(Path(rows[0].run_path)).epochs] == [0.78, 0.84, 0.86]
+    assert [e.val_acc for e in read_ledger(Path(rows[0].run_path)).epochs] == [0.78, 0.86, 0.84]
 
 
 def test_confusion_figure_shows_the_ledgers_counts(study: Workspace) -> None:
@@ -83,12 +83,19 @@ def test_reliability_figure_plots_each_bins_confidence_and_accuracy(study: Works
     fig = figures.reliability_figure(rows)
     top = fig.axes[0]
     for row in rows:
-        (line,) = [ln for ln in top.lines if ln.get_label().startswith(f"{row.label} (ECE")]
+        (bars,) = [c for c in top.containers if c.get_label().startswith(f"{row.label} (ECE")]
+        line = bars.lines[0]
         expected = breakdown.calibration(read_ledger(Path(row.run_path)))
-        filled = [b for b in expected.bins if b.reviews]
-        assert list(line.get_xdata()) == [b.confidence for b in filled]
-        assert list(line.get_ydata()) == [b.accuracy for b in filled]
-        assert f"ECE {expected.ece:.3f}" in line.get_label()
+        assert list(line.get_xdata()) == [b.confidence for b in expected.bins]
+        assert list(line.get_ydata()) == [b.accuracy for b in expected.bins]
+        assert f"ECE {expected.ece:.3f}, {expected.ece_low:.3f}" in bars.get_label()
+        # Each bin's accuracy carries its Wilson interval.
+        (caps,) = bars.lines[2]
+        segments = caps.get_segments()
+        found = [v for seg in segments for v in seg[:, 1]]
+        assert found == pytest.approx(
+            [v for b in expected.bins for v in (b.accuracy_low, b.accuracy_high)]
+        )
 
 
 def test_length_figure_bars_are_the_bucket_accuracies(study: Workspace) -> None:

@@ -14,7 +14,7 @@ import pytest
 from data_support import imdb_source, synthetic_reviews, write_aclimdb, write_parquet_imdb
 
 from imdb_cli import registry
-from imdb_cli.data.encoding import Encoder, _cut_at_space, tokenizer_key
+from imdb_cli.data.encoding import Encoder, Tokenization, _cut_at_space, tokenizer_key
 from imdb_cli.data.entry import load_dataset_entry
 from imdb_cli.data.locate import find_tokenized_cache
 from imdb_cli.data.memo import MEMO_FILE
@@ -67,7 +67,7 @@ def _text_sets(raw: RawData, split: SplitIds) -> dict[str, set[str]]:
 
 
 def test_known_review_gets_bert_base_uncased_ids(tokenizer) -> None:
-    encoder = Encoder(tokenizer, 16, "head")
+    encoder = Encoder(tokenizer, Tokenization(16, "head"))
     ids, lengths = encoder.encode(["Hello, world!"])
     assert ids.dtype == np.int32 and ids.shape == (1, 16)
     assert ids[0, :6].tolist() == [101, 7592, 1010, 2088, 999, 102]
@@ -88,7 +88,9 @@ def test_truncation_modes_keep_head_tail_or_both(tokenizer) -> None:
         "head+tail": bare[:32] + bare[-(content - 32) :],  # 128 * 128 / 512 = 32 from the head
     }
     for truncation, kept in expected.items():
-        ids, lengths = Encoder(tokenizer, max_length, truncation).encode([text, "Short."])
+        ids, lengths = Encoder(tokenizer, Tokenization(max_length, truncation)).encode(
+            [text, "Short."]
+        )
         assert ids[0].tolist() == [101, *kept, 102], truncation
         assert lengths.tolist()[0] == max_length
         short = tokenizer("Short.")["input_ids"]
@@ -99,7 +101,7 @@ def test_truncation_modes_keep_head_tail_or_both(tokenizer) -> None:
 def test_head_shortcut_gives_the_full_tokenization(tokenizer, real_raw: RawData) -> None:
     texts = [*real_raw.texts[::83][:600], "word " * 2000, "x" * 3000 + " end", "a  " * 1500]
     for max_length in (16, 128):
-        encoder = Encoder(tokenizer, max_length, "head")
+        encoder = Encoder(tokenizer, Tokenization(max_length, "head"))
         assert encoder.shortcut
         for start in (0, 300, 600):  # the first call checks itself against a full pass
             batch = texts[start : start + 300]
@@ -111,8 +113,15 @@ def test_head_shortcut_gives_the_full_tokenization(tokenizer, real_raw: RawData)
 
 
 def test_head_plus_tail_at_512_is_sun_et_al(tokenizer) -> None:
-    encoder = Encoder(tokenizer, 512, "head+tail")
-    assert (encoder.head, encoder.content - encoder.head) == (128, 382)
+    encoder = Encoder(tokenizer, Tokenization(512, "head+tail"))
+    head = int(encoder.truncation_settings()["head_tokens"])
+    assert (head, encoder.content - head) == (128, 382)
+    # And the cut keeps exactly those: the first 128 and the last 382 text tokens.
+    text = " ".join(f"w{i}" for i in range(2000))
+    ids, lengths = encoder.encode([text])
+    bare = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert ids[0, 1 : 1 + 128].tolist() == bare[:128]
+    assert ids[0, 1 + 128 : 511].tolist() == bare[-382:] and int(lengths[0]) == 512
 
 
 def test_models_sharing_a_tokenizer_get_one_key(tokenizer) -> None:
@@ -341,7 +350,9 @@ def test_prepare_writes_a_complete_cache_and_loads_back(
         assert np.array_equal(mask.sum(axis=1), tokens.lengths)
         assert (tokens.input_ids[~mask] == tokens.pad_token_id).all()
         assert (tokens.input_ids[:, 0] == 101).all()
-        first = Encoder(registry.build_tokenizer(tiny_specs[0]), 48, "head").encode(texts[:3])
+        first = Encoder(registry.build_tokenizer(tiny_specs[0]), Tokenization(48, "head")).encode(
+            texts[:3]
+        )
         assert np.array_equal(first[0], tokens.input_ids[:3])
         split_ids.extend(ids.tolist())
     assert sorted(split_ids) == list(range(200))

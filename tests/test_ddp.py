@@ -82,8 +82,8 @@ def test_two_gloo_processes_train_the_same_model_as_one_process_with_the_same_gl
     ddp = trained_ledger(tmp_path, prepared, nodrop_configs, "ddp", torchrun=True)
 
     assert (single.status, ddp.status) == ("completed", "completed")
-    assert ddp.environment["world_size"] == 2
-    assert single.environment["world_size"] == 1
+    assert ddp.environment.world_size == 2
+    assert single.environment.world_size == 1
     one, two = single.epochs[0], ddp.epochs[0]
     assert two.train_samples == one.train_samples == 64
     assert two.train_loss == pytest.approx(one.train_loss, rel=1e-4)

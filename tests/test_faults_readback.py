@@ -18,7 +18,7 @@ from handmade_ledgers import write_run
 from imdb_cli.analysis.embeddings import BOUNDARY_CSV
 from imdb_cli.runs import checkpoints
 from imdb_cli.runs.ledger import read_ledger
-from imdb_cli.runs.select import latest_run
+from imdb_cli.runs.run import latest_run
 from imdb_cli.workspace import Workspace
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
@@ -41,7 +41,7 @@ DAMAGED_LEDGERS: dict[str, tuple[Damage, str]] = {
     "data a list": (_set("data", []), "'data'"),
     "environment a string": (_set("environment", "cpu"), "'environment'"),
     "status unknown": (_set("status", "exploded"), "unknown status 'exploded'"),
-    "test.probs text": (_set("test.probs", ["0.9", "0.1"]), "'test.probs'"),
+    "test.probs text": (_set("test.probs", ["0.9", "0.1"]), "'test.probs[0]'"),
     "test.probs too few": (_set("test.probs", [0.9]), "should be as many"),
     "test.probs above one": (_set("test.probs.0", 7.5), "outside [0, 1]"),
     "test.acc text": (_set("test.acc", "high"), "'test.acc'"),
@@ -51,7 +51,47 @@ DAMAGED_LEDGERS: dict[str, tuple[Damage, str]] = {
     "epoch field missing": (lambda d: d["epochs"][0].pop("lr"), "'epochs[0].lr' is missing"),
     "best_epoch not an epoch": (_set("best_epoch", 7), "'best_epoch' 7"),
     "data.split_seed text": (_set("data.split_seed", "42"), "'data.split_seed'"),
-    "unknown field": (_set("surprise", 1), "unknown field(s) surprise"),
+    "unknown field": (_set("surprise", 1), "unknown field 'surprise'"),
+    "unknown data field": (
+        _set("data.test_ids_sha256", "x"),
+        "unknown field 'data.test_ids_sha256'",
+    ),
+    "config lr text": (_set("config.lr", "fast"), "'config.lr'"),
+    "config lr negative": (_set("config.lr", -1.0), "'config.lr' must be positive"),
+    "environment load text": (_set("environment.load_average_start", "high"), "'environment"),
+    "tokenization missing": (lambda d: d["data"].pop("tokenization"), "'data.tokenization'"),
+    # Ledgers that contradict themselves (runs/ledger_checks.py).
+    "test.acc not its predictions": (
+        _set("test.acc", 0.5),
+        "'test.acc' 0.5 is not what its per-review labels and probabilities give (3/4",
+    ),
+    "test.loss not its probabilities": (_set("test.loss", 0.01), "'test.loss' 0.01 is not what"),
+    "test.probs row not summing to 1": (
+        _set("test.probs", [[0.2, 0.9], [0.1, 0.9], [0.8, 0.2], [0.1, 0.9]]),
+        "'test.probs' row 0 sums to 1.1",
+    ),
+    "test.probs row of another width": (
+        _set("test.probs", [[0.2, 0.7, 0.1]] * 4),
+        "one probability per class (2)",
+    ),
+    "test.acc above one": (_set("test.acc", 1.5), "'test.acc' 1.5 is not an accuracy"),
+    "test.loss negative": (_set("test.loss", -0.2), "'test.loss' -0.2 is not a loss"),
+    "test.epoch not an epoch": (_set("test.epoch", 4), "'test.epoch' 4 is not one of its epochs"),
+    "epoch train_acc above one": (_set("epochs.0.train_acc", 1.2), "'epochs[0].train_acc' 1.2"),
+    "epoch val_loss negative": (_set("epochs.0.val_loss", -1.0), "'epochs[0].val_loss' -1.0"),
+    "epoch train_loss NaN": (_set("epochs.0.train_loss", float("nan")), "'epochs[0].train_loss'"),
+    "epoch lr infinite": (_set("epochs.0.lr", float("inf")), "'epochs[0].lr' inf"),
+    "epochs out of order": (_set("epochs.0.epoch", 3), "'epochs[0].epoch' is 3"),
+    "best_val_acc not its epoch's": (
+        _set("best_val_acc", 0.95),
+        "'best_val_acc' 0.95 is not epoch 1's validation accuracy (0.9)",
+    ),
+    "best_val_acc below another epoch's": (
+        lambda d: d["epochs"].append({**d["epochs"][0], "epoch": 2, "val_acc": 0.97}),
+        "'best_val_acc' 0.9 is below the highest validation accuracy of its epochs (0.97)",
+    ),
+    "schema_version text": (_set("schema_version", "2"), "'schema_version' should be an integer"),
+    "schema_version true": (_set("schema_version", True), "'schema_version' should be an integer"),
 }
 
 

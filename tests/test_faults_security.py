@@ -15,7 +15,7 @@ from transformers import BertConfig, BertModel
 from imdb_cli import guarded_loading, registry
 from imdb_cli.errors import ImdbError
 from imdb_cli.runs.ledger import read_ledger
-from imdb_cli.runs.select import ENCODER_DIR, latest_run
+from imdb_cli.runs.run import ENCODER_DIR, latest_run
 from imdb_cli.workspace import Workspace
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py

@@ -15,20 +15,20 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from cli_support import assert_one_red_line
 from data_support import REPO
 from fault_support import enospc, fill, free_up, full_disk, leftover_temps, read_only
+from handmade_ledgers import write_run
 from training_support import TINY, copy_workspace
 
-from imdb_cli.data import locate
 from imdb_cli.runs import checkpoints
-from imdb_cli.runs.ledger import read_ledger
+from imdb_cli.runs.caches import prepare_invocation
+from imdb_cli.runs.ledger import LEDGER_NAME, Ledger, read_ledger
 from imdb_cli.runs.lock import LOCK_NAME
-from imdb_cli.runs.select import list_runs
+from imdb_cli.runs.run import list_runs
 from imdb_cli.workspace import Workspace
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
@@ -374,7 +374,7 @@ def test_the_cache_is_gone_hint_rebuilds_the_cache_the_run_used(
     result = run_cli("train", TINY, *FAST, "--epochs", "1", "--run-name", "h")
     assert result.exit_code == 0, result.output
     space = Workspace(workdir)
-    fingerprint = read_ledger(space.model_runs(TINY) / "h").data["data_fingerprint"]
+    fingerprint = read_ledger(space.model_runs(TINY) / "h").data.data_fingerprint
     import shutil
 
     shutil.rmtree(space.cache)
@@ -389,17 +389,21 @@ def test_the_cache_is_gone_hint_rebuilds_the_cache_the_run_used(
     assert run_cli("evaluate", f"{TINY}/h").exit_code == 0
 
 
-def test_the_hint_of_an_older_ledger_reads_the_sample_size_from_its_fingerprint() -> None:
-    ledger = SimpleNamespace(
-        model="minilm",
-        data={
-            "data_fingerprint": "abc-limit3000-keepdups",
-            "split_seed": 42,
-            "max_length": 256,
-            "truncation": "head+tail",
-        },
-    )
-    assert locate.prepare_command(ledger) == (  # type: ignore[arg-type]
+def test_the_hint_of_an_older_ledger_reads_the_sample_size_from_its_fingerprint(
+    workdir: Path,
+) -> None:
+    run_dir = write_run(Workspace(workdir), "minilm", "old", labels=[0, 1], right=[True, True])
+    document = json.loads((run_dir / LEDGER_NAME).read_text())
+    data = document["data"]
+    tokenization = data.pop("tokenization")
+    data |= {"max_length": 256, "truncation": "head+tail", "split_seed": 42}
+    data["data_fingerprint"] = "abc-limit3000-keepdups"
+    del tokenization
+    for key in ("dataset", "labels", "num_classes", "limit", "keep_duplicates", "source"):
+        data.pop(key, None)
+    document["schema_version"] = 1
+    ledger = Ledger.from_dict(document, "ledger.json")
+    assert str(prepare_invocation(ledger)) == (
         "imdb prepare --models minilm --max-length 256 --truncation head+tail "
         "--seed 42 --limit 3000 --keep-duplicates"
     )
@@ -430,7 +434,7 @@ def test_train_prepare_keeps_the_data_set_already_prepared(
     )
     assert result.exit_code == 0, result.output
     ledger = read_ledger(workdir / "runs" / TINY / "p")
-    assert ledger.data["data_fingerprint"] == entry.name
+    assert ledger.data.data_fingerprint == entry.name
     assert [p.name for p in (workdir / "cache").glob("*") if p.is_dir()] == [entry.name]
 
 

@@ -1,11 +1,13 @@
 """Ledger schema versions: a version-1 ledger (written before data sets, class-probability
-rows, checksums and W&B resume) reads and works as before, every ledger is written in the
-newest version, and a version this imdb does not know is one red line."""
+rows, checksums and W&B resume) and a version-2 ledger (the data's tokenization flat) read
+and work as before, every ledger is written in the newest version, and a version this imdb
+does not know is one red line."""
 
 from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from cli_support import assert_one_red_line
 from handmade_ledgers import write_run
 
 from imdb_cli.runs.ledger import LEDGER_NAME, SCHEMA_VERSION, read_ledger, write_ledger
-from imdb_cli.runs.select import latest_run
+from imdb_cli.runs.run import latest_run
 from imdb_cli.workspace import Workspace
 
 # What version 2 added, by section; a version-1 ledger has none of it.
@@ -26,10 +28,20 @@ ADDED_IN_2: dict[str, tuple[str, ...]] = {
 }
 
 
-def as_version_1(document: dict[str, Any]) -> dict[str, Any]:
-    """A ledger in the shape version 1 had: none of ADDED_IN_2, no weights checksums,
-    and P(class 1) per test review instead of a row of class probabilities."""
+def as_version_2(document: dict[str, Any]) -> dict[str, Any]:
+    """A ledger in the shape version 2 had: the data's max length and truncation beside its
+    other fields, not under `tokenization`, and no tokenizer checksums."""
     old = copy.deepcopy(document)
+    old["schema_version"] = 2
+    old["data"] |= old["data"].pop("tokenization")
+    old["data"].pop("tokenizer_files_sha256", None)
+    return old
+
+
+def as_version_1(document: dict[str, Any]) -> dict[str, Any]:
+    """A ledger in the shape version 1 had: version 2's, less ADDED_IN_2 and the weights
+    checksums, and P(class 1) per test review instead of a row of class probabilities."""
+    old = as_version_2(document)
     old["schema_version"] = 1
     for section, keys in ADDED_IN_2.items():
         for key in keys:
@@ -59,7 +71,7 @@ def test_a_version_1_ledger_is_evaluated_and_compared_as_before(
     for run in runs.values():
         assert run is not None
         written = load(run.path)
-        assert written["schema_version"] == SCHEMA_VERSION == 2
+        assert written["schema_version"] == SCHEMA_VERSION == 3
         old = as_version_1(written)
         assert "dataset" not in old["data"] and isinstance(old["test"]["probs"][0], float)
         rewrite(run.path, old)
@@ -89,11 +101,19 @@ def test_a_version_1_ledger_is_evaluated_and_compared_as_before(
     assert now["pairs"] == was["pairs"]
 
 
-def test_a_ledger_read_in_version_1_is_written_in_the_newest(tmp_path: Path) -> None:
+@pytest.mark.parametrize("older", [as_version_1, as_version_2])
+def test_an_older_ledger_reads_as_it_was_and_is_written_in_the_newest(
+    tmp_path: Path, older: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
     run_dir = write_run(Workspace(tmp_path), "bert", "r1", labels=[0, 1], right=[True, False])
-    rewrite(run_dir, as_version_1(load(run_dir)))
-    write_ledger(run_dir, read_ledger(run_dir))  # as resuming the run does
+    newest = read_ledger(run_dir)
+    rewrite(run_dir, older(load(run_dir)))
+    ledger = read_ledger(run_dir)
+    assert ledger.tokenization == newest.tokenization
+    assert ledger.config == newest.config and ledger.environment == newest.environment
+    write_ledger(run_dir, ledger)  # as resuming the run does
     assert load(run_dir)["schema_version"] == SCHEMA_VERSION
+    assert read_ledger(run_dir).data == newest.data
 
 
 @pytest.mark.parametrize(

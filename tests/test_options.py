@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from imdb_cli import registry
 from imdb_cli.cli import COMMANDS, app
 from imdb_cli.commands import help_format
-from imdb_cli.config import TrainConfig, flag_name, train_command
+from imdb_cli.config import TrainConfig, flag_name, train_invocation
 from imdb_cli.errors import ImdbError
 
 
@@ -88,7 +88,7 @@ def test_the_train_command_of_a_config_parses_back_to_that_config(
         limit_train=100,
         early_stopping_patience=2,
     )
-    command = train_command(spec, config, workdir)
+    command = str(train_invocation(spec, config, workdir))
     assert command.startswith(f"imdb --workdir {workdir} train tiny-bert --epochs 3 ")
     assert "--no-tf32" in command and "--adam-betas 0.8 0.95" in command
     parsed: list[TrainConfig] = []
@@ -105,7 +105,7 @@ def test_the_train_command_of_a_config_parses_back_to_that_config(
 
 def test_the_train_command_of_the_yamls_own_settings_has_no_options() -> None:
     spec = registry.load_spec("tiny-bert")
-    assert train_command(spec, spec.training) == "imdb train tiny-bert"
+    assert str(train_invocation(spec, spec.training)) == "imdb train tiny-bert"
 
 
 @pytest.mark.parametrize("command", ["", *COMMANDS])

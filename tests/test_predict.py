@@ -53,7 +53,7 @@ def test_predict_on_the_test_texts_gives_the_probabilities_the_ledger_holds(
 def test_a_head_tail_run_cuts_new_reviews_as_it_was_trained(head_tail_root: Path) -> None:
     workspace = Workspace(head_tail_root)
     ledger = resolve_run(workspace, "tiny-bert").ledger
-    assert ledger.config["truncation"] == "head+tail" and ledger.test is not None
+    assert ledger.config.truncation == "head+tail" and ledger.test is not None
     _, texts = split_texts(head_tail_root, "tiny-bert")
     got = scores(workspace, "tiny-bert", texts)
     assert np.abs(got - ledger.test.prob_matrix()).max() < 1e-5
@@ -352,7 +352,7 @@ def test_each_bad_input_is_one_red_line_and_writes_nothing(
     [
         ("no-such-model", ["no-such-model", "neither a run folder nor a known model"]),
         ("tiny-bert/no-such-run", ["no run 'tiny-bert/no-such-run'"]),
-        ("minilm", ["model 'minilm' has no completed run", "imdb train minilm"]),
+        ("minilm", ["model 'minilm' has no completed run", "train minilm`"]),
     ],
 )
 def test_an_unknown_model_or_run_is_one_red_line(

@@ -11,7 +11,7 @@ from typer.testing import Result
 
 from imdb_cli.errors import ImdbError
 from imdb_cli.runs.ledger import read_ledger
-from imdb_cli.runs.select import Run, list_runs
+from imdb_cli.runs.run import Run, list_runs
 from imdb_cli.study import reproduce
 from imdb_cli.workspace import Workspace
 
@@ -75,6 +75,16 @@ def test_reproduce_trains_compares_and_reports_what_the_ledgers_say(
         assert f"imdb --workdir {workdir} {command}" in steps
     assert "| torch |" in section(text, "Versions")
     assert f"reproduce --models tiny-bert,tiny-modernbert --data-dir {synthetic_imdb_dir}" in text
+    # report.html beside report.md: the same table, and no analysis to show.
+    page = (workdir / "report.html").read_text(encoding="utf-8")
+    assert "[report.html](report.html)" in text and f"page:   {workdir / 'report.html'}" in (
+        result.stdout
+    )
+    for found in runs.values():
+        ledger = found[0].ledger
+        assert ledger.test is not None
+        assert f'data-key="test_acc" data-value="{ledger.test.acc!r}"' in page
+    assert "No t-SNE on this page: not run (--no-analysis)." in page
 
 
 @pytest.mark.slow
@@ -183,9 +193,12 @@ def test_truncation_and_length_groups_reach_prepare_and_every_training(
     workspace = Workspace(workdir)
     for key in ("tiny-bert", "tiny-modernbert"):
         (run,) = list_runs(workspace, key)
-        assert run.ledger.config["truncation"] == "head+tail"
-        assert run.ledger.config["group_by_length"] is True
-        assert run.ledger.data["truncation"] == "head+tail" and run.ledger.data["max_length"] == 64
+        assert run.ledger.config.truncation == "head+tail"
+        assert run.ledger.config.group_by_length is True
+        assert (
+            run.ledger.data.tokenization.truncation == "head+tail"
+            and run.ledger.data.tokenization.max_length == 64
+        )
     steps = section((workdir / "report.md").read_text(), "Each step as its own command")
     assert "--max-length 64 --seed 42 --truncation head+tail" in steps
     trained = "train tiny-bert --epochs 1 --max-length 64 --truncation head+tail --group-by-length"

@@ -149,7 +149,7 @@ def test_resume_with_another_seed_warns_and_keeps_the_runs_settings(
     warning = capsys.readouterr().err
     assert "--seed 7 (run has 42)" in " ".join(warning.split())
     assert run.path == workspace.runs / TINY / "r" and run.ledger.status == "completed"
-    assert run.ledger.config["seed"] == 42 and [e.epoch for e in run.ledger.epochs] == [1, 2]
+    assert run.ledger.config.seed == 42 and [e.epoch for e in run.ledger.epochs] == [1, 2]
 
 
 def test_resume_of_a_run_with_no_finished_epoch_starts_it_over(

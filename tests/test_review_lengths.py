@@ -11,9 +11,8 @@ import pytest
 from analysis_support import MODELS, imdb
 
 from imdb_cli.compare import breakdown, review_lengths
-from imdb_cli.data.locate import cache_of_run
 from imdb_cli.data.tokenized import load_split, load_texts
-from imdb_cli.runs import checkpoints
+from imdb_cli.runs.caches import cache_of_run
 from imdb_cli.runs.select import resolve_run
 from imdb_cli.workspace import Workspace
 
@@ -30,7 +29,7 @@ def test_full_counts_are_the_run_tokenizers_untruncated_counts(workspace: Worksp
     counts = review_lengths.full_token_counts(workspace, run)
     cache = cache_of_run(workspace, run.ledger)
     ids, texts, _ = load_texts(cache, "test")
-    tokenizer = checkpoints.load_run_tokenizer(run)
+    tokenizer = run.tokenizer()
     for review_id, text in zip(ids.tolist(), texts, strict=True):
         assert counts[review_id] == len(tokenizer(text)["input_ids"])
     # The cache holds the same reviews cut at the max length: equal where they fit.
@@ -82,13 +81,13 @@ def test_compare_json_buckets_hold_every_test_review_and_its_prediction(
         assert sum(b["correct"] for b in buckets) == round(test.acc * test.samples)
         # The speed figures carry the machine and its load when training started and ended.
         machine, env = row["recipe"]["machine"], run.ledger.environment
-        assert isinstance(env["load_average_start"], float)
-        assert isinstance(env["load_average_end"], float)
+        assert isinstance(env.load_average_start, float)
+        assert isinstance(env.load_average_end, float)
         assert (machine["load_start"], machine["load_end"]) == (
-            env["load_average_start"],
-            env["load_average_end"],
+            env.load_average_start,
+            env.load_average_end,
         )
-        assert machine["cpu_count"] == os.cpu_count() and machine["device"] == env["device"]
+        assert machine["cpu_count"] == os.cpu_count() and machine["device"] == env.device
     names = sorted(p.name for p in (tmp_path / "fig").iterdir())
     assert names == [
         "accuracy_by_length.png",

@@ -16,13 +16,15 @@ from cli_support import assert_one_red_line
 from training_support import TINY, tiny_config
 
 from imdb_cli import device, registry
-from imdb_cli.data.locate import cache_of_run
 from imdb_cli.data.tokenized import TokenizedSplit, load_split
+from imdb_cli.device import choose_attention
 from imdb_cli.errors import ImdbError
-from imdb_cli.model import EncoderForClassification, choose_attention
+from imdb_cli.model import EncoderForClassification
 from imdb_cli.runs import checkpoints
+from imdb_cli.runs.caches import cache_of_run
 from imdb_cli.runs.ledger import read_ledger
 from imdb_cli.training.batches import batches, epoch_order, length_grouped, make_batch
+from imdb_cli.training.build import freeze_unreached
 from imdb_cli.training.inference import predict
 from imdb_cli.training.loop import train
 from imdb_cli.training.metrics import LOG_EVERY
@@ -81,7 +83,7 @@ def test_training_with_group_by_length_records_it_and_learns(prepared: Workspace
     spec = registry.load_spec(TINY)
     run = train(prepared, spec, tiny_config(limit_train=96, epochs=2, group_by_length=True))
     assert run.ledger.status == "completed"
-    assert run.ledger.config["group_by_length"] is True
+    assert run.ledger.config.group_by_length is True
     assert run.ledger.epochs[1].train_loss < run.ledger.epochs[0].train_loss
 
 
@@ -156,7 +158,7 @@ def test_compile_trains_through_the_compiled_forward(
         prepared, registry.load_spec(TINY), tiny_config(limit_train=32, epochs=1, compile=True)
     )
     assert graphs, "the training forward did not go through torch.compile"
-    assert run.ledger.status == "completed" and run.ledger.config["compile"] is True
+    assert run.ledger.status == "completed" and run.ledger.config.compile is True
     model, _ = checkpoints.load_classifier(run, "best")  # plain parameter names on disk
     assert not any("_orig_mod" in name for name in model.state_dict())
 
@@ -221,7 +223,7 @@ def test_compile_with_inductor_matches_eager_training(prepared: Workspace) -> No
 def test_tf32_is_recorded_and_can_be_switched_off(run_cli: Callable, prepared: Workspace) -> None:
     result = run_cli("train", TINY, *FAST, "--no-tf32", "--run-name", "ieee")
     assert result.exit_code == 0, result.output
-    assert read_ledger(prepared.runs / TINY / "ieee").config["tf32"] is False
+    assert read_ledger(prepared.runs / TINY / "ieee").config.tf32 is False
 
 
 @pytest.mark.cuda
@@ -374,7 +376,7 @@ def test_parameters_the_forward_never_reaches_are_frozen_without_touching_the_rn
     model = EncoderForClassification(registry.build_encoder(registry.load_spec(key))).train()
     rng = torch.get_rng_state().clone()
 
-    frozen = model.freeze_unreached(CPU)
+    frozen = freeze_unreached(model, CPU)
 
     assert {name.split(".")[1] for name in frozen} == expected
     assert torch.equal(rng, torch.get_rng_state())  # dropout draws of the run are unchanged
@@ -469,5 +471,5 @@ def test_compile_and_length_groups_train_on_the_gpu(prepared: Workspace) -> None
     )
     run = train(prepared, registry.load_spec(TINY), config)
     assert run.ledger.status == "completed"
-    assert run.ledger.environment["device_type"] == "cuda"
-    assert run.ledger.environment["precision"] in ("bf16", "fp16")
+    assert run.ledger.environment.device_type == "cuda"
+    assert run.ledger.environment.precision in ("bf16", "fp16")

@@ -9,7 +9,7 @@ from handmade_ledgers import write_run
 from imdb_cli.compare import study_report
 from imdb_cli.compare.comparison import compare_runs
 from imdb_cli.compare.figures import write_figures
-from imdb_cli.runs.select import list_runs
+from imdb_cli.runs.run import list_runs
 from imdb_cli.workspace import Workspace
 
 N = 200
@@ -59,7 +59,7 @@ def test_the_demo_report_warns_and_carries_every_figure(tmp_path: Path) -> None:
     assert "speed of minilm measured on a loaded machine" in joined
     for heading in (
         "### What is compared",
-        "### Paired tests",
+        "### The latest runs, checkpoint by checkpoint",
         "### Learning curves",
         "#### Per class",
         "#### Confusion matrices",
@@ -67,6 +67,13 @@ def test_the_demo_report_warns_and_carries_every_figure(tmp_path: Path) -> None:
         "#### Accuracy by review length",
     ):
         assert heading in text
+    # The verdict comes first, says what one seed each compares, and that a pretrained
+    # model against a random-init toy says nothing about encoders.
+    assert text.index("## Verdict") < text.index("## Command") < text.index("## Results")
+    verdict_part = text[text.index("## Verdict") : text.index("## Command")]
+    assert "compares two checkpoints, not two encoders (one seed each; pretrained" in verdict_part
+    assert "(random init) says nothing about the encoders" in verdict_part
+    assert "beats" not in text
     (pair,) = study.comparison.pairs
     boot = pair.bootstrap
     assert f"| {boot.difference:+.4f} | {boot.low:+.4f} to {boot.high:+.4f} |" in text

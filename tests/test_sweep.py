@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from handmade_ledgers import write_run
+from handmade_ledgers import FINGERPRINT, write_run
 from training_support import TINY, copy_workspace, tiny_config
+from typer.testing import Result
 
 from imdb_cli import registry
 from imdb_cli.compare.comparison import compare
+from imdb_cli.errors import ImdbError
+from imdb_cli.runs import sweeps
 from imdb_cli.runs.ledger import read_ledger
+from imdb_cli.runs.run import latest_run
+from imdb_cli.runs.select import select_run
+from imdb_cli.runs.sweeps import SweepPlan, TrialResult
 from imdb_cli.study import sweep
-from imdb_cli.study.sweep import TrialResult
+from imdb_cli.workspace import Workspace
 
 RATES = (1e-4, 3e-3)
 pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
@@ -30,13 +37,13 @@ def test_the_rate_with_the_best_mean_validation_accuracy_over_seeds_wins() -> No
         done(3e-5, 42, 0.86),
         done(3e-5, 43, 0.86),  # mean 0.86: wins though 1e-5 has the single best seed
     ]
-    chosen = sweep.select((1e-5, 3e-5), 2, trials)
+    chosen = sweeps.select((1e-5, 3e-5), 2, trials)
     assert chosen.lr == 3e-5
     assert "0.8600 over 2 seed(s)" in chosen.reason
 
 
 def test_a_tie_goes_to_the_smaller_rate() -> None:
-    chosen = sweep.select((2e-5, 5e-5), 1, [done(5e-5, 42, 0.875), done(2e-5, 42, 0.875)])
+    chosen = sweeps.select((2e-5, 5e-5), 1, [done(5e-5, 42, 0.875), done(2e-5, 42, 0.875)])
     assert chosen.lr == 2e-5 and "the smaller rate wins" in chosen.reason
 
 
@@ -47,17 +54,17 @@ def test_a_rate_counts_only_when_all_its_seeds_completed() -> None:
         done(1e-3, 42, 0.95),
         TrialResult(1e-3, 43, "t", "failed", error="loss is NaN"),
     ]
-    chosen = sweep.select((1e-5, 1e-3), 2, trials)
+    chosen = sweeps.select((1e-5, 1e-3), 2, trials)
     assert chosen.lr == 1e-5
     assert "not considered: 0.001" in chosen.reason
     assert chosen.rates[1].problems == ["seed 43 failed (loss is NaN)"]
-    nothing = sweep.select((1e-3,), 2, trials[2:])
+    nothing = sweeps.select((1e-3,), 2, trials[2:])
     assert nothing.lr is None and "every one failed" in nothing.reason
 
 
 def test_nothing_is_selected_before_every_trial_has_run() -> None:
     pending = TrialResult(1e-3, 42, "t", "pending")
-    chosen = sweep.select((1e-5, 1e-3), 1, [done(1e-5, 42, 0.9), pending])
+    chosen = sweeps.select((1e-5, 1e-3), 1, [done(1e-5, 42, 0.9), pending])
     assert chosen.lr is None
     assert chosen.reason.startswith("incomplete: 1 of 2 trials finished")
 
@@ -72,8 +79,8 @@ def test_nothing_is_selected_before_every_trial_has_run() -> None:
     ],
 )
 def test_bad_grids_name_the_flag(text: str, says: str) -> None:
-    with pytest.raises(sweep.ImdbError) as caught:
-        sweep.parse_rates(text)
+    with pytest.raises(ImdbError) as caught:
+        sweeps.parse_rates(text)
     assert "--lr" in caught.value.message and says in caught.value.message
 
 
@@ -84,7 +91,9 @@ def test_each_trial_command_names_its_rate_and_seed_also_when_they_are_the_yamls
     spec = registry.load_spec(TINY)
     yaml_lr, yaml_seed = spec.training.lr, spec.training.seed
     plan = sweep.make_plan(workspace, spec, tiny_config(epochs=1), (1e-4, yaml_lr), (yaml_seed,))
-    commands = [sweep.trial_command(workspace, spec, plan, t).split() for t in plan.trials()]
+    commands = [
+        str(sweep.trial_invocation(workspace, spec, plan, t)).split() for t in plan.trials()
+    ]
     for command, trial in zip(commands, plan.trials(), strict=True):
         assert command[command.index("--lr") + 1] == str(trial.lr)
         assert command[command.index("--seed") + 1] == str(yaml_seed)
@@ -103,15 +112,15 @@ def test_a_sweep_trains_each_rate_as_a_run_selects_on_validation_and_resumes(
     for trial in plan.trials():
         ledger = read_ledger(workspace.model_runs(TINY) / trial.run_name)
         assert ledger.status == "completed"
-        assert (ledger.config["lr"], ledger.config["seed"]) == (trial.lr, 42)
-        assert ledger.data["data_fingerprint"] == plan.data_fingerprint
+        assert (ledger.config.lr, ledger.config.seed) == (trial.lr, 42)
+        assert ledger.data.data_fingerprint == plan.data_fingerprint
         vals[trial.lr] = ledger.best_val_acc
     best = max(RATES, key=lambda r: (vals[r], -r))
     assert record.selection.lr == best
     saved = json.loads(record.path.read_text())
     assert saved["selected_lr"] == best and saved["status"] == "completed"
     assert [t["command"] for t in saved["trials"]] == [
-        sweep.trial_command(workspace, spec, plan, t) for t in plan.trials()
+        str(sweep.trial_invocation(workspace, spec, plan, t)) for t in plan.trials()
     ]
     assert saved["trials"][0]["command"].endswith(
         f"train tiny-bert --epochs 1 --lr 0.0001 --device cpu --limit-train 160 --seed 42 "
@@ -124,6 +133,7 @@ def test_a_sweep_trains_each_rate_as_a_run_selects_on_validation_and_resumes(
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("a finished trial was trained again")
 
+    import imdb_cli.commands.train  # noqa: F401  # bound to the real train before the patch
     from imdb_cli.training import loop
 
     monkeypatch.setattr(loop, "train", no_training)
@@ -156,11 +166,54 @@ def test_a_trial_folder_killed_before_its_first_record_is_cleared_for_the_trial(
     started = tmp_path / "sweep-1-lr0.001-seed42"
     (started / "encoder").mkdir(parents=True)
     (started / "config.yaml").write_text("name: tiny-bert\n")
-    sweep._clear_unstarted(started)
+    sweep.clear_unstarted(started)
     assert not started.exists()
     kept = tmp_path / "with-weights"
     (kept / "checkpoints").mkdir(parents=True)
     (kept / "checkpoints" / "epoch_1_acc_0.5000.safetensors").write_bytes(b"x")
-    with pytest.raises(sweep.ImdbError, match="move it away"):
-        sweep._clear_unstarted(kept)
+    with pytest.raises(ImdbError, match="move it away"):
+        sweep.clear_unstarted(kept)
     assert kept.is_dir()
+
+
+def test_a_model_key_means_the_run_its_sweep_selected_in_every_command(
+    workdir: Path, run_cli: Callable[..., Result]
+) -> None:
+    """After a sweep, the newest trial is not the model's run: the selected one is, for
+    compare as for predict, evaluate, tsne, attention and export, and each says why."""
+    space = Workspace(workdir)
+    spec = registry.load_spec(TINY)
+    plan = SweepPlan(TINY, (1e-4, 3e-3), (42, 43), spec.training, FINGERPRINT)
+    vals = {(1e-4, 42): 0.8, (1e-4, 43): 0.9, (3e-3, 42): 0.6, (3e-3, 43): 0.7}
+    for hour, trial in enumerate(plan.trials()):  # the last trial written is the newest
+        write_run(
+            space,
+            TINY,
+            trial.run_name,
+            labels=[0, 1],
+            right=[True, True],
+            seed=trial.seed,
+            best_val_acc=vals[(trial.lr, trial.seed)],
+            created_at=f"2026-01-01T0{hour}:00:00+00:00",
+        )
+    states = [sweeps.trial_result(space, TINY, t.run_name, t.lr, t.seed) for t in plan.trials()]
+    sweeps.write_record(space, plan, states, {}, "2026-01-01T00:00:00+00:00")
+    newest = plan.trials()[-1].run_name
+    best = next(t.run_name for t in plan.trials() if (t.lr, t.seed) == (1e-4, 43))
+    assert latest_run(space, TINY) is not None and latest_run(space, TINY).run_id == newest
+    selected = select_run(space, TINY)
+    assert selected.run.run_id == best and "selected by sweep" in selected.why
+    assert [r.run_id for r in selected.sweep_runs] == [
+        t.run_name for t in plan.trials() if t.lr == 1e-4
+    ]
+    for command in (
+        ["evaluate", TINY],
+        ["predict", TINY, "--text", "Fine."],
+        ["tsne", TINY],
+        ["attention", "--review", "Fine.", "--models", TINY],
+        ["export", TINY, "--out", str(workdir / "out")],
+    ):
+        result = run_cli(*command)  # handmade runs have no weights: the choice is said first
+        assert f"{TINY}: {TINY}/{best} (lr 0.0001 selected by sweep" in result.output, command
+    compared = run_cli("compare", TINY, "--format", "json")
+    assert json.loads(compared.stdout)["models"][0]["run_id"] == best

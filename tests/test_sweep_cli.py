@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 from cli_support import assert_one_red_line
 from data_support import REPO
+from training_support import epochs_done
 from typer.testing import Result
 
 from imdb_cli.runs.ledger import read_ledger
-from imdb_cli.runs.select import list_runs
-from imdb_cli.study.sweep import latest_selected
+from imdb_cli.runs.run import list_runs
+from imdb_cli.runs.sweeps import latest_selected
 from imdb_cli.workspace import Workspace
 
 TINY = "tiny-bert"
@@ -53,13 +54,6 @@ def env() -> dict[str, str]:
 def record_of(workdir: Path) -> dict:  # type: ignore[type-arg]
     (path,) = (workdir / "sweeps" / TINY).glob("*.json")
     return json.loads(path.read_text())
-
-
-def epochs_done(run_dir: Path) -> int:
-    try:
-        return len(json.loads((run_dir / "ledger.json").read_text())["epochs"])
-    except (OSError, ValueError, KeyError):
-        return 0
 
 
 def test_a_sweep_killed_mid_trial_resumes_that_trial_and_reruns_nothing_finished(
@@ -133,8 +127,10 @@ def test_dry_run_prints_each_trials_command_and_compare_finds_the_trials_run_els
     # As on another machine: each printed command, run as it is.
     for command in commands:
         args = shlex.split(command)[1:]
-        assert args[:2] == ["--workdir", str(prepared.root)]
-        ran = run_cli(*args[2:], "--quiet")
+        if args[0] == "--workdir":  # written when the workspace is not the default one
+            assert args[1] == str(prepared.root)
+            args = args[2:]
+        ran = run_cli(*args, "--quiet")
         assert ran.exit_code == 0, ran.output
     compared = run_cli("compare", TINY, "--format", "json")
     assert compared.exit_code == 0, compared.output
@@ -194,7 +190,11 @@ def test_reproduce_with_rates_sweeps_each_model_and_reports_the_selection(
         vals = {t.lr: t.best_val_acc for t in record.trials}
         assert record.selection.lr == max(vals, key=lambda r: (vals[r] or 0, -r))
         lr = f"{record.selection.lr:g}"
-        assert re.search(rf"\| {model} \| {re.escape(lr)} \| [0-9.]+ \| 1/1 \| selected \|", text)
+        assert re.search(
+            rf"\| {model} \| {re.escape(lr)} \| [0-9.]+ \([0-9.]+–[0-9.]+\) \| 1/1 \| selected \|",
+            text,
+        )
+        assert re.search(rf"{model}: .*; chose {re.escape(lr)} on [0-9,]+ validation reviews", text)
         assert f"{lr} ({record.describe()})" in text
         assert f"imdb --workdir {workdir} sweep {model} --lr 0.0001,0.003 --epochs 1" in text
     # Both rates were chosen on validation, so the rate is not a "different recipe".

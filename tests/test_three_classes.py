@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from data_support import THREE_LABELS, write_my_reviews
 
 from imdb_cli.runs import checkpoints
 from imdb_cli.runs.ledger import read_ledger
-from imdb_cli.runs.select import Run, latest_run
+from imdb_cli.runs.run import Run, latest_run
 from imdb_cli.workspace import Workspace
 
 TINY = "tiny-bert"
@@ -59,7 +60,7 @@ def test_three_classes_through_every_command(three_class_run) -> None:
     # one row of three class probabilities per test review.
     ledger = read_ledger(run.path)
     assert ledger.dataset == "my-reviews" and ledger.label_names == list(THREE_LABELS)
-    assert ledger.data["num_classes"] == 3
+    assert ledger.data.num_classes == 3
     weights = checkpoints.read_weights(run.path / ledger.epochs[-1].checkpoint)
     assert weights["head.weight"].shape[0] == 3 and weights["head.bias"].shape == (3,)
     assert ledger.test is not None and ledger.test.samples == 15
@@ -138,3 +139,24 @@ def test_model_keys_mean_runs_on_the_data_set_asked_for(three_class_run) -> None
     assert default.exit_code == 0 and "tiny-bert/three" not in default.output
     other = imdb(ws, "evaluate", "tiny-modernbert", "--dataset", str(yaml_path))
     assert other.exit_code != 0 and "no completed run on my-reviews" in other.output
+
+
+def test_the_hint_to_add_a_data_set_works_when_followed_as_written(
+    three_class_run, tmp_path: Path
+) -> None:
+    """A data set read from a YAML given by path is named in hints by the name its runs
+    recorded, and that name works with --dataset: the workspace finds the YAML again."""
+    ws, _, run = three_class_run
+    for other in ws.model_runs(TINY).iterdir():  # tiny-bert keeps its my-reviews run only
+        if other.name != run.run_id:
+            other.rename(tmp_path / other.name)
+    asked = imdb(ws, "evaluate", TINY, "--quiet")
+    assert asked.exit_code != 0
+    hint = re.search(r"\(add (--dataset \S+)\)", asked.output)
+    assert hint is not None and hint.group(1) == "--dataset my-reviews", asked.output
+    for command in (["evaluate", TINY], ["compare", TINY], ["predict", TINY, "--text", "Fine."]):
+        followed = imdb(ws, *command, *hint.group(1).split())
+        assert followed.exit_code == 0, (command, followed.output)
+    # A command that reads the data set finds its YAML by the same name.
+    prepared = imdb(ws, "prepare", "--models", TINY, *hint.group(1).split(), *SHAPE)
+    assert prepared.exit_code == 0 and "reused" in prepared.output, prepared.output

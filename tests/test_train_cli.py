@@ -18,7 +18,7 @@ from imdb_cli.data.prepare import prepare
 from imdb_cli.data.split import SplitOptions
 from imdb_cli.runs import checkpoints
 from imdb_cli.runs.ledger import read_ledger
-from imdb_cli.runs.select import Run
+from imdb_cli.runs.run import Run
 from imdb_cli.training.loop import train
 from imdb_cli.workspace import Workspace
 
@@ -178,12 +178,12 @@ def test_several_prepared_data_sets_warn_and_data_picks_one(
     said = " ".join(result.output.split())
     assert f"2 prepared data sets fit; using the newest, {newer}" in said
     assert f"the others: {older} (choose one with --data)" in said
-    assert read_ledger(prepared.runs / TINY / "newest").data["data_fingerprint"] == newer
+    assert read_ledger(prepared.runs / TINY / "newest").data.data_fingerprint == newer
 
     result = run_cli("train", TINY, *FAST, "--data", older, "--run-name", "chosen")
     assert result.exit_code == 0, result.output
     assert "prepared data sets fit" not in result.output
-    assert read_ledger(prepared.runs / TINY / "chosen").data["data_fingerprint"] == older
+    assert read_ledger(prepared.runs / TINY / "chosen").data.data_fingerprint == older
 
     result = run_cli("train", TINY, *FAST, "--data", "nope")
     assert_one_red_line(result, "cache/nope", "imdb prepare")

@@ -24,13 +24,13 @@ from training_support import (
 )
 
 from imdb_cli import device, registry
-from imdb_cli.data.locate import cache_of_run
 from imdb_cli.data.prepare import prepare
 from imdb_cli.data.split import SplitOptions
 from imdb_cli.data.tokenized import TokenizedSplit, load_split
 from imdb_cli.errors import ImdbError
 from imdb_cli.model import ClassifierOutput, EncoderForClassification
 from imdb_cli.runs import checkpoints
+from imdb_cli.runs.caches import cache_of_run
 from imdb_cli.runs.ledger import read_ledger
 from imdb_cli.training import loop
 from imdb_cli.training.batches import batches, epoch_order, limit_split, make_batch
@@ -221,10 +221,8 @@ def test_run_folder_holds_config_encoder_log_ledger_and_checkpoints(workspace: W
     best = max(ledger.epochs, key=lambda e: e.val_acc)
     assert (ledger.best_epoch, ledger.best_val_acc) == (best.epoch, best.val_acc)
     env = ledger.environment
-    assert (
-        env["precision"] == "fp32" and env["world_size"] == 1 and env["torch"] == torch.__version__
-    )
-    assert ledger.data["data_fingerprint"] and ledger.data["sizes"]["train_used"] == 32
+    assert env.precision == "fp32" and env.world_size == 1 and env.torch == torch.__version__
+    assert ledger.data.data_fingerprint and ledger.data.sizes["train_used"] == 32
     assert "epoch 2/2" in (run.path / "train.log").read_text()
 
 
@@ -425,7 +423,7 @@ def test_wandb_not_installed_says_how_to_install(
     workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb -> ImportError
-    with pytest.raises(ImdbError, match=r"pip install 'imdb-cli\[wandb\]'"):
+    with pytest.raises(ImdbError, match=r"needs the wandb package: pip install 'wandb"):
         train(
             workspace,
             registry.load_spec(TINY),

@@ -7,6 +7,7 @@ the `prepared_root` / `prepared` fixtures of conftest.py.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -62,3 +63,11 @@ def one_thread() -> int:
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     return previous
+
+
+def epochs_done(run_dir: Path) -> int:
+    """Epochs a run's ledger holds now (0 while it has none, or is being rewritten)."""
+    try:
+        return len(json.loads((run_dir / "ledger.json").read_text())["epochs"])
+    except (OSError, ValueError, KeyError):
+        return 0

@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import numpy as np
 import torch
-from transformers import PretrainedConfig, PreTrainedTokenizerBase
+from transformers import PretrainedConfig
 
 from imdb_cli.analysis import folders, plotting
 from imdb_cli.console import info, warn
@@ -31,7 +31,7 @@ from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_json_atomic
 from imdb_cli.model import EncoderForClassification
 from imdb_cli.runs import checkpoints
-from imdb_cli.runs.select import Run
+from imdb_cli.runs.run import Run
 from imdb_cli.workspace import Workspace
 
 KIND = "attention"
@@ -221,23 +221,12 @@ class ModelAttention:
         return rows
 
 
-def run_max_length(run: Run) -> tuple[int, str]:
-    """The max length and truncation the run was trained with (its ledger's data section)."""
-    settings = {**run.ledger.config, **run.ledger.data}
-    try:
-        return int(settings["max_length"]), str(settings.get("truncation", "head"))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ImdbError(f"run {run.describe()}: its ledger records no max_length") from exc
-
-
-def encode_review(
-    tokenizer: PreTrainedTokenizerBase, text: str, max_length: int, truncation: str
-) -> EncodedReview:
-    """Tokenize one review exactly as the run's cache was tokenized; count what was cut."""
+def encode_review(encoder: Encoder, text: str) -> EncodedReview:
+    """Tokenize one review exactly as the run's cache was tokenized (the run's own encoder,
+    so head / tail / head+tail truncation match training); count what was cut."""
     if not text.strip():
         raise ImdbError("the review is empty (give some text with --review or --review-file)")
-    # The cache's own encoder, so head / tail / head+tail truncation match training.
-    encoder = Encoder(tokenizer, max_length, truncation)
+    tokenizer = encoder.tokenizer
     ids_row, lengths = encoder.encode([text])
     ids = [int(i) for i in ids_row[0, : int(lengths[0])]]
     bare = tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
@@ -345,12 +334,12 @@ def attend(
 
 @dataclass(frozen=True)
 class EagerModel:
-    """A run's best checkpoint in an eager-attention copy, with the run's tokenizer."""
+    """A run's best checkpoint in an eager-attention copy, with the run's encoder."""
 
     run: Run
     model: EncoderForClassification
     checkpoint: Path
-    tokenizer: PreTrainedTokenizerBase
+    encoder: Encoder
 
     @classmethod
     def load(cls, run: Run, device: torch.device | None = None) -> EagerModel:
@@ -358,7 +347,7 @@ class EagerModel:
         info(f"loading {run.model}/{run.run_id} (best checkpoint, eager attention)")
         model, checkpoint = checkpoints.load_classifier(run, attn_implementation="eager")
         model.to(device or torch.device("cpu"))
-        return cls(run, model, checkpoint, checkpoints.load_run_tokenizer(run))
+        return cls(run, model, checkpoint, run.encoder())
 
     def check(self, selection: LayerSelection) -> None:
         """Raise for a --layer or --head this model does not have."""
@@ -367,8 +356,7 @@ class EagerModel:
         selection.head_of(self.run.model, int(config.num_attention_heads))
 
     def attention(self, text: str, selection: LayerSelection) -> ModelAttention:
-        max_length, truncation = run_max_length(self.run)
-        review = encode_review(self.tokenizer, text, max_length, truncation)
+        review = encode_review(self.encoder, text)
         probs, layers, num_layers, num_heads = attend(
             self.model, review, model_key=self.run.model, selection=selection
         )
@@ -597,10 +585,10 @@ def explain(
         for eager, label in zip(loaded, labels, strict=True):
             result = eager.attention(review.text, selection)
             if result.review.cut_tokens:
-                max_length, truncation = run_max_length(eager.run)
+                cut = eager.run.ledger.tokenization
                 warn(
                     f"{review.name}: {result.review.cut_tokens} tokens cut to fit "
-                    f"{label}'s max length of {max_length} ({truncation} truncation)"
+                    f"{label}'s max length of {cut.max_length} ({cut.truncation} truncation)"
                 )
             files = save_attention(out_dir / review.name, review, result, label)
             saved.append(SavedAttention(review, label, result, files))

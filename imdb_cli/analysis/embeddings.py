@@ -30,16 +30,14 @@ import numpy as np
 import torch
 
 from imdb_cli.analysis import folders, plotting
-from imdb_cli.config import TrainConfig
 from imdb_cli.console import info, progress, warn
-from imdb_cli.data.locate import cache_of_run
 from imdb_cli.data.tokenized import TokenizedCache, TokenizedSplit, load_split, load_texts
 from imdb_cli.device import choose_device, choose_precision
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_atomic, write_json_atomic
 from imdb_cli.runs import checkpoints
-from imdb_cli.runs.ledger import LEDGER_NAME
-from imdb_cli.runs.select import Run
+from imdb_cli.runs.caches import cache_of_run
+from imdb_cli.runs.run import Run
 from imdb_cli.training.inference import predict
 from imdb_cli.workspace import Workspace
 
@@ -279,7 +277,7 @@ def embed(
     split = load_split(cache, sample.split)
     tokens = split.subset(rows_of(split, sample.review_ids, str(cache.path)))
     # The run's own precision, as `imdb evaluate` uses: the probabilities here are its.
-    config = TrainConfig.from_dict(run.ledger.config, f"{run.path / LEDGER_NAME}: config")
+    config = run.ledger.config
     model, checkpoint = checkpoints.load_classifier(run)
     model.to(device)
     predictions = predict(
@@ -600,9 +598,24 @@ def reviews_from_errors(workspace: Workspace, count: int) -> tuple[Path, list[Li
         ]
     except (OSError, UnicodeDecodeError, KeyError, ValueError, TypeError, csv.Error) as exc:
         raise ImdbError(f"{path}: cannot read ({exc}); rerun `imdb tsne`") from exc
-    first = sorted((pair for pair in listed if pair[1].disagree), key=lambda pair: -pair[0])
-    rest = [pair for pair in listed if not pair[1].disagree]
-    chosen = [review for _, review in [*first, *rest][:count]]
+    chosen = _errors_first(listed, count)
     if len(chosen) < count:
         warn(f"--from-errors {count}: {path} lists only {len(chosen)} reviews")
     return path, chosen
+
+
+def reviews_of(result: TsneResult, count: int) -> list[ListedReview]:
+    """What `reviews_from_errors` reads from the t-SNE's files, from the result itself (for
+    a caller that just computed it: `imdb reproduce`)."""
+    listed = [
+        (row.spread, ListedReview(row.review_id, row.text, row.label, row.disagree))
+        for row in result.boundary
+    ]
+    return _errors_first(listed, count)
+
+
+def _errors_first(listed: list[tuple[float, ListedReview]], count: int) -> list[ListedReview]:
+    """Disagreements (largest spread first), then the rest in their order (by margin)."""
+    first = sorted((pair for pair in listed if pair[1].disagree), key=lambda pair: -pair[0])
+    rest = [pair for pair in listed if not pair[1].disagree]
+    return [review for _, review in [*first, *rest][:count]]

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from imdb_cli.errors import ImdbError
-from imdb_cli.runs.select import Run
+from imdb_cli.runs.run import Run
 from imdb_cli.workspace import Workspace
 
 LATEST = "latest"

@@ -19,6 +19,7 @@ from imdb_cli.analysis.attention import (
 from imdb_cli.analysis.embeddings import reviews_from_errors
 from imdb_cli.commands.common import (
     RunsDatasetOption,
+    chosen_run,
     compact_table,
     handles_errors,
     runs_dataset,
@@ -26,7 +27,7 @@ from imdb_cli.commands.common import (
 )
 from imdb_cli.console import info, out
 from imdb_cli.errors import ImdbError
-from imdb_cli.runs.select import models_with_completed_runs, resolve_run
+from imdb_cli.runs.select import models_with_completed_runs
 from imdb_cli.workspace import Workspace
 
 
@@ -84,7 +85,8 @@ def attention(
         str | None,
         typer.Option(
             "--models",
-            help="Comma-separated model keys (latest completed run), model/run-id or run "
+            help="Comma-separated model keys (the run a sweep selected, else the latest "
+            "completed run), model/run-id or run "
             "folders. Default: every model with a completed run in the workspace.",
             show_default=False,
         ),
@@ -107,7 +109,7 @@ def attention(
     selection = LayerSelection.parse(layer, head)
     reviews = _reviews(space, review, review_file, from_errors)
     on = runs_dataset(dataset)
-    runs = [resolve_run(space, name, on) for name in _model_names(space, models, on)]
+    runs = [chosen_run(space, name, on) for name in _model_names(space, models, on)]
     out_dir, saved = explain(space, runs, reviews, selection, device)
     render(out_dir, saved)
 

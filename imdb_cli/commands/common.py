@@ -3,9 +3,12 @@ the data set options."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -14,13 +17,19 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from imdb_cli.console import err, verbosity
-from imdb_cli.data.entry import DEFAULT_DATASET, load_dataset_entry
-from imdb_cli.errors import ImdbError
+from imdb_cli.console import err, info, verbosity
+from imdb_cli.data.entry import DEFAULT_DATASET, DatasetEntry, load_dataset_entry
+from imdb_cli.data.store import recorded_datasets
+from imdb_cli.errors import ImdbError, Terminated, cut
 from imdb_cli.files import os_error_message
+from imdb_cli.runs.run import Run
+from imdb_cli.runs.select import select_run
 from imdb_cli.workspace import Workspace, default_workdir
 
 F = TypeVar("F", bound=Callable[..., Any])
+# The last guard of "never print a value whole": messages quote values through
+# errors.shown; whatever slipped through is cut here.
+MESSAGE_CHARS = 1500
 
 _DATASET_HELP = (
     "Data set: a name in dataset_configs/ (imdb, ...) or the path of a dataset YAML "
@@ -36,7 +45,7 @@ RunsDatasetOption = Annotated[
     str | None,
     typer.Option(
         "--dataset",
-        help=_DATASET_HELP + " A model key means its latest completed run on this data set.",
+        help=_DATASET_HELP + " A model key means its run on this data set.",
         show_default=False,
     ),
 ]
@@ -52,9 +61,39 @@ DataDirOption = Annotated[
 ]
 
 
+def chosen_run(space: Workspace, name: str, dataset: str | None) -> Run:
+    """The run `name` means (runs.select: the same for every command), said on stderr with
+    why: "lr 3e-05 selected by sweep ..." or "its latest completed run"."""
+    selected = select_run(space, name, dataset)
+    info(f"{name}: {selected.describe()}")
+    return selected.run
+
+
+def dataset_entry(option: str | None) -> DatasetEntry:
+    """The data set `--dataset` names: a name in dataset_configs/, a YAML path, or the name
+    of a data set prepared in this workspace from a YAML given by path (found again by the
+    path its cache recorded); IMDB when none."""
+    try:
+        return load_dataset_entry(option)
+    except ImdbError:
+        recorded = recorded_datasets(workspace().cache).get(option or "")
+        if recorded is None:
+            raise
+        return load_dataset_entry(str(recorded))
+
+
 def runs_dataset(option: str | None) -> str:
-    """The name of the data set `--dataset` gives (a name or a YAML path); IMDB when none."""
-    return DEFAULT_DATASET if option is None else load_dataset_entry(option).name
+    """The name of the data set whose runs a model key means (`--dataset`: as for
+    dataset_entry, or the name of a data set the workspace prepared, even when its YAML is
+    gone); IMDB when none."""
+    if option is None:
+        return DEFAULT_DATASET
+    try:
+        return dataset_entry(option).name
+    except ImdbError:
+        if option in recorded_datasets(workspace().cache):
+            return option
+        raise
 
 
 class _State:
@@ -65,16 +104,25 @@ state = _State()
 
 
 def workspace() -> Workspace:
-    return Workspace(state.workdir)
+    """The workspace --workdir (or $IMDB_WORKDIR) names: a folder, or a name not yet taken."""
+    root = state.workdir
+    if root.exists() and not root.is_dir():
+        raise ImdbError(
+            f"--workdir {root}: is a file, not a folder (the workspace is a folder; "
+            "--workdir or IMDB_WORKDIR names it)"
+        )
+    return Workspace(root)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one red line on stderr; return the Exit to raise.
 
-    The message is escaped: square brackets in it (`pip install 'imdb-cli[onnx]'`, a file
+    The message is escaped: square brackets in it (`pip install 'onnx>=1.17'`, a file
     name) are text, not rich markup."""
     err.print(
-        f"[bold red]error:[/bold red] [red]{escape(message)}[/red]", highlight=False, soft_wrap=True
+        f"[bold red]error:[/bold red] [red]{escape(cut(message, MESSAGE_CHARS))}[/red]",
+        highlight=False,
+        soft_wrap=True,
     )
     return typer.Exit(code)
 
@@ -94,10 +142,31 @@ def handles_errors(command: F) -> F:
             if verbosity.verbose:
                 err.print(traceback.format_exc(), highlight=False)
             raise fail(os_error_message(exc)) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            if isinstance(exc, Terminated):
+                raise fail("terminated (SIGTERM)", 143) from None
             raise fail("interrupted", 130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def terminated_as_interrupted() -> Iterator[None]:
+    """SIGTERM (`kill`, a scheduler's stop) ends a command as Ctrl-C does: temp files are
+    removed, a run's ledger records the interruption, one line says so. Only the main
+    thread can take a signal handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def compact_table(title: str) -> Table:

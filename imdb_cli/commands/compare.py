@@ -21,8 +21,10 @@ def compare(
         typer.Argument(
             metavar="MODEL|RUN",
             help=(
-                "Model keys (latest completed run, plus mean ± std over its completed runs "
-                "with the same settings and test reviews), `model/run-id`, or run folders. "
+                "Model keys (the run its latest sweep selected, else its latest completed run, "
+                "with its seeds: its completed runs with the same settings and test reviews), "
+                "`model/run-id`, or run folders (several of one model that differ only by seed "
+                "are its seeds). "
                 "None: every model with a completed run. Runs on different data sets are "
                 "never paired."
             ),
@@ -53,9 +55,12 @@ def compare(
     ] = None,
     dataset: RunsDatasetOption = None,
 ) -> None:
-    """Compare runs: what differs between them, test accuracy with 95% intervals,
-    paired McNemar tests and bootstrap intervals of each difference, and where the
-    errors are (per class, calibration, review length).
+    """Compare runs: the verdict first (across seeds when each model has two or more:
+    the difference in mean test accuracy, its 95% interval and test, Holm-adjusted over
+    pairs, and what it could have detected; with one seed, a comparison of two
+    checkpoints and the seeds that would compare the encoders), then what differs
+    between the runs, test accuracy over seeds with 95% intervals, and where the errors
+    are (per class, calibration, review length).
 
     Example: imdb compare bert modernbert --format markdown -o results.md --plot figs/
     """
@@ -88,6 +93,8 @@ def compare(
     typer.echo(text, nl=False)
     if fmt == "csv":
         # csv holds the model rows only; the verdicts go where a person reads them.
+        for line in formats.verdict_lines(comparison):
+            info(line)
         for line in formats.warning_lines(comparison):
             warn(line)
         for line in formats.result_lines(comparison):

@@ -6,10 +6,15 @@ from typing import Annotated
 
 import typer
 
-from imdb_cli.commands.common import RunsDatasetOption, handles_errors, runs_dataset, workspace
+from imdb_cli.commands.common import (
+    RunsDatasetOption,
+    chosen_run,
+    handles_errors,
+    runs_dataset,
+    workspace,
+)
 from imdb_cli.console import out, verbosity
 from imdb_cli.runs.checkpoints import checkpoint_path
-from imdb_cli.runs.select import resolve_run
 from imdb_cli.training.inference import evaluate as evaluate_run
 
 
@@ -19,7 +24,8 @@ def evaluate(
         str,
         typer.Argument(
             metavar="MODEL|RUN",
-            help="A model key (its latest completed run), MODEL/RUN-ID, or a run folder.",
+            help="A model key (the run its latest sweep selected, else its latest completed "
+            "run), MODEL/RUN-ID, or a run folder.",
         ),
     ],
     checkpoint: Annotated[
@@ -40,7 +46,7 @@ def evaluate(
     """Evaluate a run's checkpoint on a split of the data cache it was trained on."""
     if quiet:
         verbosity.quiet = True
-    chosen = resolve_run(workspace(), run, runs_dataset(dataset))
+    chosen = chosen_run(workspace(), run, runs_dataset(dataset))
     path = checkpoint_path(chosen, checkpoint)
     result = evaluate_run(
         workspace(), chosen, checkpoint=str(path), split=split, batch_size=batch_size, device=device

@@ -17,14 +17,18 @@ def export(
     target: Annotated[
         str,
         typer.Argument(
-            help="A model key (its newest completed run), MODEL/RUN-ID, or a run folder.",
+            help="A model key (the run its latest sweep selected, else its latest completed "
+            "run), MODEL/RUN-ID, or a run folder.",
             show_default=False,
         ),
     ],
     out_dir: Annotated[
         Path,
         typer.Option(
-            "--out", "-o", help="The folder to write (new, or empty).", show_default=False
+            "--out",
+            "-o",
+            help="The folder to write (new, or empty), outside the workspace.",
+            show_default=False,
         ),
     ],
     fmt: Annotated[
@@ -55,7 +59,12 @@ def export(
         ),
     ] = "optimized",
     force: Annotated[
-        bool, typer.Option("--force", help="Replace --out when it exists and is not empty.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace --out when it is an earlier `imdb export` (it holds .imdb-export); "
+            "any other folder that is not empty stays as it is.",
+        ),
     ] = False,
     dataset: RunsDatasetOption = None,
 ) -> None:

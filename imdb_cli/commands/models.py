@@ -5,6 +5,7 @@ from __future__ import annotations
 from imdb_cli import registry
 from imdb_cli.commands.common import compact_table, handles_errors
 from imdb_cli.console import out
+from imdb_cli.model import accepted_inputs
 
 
 @handles_errors
@@ -22,7 +23,7 @@ def models() -> None:
     table.add_column("params", justify="right", no_wrap=True)
     table.add_column("type ids", no_wrap=True)
     for spec in registry.all_specs():
-        accepted = registry.accepted_inputs(registry.encoder_class(spec))
+        accepted = accepted_inputs(registry.encoder_class(spec))
         source = spec.pretrained or "random init"
         if spec.tokenizer != spec.pretrained:
             source += f"\ntokenizer: {spec.tokenizer}"

@@ -19,7 +19,8 @@ def predict(
     target: Annotated[
         str,
         typer.Argument(
-            help="A model key (its newest completed run, best epoch), MODEL/RUN-ID, a run "
+            help="A model key (the run its latest sweep selected, else its latest completed "
+            "run; the best epoch), MODEL/RUN-ID, a run "
             "folder, or a folder written by `imdb export` (HF or ONNX).",
             show_default=False,
         ),
@@ -53,7 +54,8 @@ def predict(
         typer.Option(
             "--output",
             "-o",
-            help="Write the scores to this file (written whole or not at all).",
+            help="Write the scores to this file (written whole or not at all; a device or "
+            "FIFO, such as /dev/stdout, as a stream). Never the --file being read.",
             show_default=False,
         ),
     ] = None,
@@ -89,9 +91,7 @@ def predict(
     if text is not None and file is not None:
         raise ImdbError("give --text REVIEW (one or more) or --file PATH, not both")
     chosen_format = predict_output.format_for(output, fmt)
-    for path, flag in ((output, "--output"), (embeddings, "--embeddings")):
-        if path is not None:
-            predict_output.check_target(path, flag)
+    rows_to, vectors_to = predict_output.output_targets(output, embeddings, file)
     if text is not None:
         source = review_files.from_texts(text, skip_empty=skip_empty)
     else:
@@ -106,12 +106,14 @@ def predict(
         dataset=runs_dataset(dataset),
     )
     info(f"scoring {source.name} with {predictor.description}")
+    for written in (rows_to, vectors_to):
+        predict_output.clean_leftovers(written)
     chunks = predict_reviews(predictor, source, keep_pooled=embeddings is not None)
     with (
         predict_output.opened(
-            output, chosen_format, source.key_name, predictor.label_names
+            rows_to, chosen_format, source.key_name, predictor.label_names
         ) as rows,
-        predict_output.embeddings_file(embeddings, predictor.hidden_size) as vectors,
+        predict_output.embeddings_file(vectors_to, predictor.hidden_size) as vectors,
     ):
         count = predict_output.write_all(rows, vectors, chunks)
     if source.skipped:

@@ -12,11 +12,13 @@ from imdb_cli.commands.common import (
     DataDirOption,
     DatasetOption,
     compact_table,
+    dataset_entry,
     handles_errors,
     workspace,
 )
+from imdb_cli.commands.training_options import TrainOverrides, training_options
+from imdb_cli.config import TrainConfig
 from imdb_cli.console import out
-from imdb_cli.data.entry import load_dataset_entry
 from imdb_cli.data.prepare import PrepareResult
 from imdb_cli.data.prepare import prepare as prepare_data
 from imdb_cli.data.sources import DataSource
@@ -24,23 +26,16 @@ from imdb_cli.data.split import SPLITS, SplitOptions
 
 
 @handles_errors
+@training_options("prepare")
 def prepare(
+    *,
     models: Annotated[
         str,
         typer.Option(help="Comma-separated model keys to tokenize for (see `imdb models`)."),
     ] = "bert,modernbert",
     dataset: DatasetOption = None,
     data_dir: DataDirOption = None,
-    max_length: Annotated[
-        int, typer.Option(help="Tokens per review, special tokens included.")
-    ] = 128,
-    truncation: Annotated[
-        str,
-        typer.Option(
-            help="Which tokens of a long review to keep: head, tail or head+tail "
-            "(first quarter + end, Sun et al. 2019)."
-        ),
-    ] = "head",
+    overrides: TrainOverrides,  # --max-length and --truncation, as `imdb train` has them
     seed: Annotated[
         int | None,
         typer.Option(
@@ -69,10 +64,14 @@ def prepare(
     """
     keys = registry.parse_model_list(models)
     specs = [registry.load_spec(key) for key in keys]
-    entry = load_dataset_entry(dataset)
+    entry = dataset_entry(dataset)
     source = DataSource.of(entry, data_dir)
     options = SplitOptions.of(entry.split, seed=seed, limit=limit, keep_duplicates=keep_duplicates)
-    result = prepare_data(workspace(), specs, source, options, max_length, truncation)
+    # The same options, defaults and checks as `imdb train`'s (TrainConfig's fields).
+    tokenization = TrainConfig().with_overrides(**overrides)
+    result = prepare_data(
+        workspace(), specs, source, options, tokenization.max_length, tokenization.truncation
+    )
     out.print(_splits_table(result))
     out.print(_caches_table(result))
 

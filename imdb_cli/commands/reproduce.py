@@ -7,11 +7,25 @@ from typing import Annotated
 import typer
 
 from imdb_cli import registry
-from imdb_cli.commands.common import DataDirOption, DatasetOption, handles_errors, workspace
+from imdb_cli.commands.common import (
+    DataDirOption,
+    DatasetOption,
+    dataset_entry,
+    handles_errors,
+    workspace,
+)
+from imdb_cli.commands.study_options import (
+    NprocOption,
+    StorageOption,
+    WorkersOption,
+    pool_options,
+)
 from imdb_cli.commands.training_options import TrainOverrides, training_options
 from imdb_cli.compare import formats
 from imdb_cli.console import out
+from imdb_cli.data.entry import load_dataset_entry
 from imdb_cli.errors import ImdbError
+from imdb_cli.runs.sweeps import parse_rates
 from imdb_cli.study.reproduce import (
     ATTENTION_REVIEWS,
     DEFAULT_MODELS,
@@ -20,11 +34,10 @@ from imdb_cli.study.reproduce import (
     parse_seeds,
     run_study,
 )
-from imdb_cli.study.sweep import parse_rates
 
 
 @handles_errors
-@training_options(study=True)
+@training_options("reproduce")
 def reproduce(
     models: Annotated[
         str, typer.Option("--models", help="Comma-separated model keys (see `imdb models`).")
@@ -49,7 +62,9 @@ def reproduce(
         str | None,
         typer.Option(
             "--seeds",
-            help="Training seeds, e.g. 42,43: one run per seed and model, shown as mean ± std. "
+            help="Training seeds, e.g. 42,43,44: one run per seed and model. With two or more, "
+            "the verdict compares the encoders across seeds (with one, two checkpoints; the "
+            "report says how many seeds a one-point difference needs). "
             "Default: each model's YAML seed.",
             show_default=False,
         ),
@@ -76,16 +91,23 @@ def reproduce(
     analysis: Annotated[
         bool, typer.Option("--analysis/--no-analysis", help="Run t-SNE and attention (default on).")
     ] = True,
+    workers: WorkersOption = None,
+    storage: StorageOption = None,
+    nproc_per_trial: NprocOption = 1,
 ) -> None:
-    """Run the whole study: prepare, train each model, compare, t-SNE, attention, report.md.
+    """Run the whole study: prepare, train each model, compare, t-SNE, attention, report.md
+    and report.html.
 
-    Example (the demo, offline, about 10 minutes on 2 CPU cores):
+    With --workers N the trainings run N at once (one per GPU), queued in an Optuna
+    study that other machines can share (--storage); see `imdb sweep --help`.
+
+    Example (the demo of `nox -s demo`, offline; the README says how long it takes):
     imdb reproduce --models minilm,tiny-modernbert --limit 3000 --data-dir ../shared/data/imdb
     """
     options = StudyOptions(
         models=tuple(registry.parse_model_list(models)),
         data_dir=data_dir,
-        dataset=dataset,
+        dataset=None if dataset is None else _dataset_key(dataset),
         limit=limit,
         split_seed=split_seed,
         seeds=parse_seeds(seeds),
@@ -94,12 +116,26 @@ def reproduce(
         tsne_samples=tsne_samples,
         attention_reviews=attention_reviews,
         analysis=analysis,
+        pool=pool_options(workers, storage, nproc_per_trial, use_wandb=False),
     )
     result = run_study(workspace(), options)
     comparison = result.report.comparison
     if comparison is not None:
         formats.print_comparison(out, comparison, skip_not_comparable=False)
-    out.print(f"report: {result.path}", highlight=False)
+    # Whole paths on their lines, so that they can be copied.
+    out.print(f"report: {result.path}", highlight=False, soft_wrap=True)
+    if result.report.page is not None:
+        out.print(f"page:   {result.report.page}", highlight=False, soft_wrap=True)
     if not result.complete:
         failures = "; ".join(result.report.failures)
         raise ImdbError(f"the study is incomplete ({failures}); see {result.path}")
+
+
+def _dataset_key(option: str) -> str:
+    """--dataset as the study records it: as given, or the YAML a name prepared in this
+    workspace was read from."""
+    try:
+        load_dataset_entry(option)
+    except ImdbError:
+        return str(dataset_entry(option).path)
+    return option

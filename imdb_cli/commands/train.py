@@ -8,10 +8,9 @@ from typing import Annotated
 import typer
 
 from imdb_cli import registry
-from imdb_cli.commands.common import DatasetOption, handles_errors, workspace
+from imdb_cli.commands.common import DatasetOption, dataset_entry, handles_errors, workspace
 from imdb_cli.commands.training_options import TrainOverrides, training_options
 from imdb_cli.console import out, verbosity
-from imdb_cli.data.entry import load_dataset_entry
 from imdb_cli.data.sources import DataSource
 from imdb_cli.runs.ledger import Ledger
 from imdb_cli.training.distributed import world_from_env
@@ -89,9 +88,9 @@ def train(
     spec = registry.load_spec(model)
     config = spec.training.with_overrides(**overrides)
     given = frozenset(overrides)  # the options given (the YAML decides the others)
-    entry = load_dataset_entry(dataset) if dataset is not None else None
+    entry = dataset_entry(dataset) if dataset is not None else None
     wants_prepare = prepare or data_dir is not None
-    source = DataSource.of(entry or load_dataset_entry(None), data_dir) if wants_prepare else None
+    source = DataSource.of(entry or dataset_entry(None), data_dir) if wants_prepare else None
     run = train_model(
         workspace(),
         spec,

@@ -31,39 +31,44 @@ OVERRIDES = "overrides"
 _TYPES = typing.get_type_hints(TrainConfig)
 
 
-def training_fields(*, study: bool = False, exclude: Collection[str] = ()) -> list[Field[Any]]:
-    """The fields a command takes as options: all, or those `imdb reproduce` takes."""
+# Commands that take only the fields marked for them (config.setting), with their help.
+MARKED = ("reproduce", "prepare")
+
+
+def training_fields(command: str = "train", exclude: Collection[str] = ()) -> list[Field[Any]]:
+    """The fields `command` takes as options: all, or those marked for it (MARKED)."""
     return [
         f
         for f in fields(TrainConfig)
-        if f.name not in exclude and (not study or f.metadata["reproduce"])
+        if f.name not in exclude and (command not in MARKED or f.metadata[command])
     ]
 
 
-def training_options(*, study: bool = False, exclude: Collection[str] = ()) -> Callable[[F], F]:
+def training_options(command: str = "train", exclude: Collection[str] = ()) -> Callable[[F], F]:
     """Add the training options to a command in place of its `overrides` parameter.
 
-    `study`: only the options `imdb reproduce` takes, with its help texts. `exclude`: field
-    names the command sets itself (and so does not offer).
+    `command`: which options and help texts (train's: all of them; reproduce's and
+    prepare's: those marked for it). `exclude`: field names the command sets itself (and
+    so does not offer).
     """
 
-    def decorate(command: F) -> F:
-        signature = inspect.signature(command, eval_str=True)
+    def decorate(function: F) -> F:
+        signature = inspect.signature(function, eval_str=True)
         params = list(signature.parameters.values())
         names = [p.name for p in params]
         if OVERRIDES not in names:
-            raise TypeError(f"{command.__name__} has no `{OVERRIDES}` parameter")
+            raise TypeError(f"{function.__name__} has no `{OVERRIDES}` parameter")
         at = names.index(OVERRIDES)
         kind = params[at].kind
-        chosen = training_fields(study=study, exclude=exclude)
-        options = [_parameter(f, kind, study) for f in chosen]
+        chosen = training_fields(command, exclude)
+        options = [_parameter(f, kind, command) for f in chosen]
         option_names = [f.name for f in chosen]
 
-        @functools.wraps(command)
+        @functools.wraps(function)
         def with_overrides(*args: Any, **kwargs: Any) -> Any:
             given = {name: kwargs.pop(name) for name in option_names}
             kwargs[OVERRIDES] = {name: v for name, v in given.items() if v is not None}
-            return command(*args, **kwargs)
+            return function(*args, **kwargs)
 
         parameters = [*params[:at], *options, *params[at + 1 :]]
         with_overrides.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
@@ -73,12 +78,12 @@ def training_options(*, study: bool = False, exclude: Collection[str] = ()) -> C
     return decorate
 
 
-def _parameter(f: Field[Any], kind: inspect._ParameterKind, study: bool) -> inspect.Parameter:
+def _parameter(f: Field[Any], kind: inspect._ParameterKind, command: str) -> inspect.Parameter:
     value_type = _without_none(_TYPES[f.name])
     flag = flag_name(f.name)
     declaration = f"{flag}/--no-{flag.removeprefix('--')}" if value_type is bool else flag
-    reproduce = f.metadata["reproduce"]
-    help_text = reproduce if study and isinstance(reproduce, str) else f.metadata["help"]
+    marked = f.metadata.get(command)
+    help_text = marked if isinstance(marked, str) else f.metadata["help"]
     option = typer.Option(
         declaration, help=help_text, show_default=False, metavar=f.metadata["metavar"]
     )

@@ -18,13 +18,14 @@ from imdb_cli.analysis.embeddings import (
 )
 from imdb_cli.commands.common import (
     RunsDatasetOption,
+    chosen_run,
     compact_table,
     handles_errors,
     runs_dataset,
     workspace,
 )
 from imdb_cli.console import out
-from imdb_cli.runs.select import Run, resolve_run
+from imdb_cli.runs.run import Run
 
 SHOWN = 5  # rows of each list printed; the files have them all
 
@@ -35,7 +36,8 @@ def tsne(
         list[str],
         typer.Argument(
             metavar="MODEL|RUN",
-            help="Model keys (each uses its latest completed run), model/run-id, or run folders.",
+            help="Model keys (each: the run its latest sweep selected, else its latest "
+            "completed run), model/run-id, or run folders.",
             show_default=False,
         ),
     ],
@@ -74,7 +76,7 @@ def tsne(
     )
     options.check()
     on = runs_dataset(dataset)
-    runs = [resolve_run(space, model, on) for model in models]
+    runs = [chosen_run(space, model, on) for model in models]
     result = compute_tsne(space, runs, options)
     render(result)
 

@@ -6,12 +6,13 @@ test review. Nothing assumes two classes: class names come from the run
 (`ledger.label_names`), probabilities are `[reviews, classes]`.
 
 - confusion matrix and per-class precision, recall, F1: scikit-learn's metrics;
-- calibration: top-label expected calibration error (ECE) over equal-width confidence
-  bins, where confidence is the predicted class's probability: ECE = sum over bins of
-  (reviews in bin / reviews) * |accuracy in bin - mean confidence in bin|. A model that is
-  right more often can still be worse at knowing when it is unsure;
+- calibration: top-label expected calibration error (ECE) over equal-mass confidence
+  bins, with a bootstrap interval, Brier score and log loss (verdict.calibration). A
+  model that is right more often can still be worse at knowing when it is unsure;
 - accuracy by review length: buckets of the full review's token count before
-  truncation, which shows what cutting reviews at the max length costs.
+  truncation, with counts and an interval per bucket (verdict.length_buckets). A
+  description: how long reviews fare says nothing by itself about what cutting them
+  costs, which only a run at a longer max length shows.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from imdb_cli.compare import verdict
+from imdb_cli.compare.verdict import Calibration, LengthBucket
 from imdb_cli.runs.ledger import Ledger, TestRecord
 
-CALIBRATION_BINS = 10
+CALIBRATION_BINS = verdict.CALIBRATION_BINS
 # Bucket edges in tokens (special tokens included): the max lengths people train at, so
 # a bucket says which reviews a run at that length sees whole.
 LENGTH_EDGES = (128, 256, 512)
@@ -53,45 +56,6 @@ class Confusion:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class CalibrationBin:
-    low: float
-    high: float
-    reviews: int
-    accuracy: float | None  # None for an empty bin
-    confidence: float | None  # mean predicted-class probability in the bin
-
-
-@dataclass(frozen=True)
-class Calibration:
-    ece: float
-    bins: list[CalibrationBin]
-    mean_confidence: float
-    accuracy: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class LengthBucket:
-    low: int  # full token count, inclusive
-    high: int | None  # inclusive; None: no upper bound
-    reviews: int
-    correct: int
-
-    @property
-    def accuracy(self) -> float | None:
-        return self.correct / self.reviews if self.reviews else None
-
-    @property
-    def label(self) -> str:
-        return f"{self.low}+" if self.high is None else f"{self.low}–{self.high}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "label": self.label, "accuracy": self.accuracy}
 
 
 def _labels(test: TestRecord) -> np.ndarray:
@@ -130,36 +94,10 @@ def confusion(ledger: Ledger) -> Confusion:
 
 
 def calibration(ledger: Ledger, bins: int = CALIBRATION_BINS) -> Calibration:
-    """Top-label ECE and the reliability diagram's bins (equal width over [0, 1])."""
+    """Top-label calibration of the test predictions over equal-mass bins."""
     test = ledger.test
     assert test is not None
-    probs = test.prob_matrix()
-    predicted = test.predicted()
-    confidence = probs[np.arange(len(probs)), predicted]
-    correct = predicted == _labels(test)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    # Bin b holds confidences in (edge_b, edge_b+1]; a confidence of exactly 0 joins bin 0.
-    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
-    rows: list[CalibrationBin] = []
-    ece = 0.0
-    for b in range(bins):
-        inside = which == b
-        n = int(inside.sum())
-        if n == 0:
-            rows.append(CalibrationBin(float(edges[b]), float(edges[b + 1]), 0, None, None))
-            continue
-        accuracy = float(correct[inside].mean())
-        mean_confidence = float(confidence[inside].mean())
-        ece += n / len(confidence) * abs(accuracy - mean_confidence)
-        rows.append(
-            CalibrationBin(float(edges[b]), float(edges[b + 1]), n, accuracy, mean_confidence)
-        )
-    return Calibration(
-        ece=ece,
-        bins=rows,
-        mean_confidence=float(confidence.mean()),
-        accuracy=float(correct.mean()),
-    )
+    return verdict.calibration(test.labels, test.prob_matrix(), bins=bins)
 
 
 def length_buckets(
@@ -172,11 +110,5 @@ def length_buckets(
     missing = [rid for rid in test.review_ids if int(rid) not in token_counts]
     if missing:
         raise KeyError(f"no token count for test review {missing[0]}")
-    counts = np.asarray([token_counts[int(rid)] for rid in test.review_ids], dtype=np.int64)
-    lows = [0, *(edge + 1 for edge in edges)]
-    highs: list[int | None] = [*edges, None]
-    buckets = []
-    for low, high in zip(lows, highs, strict=True):
-        inside = counts >= low if high is None else (counts >= low) & (counts <= high)
-        buckets.append(LengthBucket(low, high, int(inside.sum()), int(correct[inside].sum())))
-    return buckets
+    counts = [token_counts[int(rid)] for rid in test.review_ids]
+    return verdict.length_buckets(correct.tolist(), counts, edges)

@@ -1,4 +1,4 @@
-"""The comparison: runs -> rows with confidence intervals, seeds, paired tests, recipes
+"""The comparison: runs -> rows with confidence intervals, seeds, the verdict, recipes
 and where the errors are.
 
 `compare` reads ledgers (never checkpoints): every number shown is a ledger's number, or
@@ -8,12 +8,18 @@ one exception is accuracy by review length, which needs each test review's full 
 count (review_lengths, from the run's data cache and tokenizer). The same `Comparison`
 renders as rich tables, markdown, csv or json, and in `imdb reproduce`'s report.md.
 
+The verdict (verdict.py) is about encoders, not checkpoints: with two or more seeds per
+model it tests the difference in mean test accuracy across seeds and test reviews; with
+one seed on a side it says that it compares two checkpoints (McNemar) and how many seeds
+would compare the encoders. p-values are Holm-adjusted over the pairs.
+
 Selection rules (one place, so the help text, the report and the tests agree):
-- a model key selects that model's latest completed run, the one shown and paired; its
-  test accuracy, test loss and best validation accuracy are also given as mean ± std over
-  every completed run of the model with the same settings (the seed aside) tested on the
-  same test reviews;
-- a run folder or `model/run-id` selects exactly that run (no aggregation);
+- a model key selects every completed run of the model with the same settings (the seed
+  aside) tested on the same test reviews as its latest completed run: the row's figures
+  are the mean over them (± std), the verdict uses each of them, and the latest is the
+  run shown for learning curves and where the errors are;
+- a run folder or `model/run-id` selects exactly that run; several of one model that
+  differ only by seed are that model's seeds, one row;
 - no argument selects every model of the workspace that has a completed run.
 Runs that failed, are running, were interrupted or have no test result are listed as not
 comparable, never shown as results. Every comparison that is not like for like (weights,
@@ -27,34 +33,36 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from imdb_cli import registry
-from imdb_cli.compare import breakdown, recipes, stats
+from imdb_cli.compare import breakdown, recipes, stats, verdict
+from imdb_cli.compare.verdict import format_p
+from imdb_cli.config import Invocation
 from imdb_cli.data.entry import DEFAULT_DATASET
 from imdb_cli.errors import ImdbError
 from imdb_cli.runs.ledger import Ledger, TestRecord
-from imdb_cli.runs.select import Run, list_runs, models_with_completed_runs, resolve_run
-from imdb_cli.study.sweep import SweepRecord, latest_selected
+from imdb_cli.runs.run import Run, list_runs
+from imdb_cli.runs.select import models_with_completed_runs, resolve_run, selected_by_sweep
+from imdb_cli.runs.sweeps import SweepRecord
 from imdb_cli.workspace import Workspace
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
 CALIBRATION_METHOD = (
-    f"top-label expected calibration error, {breakdown.CALIBRATION_BINS} equal-width bins "
-    "of the predicted class's probability"
+    f"top-label expected calibration error over up to {breakdown.CALIBRATION_BINS} "
+    "equal-mass bins of the predicted class's probability (tied confidences share a bin), "
+    f"{CONFIDENCE:.0%} bootstrap interval over the test reviews; Brier score and log loss "
+    "(scikit-learn)"
 )
 LENGTHS_METHOD = (
-    "test accuracy by the full review's token count before truncation (the run's "
-    "tokenizer, special tokens included)"
+    "accuracy by review length: the full review's token count before truncation (the "
+    "run's tokenizer, special tokens included), Wilson interval per bucket; a description, "
+    "not what truncation costs (that needs a run at a longer max length)"
 )
 
 
 # --------------------------------------------------------------------------- data model
-
-
-def format_p(p: float) -> str:
-    if p == 0:
-        return "< 1e-300"
-    return f"{p:.1e}" if p < 1e-3 else f"{p:.2g}"
 
 
 @dataclass(frozen=True)
@@ -105,8 +113,12 @@ class ModelRow:
     recipe: recipes.Recipe
     curve: list[EpochPoint]
     errors: Errors
+    accuracy: verdict.MeanInterval  # test accuracy over every seed, with its interval
     sweep: SweepSummary | None = None  # how the learning rate was chosen, when by a sweep
-    best: bool = False  # highest test accuracy of the table
+    # Beats every other row by the verdict's adjusted test across seeds (never on the
+    # point estimate alone).
+    best: bool = False
+    seed_curves: list[SeedCurve] = field(default_factory=list)  # every run of `run_ids`
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -121,6 +133,15 @@ class SweepRate:
     mean_val_acc: float | None  # over the completed seeds
     val_accs: list[float]
     complete: bool
+    low: float | None = None  # the interval of mean_val_acc (verdict.validation_interval)
+    high: float | None = None
+    within_noise: bool = False  # its interval overlaps the selected rate's
+
+
+def _overlap(a: SweepRate, b: SweepRate) -> bool:
+    if a.low is None or a.high is None or b.low is None or b.high is None:
+        return False
+    return a.low <= b.high and b.low <= a.high
 
 
 @dataclass(frozen=True)
@@ -133,20 +154,44 @@ class SweepSummary:
     reason: str
     seeds: list[int]
     rates: list[SweepRate]
+    val_reviews: int | None = None  # how many validation reviews each accuracy is over
 
     @classmethod
-    def of(cls, record: SweepRecord) -> SweepSummary:
+    def of(cls, record: SweepRecord, val_reviews: int | None = None) -> SweepSummary:
         assert record.selection.lr is not None
+        rates = []
+        for r in record.selection.rates:
+            interval = verdict.validation_interval(r.val_accs, val_reviews) if r.complete else None
+            low, high = interval if interval is not None else (None, None)
+            rates.append(SweepRate(r.lr, r.mean_val_acc, list(r.val_accs), r.complete, low, high))
+        chosen = next(r for r in rates if r.lr == record.selection.lr)
+        rates = [replace(r, within_noise=r.lr != chosen.lr and _overlap(r, chosen)) for r in rates]
         return cls(
             sweep_id=record.sweep_id,
             path=str(record.path),
             selected_lr=record.selection.lr,
             reason=record.selection.reason,
             seeds=list(record.seeds),
-            rates=[
-                SweepRate(r.lr, r.mean_val_acc, list(r.val_accs), r.complete)
-                for r in record.selection.rates
-            ],
+            rates=rates,
+            val_reviews=val_reviews,
+        )
+
+    def certainty(self) -> str:
+        """How sure the choice is, and what the model's result is instead."""
+        reviews = (
+            f"{self.val_reviews:,} validation reviews"
+            if self.val_reviews
+            else ("an unknown number of validation reviews")
+        )
+        close = [f"{r.lr:g}" for r in self.rates if r.within_noise]
+        noise = (
+            f"{', '.join(close)} within noise of it (intervals overlap)"
+            if close
+            else "no other rate within noise of it"
+        )
+        return (
+            f"chose {self.selected_lr:g} on {reviews}, {noise}; the best validation accuracy "
+            "is a maximum and biased upward, so the model's result is its test accuracy"
         )
 
 
@@ -159,6 +204,16 @@ class EpochPoint:
     train_acc: float
     val_loss: float
     val_acc: float
+
+
+@dataclass(frozen=True)
+class SeedCurve:
+    """The learning curve of one run a row's spread is over, and the epoch it tested."""
+
+    run_id: str
+    seed: int
+    tested_epoch: int | None  # the best validation epoch, whose checkpoint was tested
+    points: list[EpochPoint]
 
 
 @dataclass(frozen=True)
@@ -183,7 +238,8 @@ class Errors:
 
 @dataclass(frozen=True)
 class PairResult:
-    """McNemar's test of two rows scored on the same test reviews."""
+    """The latest runs of two rows (two checkpoints) on the same test reviews: McNemar and
+    the review bootstrap. A checkpoint-level view; the verdict is in `Comparison.verdict`."""
 
     a: str
     b: str
@@ -203,19 +259,13 @@ class PairResult:
         return self.a if self.mcnemar.b > self.mcnemar.c else self.b
 
     def verdict(self) -> str:
+        """The checkpoints in words (unadjusted: the verdict adjusts over the pairs)."""
         m = self.mcnemar
         p = format_p(m.p_value)
-        if self.winner is None:
-            return (
-                f"{self.a} vs {self.b}: no significant difference at {ALPHA} "
-                f"({self.acc_a:.4f} vs {self.acc_b:.4f}, McNemar p = {p}, b={m.b}, c={m.c})"
-            )
-        # Stated winner first, so b counts the reviews only the winner got right.
-        if self.winner == self.a:
-            win, lose, acc_w, acc_l, b, c = self.a, self.b, self.acc_a, self.acc_b, m.b, m.c
-        else:
-            win, lose, acc_w, acc_l, b, c = self.b, self.a, self.acc_b, self.acc_a, m.c, m.b
-        return f"{win} beats {lose}: {acc_w:.4f} vs {acc_l:.4f}, McNemar p = {p} (b={b}, c={c})"
+        return (
+            f"checkpoints {self.a} vs {self.b} (latest runs): {self.acc_a:.4f} vs "
+            f"{self.acc_b:.4f}, McNemar p = {p} (b={m.b}, c={m.c})"
+        )
 
     def difference(self) -> str:
         """`minilm - tiny-bert: +0.0800 (95% bootstrap CI +0.0450 to +0.1150)`."""
@@ -277,9 +327,11 @@ class Comparison:
     not_comparable: list[NotComparable] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # not like for like, one line each
+    verdict: verdict.Verdict = field(default_factory=verdict.Verdict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "verdict": self.verdict.to_dict(),
             "confidence": CONFIDENCE,
             "ci_method": stats.CI_METHOD,
             "alpha": ALPHA,
@@ -330,8 +382,8 @@ def select_runs(
             and not Path(target).is_dir()
             and target in registry.known_model_keys()
         )
-        swept = _swept(workspace, target) if is_model_key else None
-        if swept is not None and swept.run.ledger.dataset == dataset:
+        swept = _swept(workspace, target, dataset) if is_model_key else None
+        if swept is not None:
             selections.append(swept)
             seen.add(swept.run.path.resolve())
             continue
@@ -350,19 +402,41 @@ def select_runs(
             else (run,)
         )
         selections.append(Selection(run, candidates))
-    return selections, rejected
+    return _named_seeds(selections), rejected
 
 
-def _swept(workspace: Workspace, model: str) -> Selection | None:
-    """The selected rate's runs of the model's newest sweep that selected one."""
-    record = latest_selected(workspace, model)
-    if record is None or record.selection.lr is None:
+def _named_seeds(selections: Sequence[Selection]) -> list[Selection]:
+    """Runs named one by one (`bert/s1 bert/s2`) that differ only by seed are one model's
+    seeds: one selection, its latest run shown."""
+    named: dict[str, list[Selection]] = {}
+    for selection in selections:
+        if selection.seed_candidates == (selection.run,):
+            named.setdefault(selection.run.model, []).append(selection)
+    merged: dict[int, Selection] = {}  # id of the first selection of a group -> the group
+    dropped: set[int] = set()
+    for group in named.values():
+        if len(group) < 2:
+            continue
+        shown = max(group, key=lambda s: (s.run.ledger.created_at, s.run.run_id))
+        same, _ = _same_experiment(shown.run, [s.run for s in group])
+        seeds: dict[int, Run] = {}
+        for run in same:  # the shown run first; a repeated seed is not another seed
+            seeds.setdefault(run.ledger.config.seed, run)
+        if len(seeds) < 2:
+            continue
+        members = [s for s in group if s.run in seeds.values()]
+        merged[id(members[0])] = Selection(shown.run, tuple(seeds.values()))
+        dropped.update(id(s) for s in members[1:])
+    return [merged.get(id(s), s) for s in selections if id(s) not in dropped]
+
+
+def _swept(workspace: Workspace, model: str, dataset: str) -> Selection | None:
+    """The selected rate's runs of the model's newest sweep on `dataset`, showing the run
+    every other command takes for the model key (runs.select)."""
+    selected = selected_by_sweep(workspace, model, dataset)
+    if selected is None or selected.sweep is None:
         return None
-    runs = record.runs_of(workspace, record.selection.lr)
-    if not runs:
-        return None
-    shown = max(runs, key=lambda r: (r.ledger.created_at, r.run_id))
-    return Selection(shown, tuple(runs), record)
+    return Selection(selected.run, selected.sweep_runs, selected.sweep)
 
 
 def why_not_comparable(run: Run) -> NotComparable | None:
@@ -375,10 +449,7 @@ def why_not_comparable(run: Run) -> NotComparable | None:
     elif ledger.status == "failed":
         reason = f"failed ({ledger.error or 'no error recorded'}); not a result"
     elif ledger.status == "interrupted":
-        reason = (
-            f"interrupted after {done} epoch(s); finish it with "
-            f"`imdb train {ledger.model} --resume {run.path}`"
-        )
+        reason = f"interrupted after {done} epoch(s); finish it with `{run.resume_invocation()}`"
     elif ledger.test is None:
         reason = "completed but its ledger holds no test result"
     else:
@@ -411,6 +482,7 @@ def build_comparison(
         counts[selection.run.model] = counts.get(selection.run.model, 0) + 1
     comparison = Comparison(rows=[], not_comparable=list(not_comparable))
     ledgers: dict[str, Ledger] = {}
+    runs_of: dict[str, list[Run]] = {}
     for selection in selections:
         run = selection.run
         label = run.model if counts[run.model] == 1 else f"{run.model}/{run.run_id}"
@@ -423,11 +495,7 @@ def build_comparison(
         errors = _errors(run, workspace if lengths else None)
         comparison.rows.append(_row(label, run, seeds, errors, selection.sweep))
         ledgers[label] = run.ledger
-        mismatch = _prediction_mismatch(run.ledger)
-        if mismatch is not None:
-            comparison.notes.append(f"{label}: {mismatch}")
-    top = max(r.test_acc for r in comparison.rows)
-    comparison.rows = [replace(r, best=r.test_acc == top) for r in comparison.rows]
+        runs_of[label] = seeds
     labels = [r.label for r in comparison.rows]
     for i, a in enumerate(labels):
         for b in labels[i + 1 :]:
@@ -436,15 +504,102 @@ def build_comparison(
                 comparison.pairs.append(pair)
             else:
                 comparison.unpaired.append(pair)
-    comparison.warnings = recipes.warnings(labels, [r.recipe for r in comparison.rows])
+    comparison.verdict = verdict.Verdict(_judge(comparison, runs_of))
+    comparison.rows = [replace(r, best=_beats_all(r.label, comparison)) for r in comparison.rows]
+    comparison.verdict = replace(comparison.verdict, seeds_hint=seeds_hint(comparison))
+    comparison.warnings = recipes.warnings(
+        labels, [r.recipe for r in comparison.rows], seeds_hint=comparison.verdict.seeds_hint
+    )
     comparison.warnings += [
         f"not on the same test reviews: {u.message()}" for u in comparison.unpaired
     ]
     return comparison
 
 
-def _settings(ledger: Ledger) -> dict[str, Any]:
-    return {k: v for k, v in ledger.config.items() if k not in recipes.NOT_RECIPE}
+def _seed_matrix(runs: Sequence[Run]) -> np.ndarray:
+    """seeds x reviews correctness of runs tested on the same reviews (sorted by id)."""
+    rows = []
+    for run in runs:
+        test = run.ledger.test
+        assert test is not None
+        right = _correctness(test)
+        rows.append([right[i][1] for i in sorted(right)])
+    return np.asarray(rows, dtype=np.float64)
+
+
+def _val_reviews(ledger: Ledger) -> int | None:
+    return ledger.epochs[-1].val_samples if ledger.epochs else None
+
+
+def _accuracy(seeds: Sequence[Run]) -> verdict.MeanInterval:
+    """The mean over seeds and its interval; runs without per-review predictions (older
+    ledgers) give the shown run's Wilson interval."""
+    test = seeds[0].ledger.test
+    assert test is not None
+    if not test.review_ids:
+        correct = round(test.acc * test.samples)
+        low, high = stats.wilson_interval(correct, test.samples, CONFIDENCE)
+        return verdict.MeanInterval(test.acc, low, high, 1, verdict.WILSON_METHOD)
+    return verdict.mean_interval(_seed_matrix(seeds))
+
+
+def _judge(comparison: Comparison, runs_of: Mapping[str, list[Run]]) -> list[verdict.PairVerdict]:
+    """The verdict of every paired pair, from every seed's run of each row."""
+    paired = {label for p in comparison.pairs for label in (p.a, p.b)}
+    models = {
+        label: verdict.ModelRuns(label, _seed_matrix(runs_of[label]), latest=0) for label in paired
+    }
+    recipe_of = {row.label: row.recipe for row in comparison.rows}
+    caveats = {}
+    for pair in comparison.pairs:
+        if recipe_of[pair.a].pretrained != recipe_of[pair.b].pretrained:
+            caveats[(pair.a, pair.b)] = (
+                "pretrained weights against random init: it says nothing about the encoders"
+            )
+    return verdict.judge(
+        [(models[p.a], models[p.b]) for p in comparison.pairs], alpha=ALPHA, caveats=caveats
+    )
+
+
+def _beats_all(label: str, comparison: Comparison) -> bool:
+    """Whether the adjusted test across seeds finds `label` better than every other row."""
+    others = len(comparison.rows) - 1
+    wins = sum(1 for v in comparison.verdict.pairs if v.winner == label)
+    return others > 0 and wins == others
+
+
+PRACTICAL_SEEDS = 10  # more than this a model, the hint asks for more test reviews first
+
+
+def seeds_hint(comparison: Comparison) -> str | None:
+    """The commands that add the seeds the verdict asks for (its power figure)."""
+    count = comparison.verdict.suggested_seeds
+    if count is None:
+        return None
+    models = ",".join(dict.fromkeys(row.model for row in comparison.rows))
+    lower = any(v.level == verdict.CHECKPOINTS for v in comparison.verdict.pairs)
+
+    def study(seeds: int) -> Invocation:
+        listed = ",".join(str(42 + i) for i in range(seeds))
+        return Invocation("reproduce", options=(("models", models), ("seeds", listed)))
+
+    if count <= PRACTICAL_SEEDS:
+        one = Invocation("train", ("MODEL",), (("seed", "N"),))
+        return (
+            f"{'at least ' if lower else ''}{count} seeds per model find one point with "
+            f"probability {verdict.POWER:.0%}: {study(count)} (with the study's other "
+            f"options), or {one} for each seed a model lacks"
+        )
+    reviews = min(v.reviews for v in comparison.verdict.pairs)
+    needed = (
+        f"more than {verdict.MAX_SEEDS}"
+        if count > verdict.MAX_SEEDS
+        else f"{'at least ' if lower else ''}{count}"
+    )
+    return (
+        f"one point needs {needed} seeds per model on {reviews} test reviews, so more test "
+        f"reviews first (a larger --limit); to measure the seed-to-seed variance: {study(3)}"
+    )
 
 
 def _same_experiment(run: Run, candidates: Sequence[Run]) -> tuple[list[Run], int]:
@@ -460,8 +615,10 @@ def _same_experiment(run: Run, candidates: Sequence[Run]) -> tuple[list[Run], in
         other_test = other.ledger.test
         if (
             other_test is not None
-            and _settings(other.ledger) == _settings(run.ledger)
-            and other.ledger.data.get("data_fingerprint") == run.ledger.data.get("data_fingerprint")
+            and other.ledger.config.recipe() == run.ledger.config.recipe()
+            and other.ledger.data.data_fingerprint == run.ledger.data.data_fingerprint
+            # Its per-review predictions enter the verdict; that they give its accuracy was
+            # checked when its ledger was read (runs/ledger_checks.py).
             and sorted(other_test.review_ids) == reviews
         ):
             same.append(other)
@@ -482,7 +639,7 @@ def _row(
     low, high = stats.wilson_interval(correct, test.samples, CONFIDENCE)
     tests = [s.ledger.test for s in seeds if s.ledger.test is not None]
     vals = [s.ledger.best_val_acc for s in seeds if s.ledger.best_val_acc is not None]
-    seed_values = [v for s in seeds if (v := _int_or_none(s.ledger.config.get("seed"))) is not None]
+    seed_values = [s.ledger.config.seed for s in seeds]
     return ModelRow(
         label=label,
         model=ledger.model,
@@ -500,28 +657,46 @@ def _row(
         parameters=ledger.parameters,
         train_seconds=ledger.train_seconds,
         train_samples_per_s=ledger.train_samples_per_s,
-        max_length=_int_or_none(ledger.data.get("max_length", ledger.config.get("max_length"))),
-        truncation=ledger.data.get("truncation", ledger.config.get("truncation")),
+        max_length=ledger.tokenization.max_length,
+        truncation=ledger.tokenization.truncation,
         dataset=ledger.dataset,
-        data_fingerprint=ledger.data.get("data_fingerprint"),
-        split_seed=_int_or_none(ledger.data.get("split_seed")),
-        seed=_int_or_none(ledger.config.get("seed")),
+        data_fingerprint=ledger.data.data_fingerprint,
+        split_seed=ledger.data.split_seed,
+        seed=ledger.config.seed,
         runs=len(seeds),
         run_ids=[s.run_id for s in seeds],
         test_acc_spread=Spread.of([t.acc for t in tests]),
+        accuracy=_accuracy(seeds),
         test_loss_spread=Spread.of([t.loss for t in tests]),
         best_val_acc_spread=Spread.of(vals) if len(vals) == len(seeds) else None,
         recipe=replace(
             recipes.recipe_of(run, seed_values),
             lr_selection=swept.describe() if swept is not None else None,
+            lr_grid=list(swept.rates) if swept is not None else None,
         ),
-        sweep=SweepSummary.of(swept) if swept is not None else None,
-        curve=[
-            EpochPoint(e.epoch, e.train_loss, e.train_acc, e.val_loss, e.val_acc)
-            for e in ledger.epochs
-        ],
+        sweep=SweepSummary.of(swept, _val_reviews(ledger)) if swept is not None else None,
+        curve=_curve(ledger),
         errors=errors,
+        seed_curves=[
+            SeedCurve(
+                run_id=s.run_id,
+                seed=s.ledger.config.seed,
+                tested_epoch=s.ledger.test.epoch if s.ledger.test is not None else None,
+                points=_curve(s.ledger),
+            )
+            for s in sorted(seeds, key=_by_seed)
+        ],
     )
+
+
+def _by_seed(run: Run) -> tuple[int, str]:
+    return run.ledger.config.seed, run.run_id
+
+
+def _curve(ledger: Ledger) -> list[EpochPoint]:
+    return [
+        EpochPoint(e.epoch, e.train_loss, e.train_acc, e.val_loss, e.val_acc) for e in ledger.epochs
+    ]
 
 
 def _errors(run: Run, workspace: Workspace | None) -> Errors:
@@ -542,10 +717,6 @@ def _errors(run: Run, workspace: Workspace | None) -> Errors:
     return replace(found, lengths=buckets)
 
 
-def _int_or_none(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
 def _correctness(test: TestRecord) -> dict[int, tuple[int, bool]]:
     """Review id -> (true class, whether the run's prediction is right)."""
     predicted = test.predicted()
@@ -553,25 +724,6 @@ def _correctness(test: TestRecord) -> dict[int, tuple[int, bool]]:
         int(rid): (int(label), int(guess) == int(label))
         for rid, label, guess in zip(test.review_ids, test.labels, predicted, strict=True)
     }
-
-
-def _prediction_mismatch(ledger: Ledger) -> str | None:
-    """The per-review predictions should reproduce the ledger's accuracy; say so if not."""
-    test = ledger.test
-    if test is None or not test.review_ids:
-        return None
-    if not len(test.review_ids) == len(test.labels) == len(test.probs) == test.samples:
-        return (
-            f"ledger holds {len(test.review_ids)} review ids, {len(test.labels)} labels and "
-            f"{len(test.probs)} probabilities for {test.samples} test reviews"
-        )
-    correct = sum(ok for _, ok in _correctness(test).values())
-    if correct != round(test.acc * test.samples):
-        return (
-            f"per-review predictions give test acc {correct / test.samples:.4f} but the "
-            f"ledger says {test.acc:.4f}"
-        )
-    return None
 
 
 def pair_runs(a: str, ledger_a: Ledger, b: str, ledger_b: Ledger) -> PairResult | Unpaired:
@@ -590,9 +742,11 @@ def pair_runs(a: str, ledger_a: Ledger, b: str, ledger_b: Ledger) -> PairResult 
         if not test.review_ids or not len(test.review_ids) == len(test.probs) == len(test.labels):
             return Unpaired(a, b, f"cannot be paired ({label} has no per-review test predictions)")
     data_a, data_b = ledger_a.data, ledger_b.data
-    for key, what in (("data_fingerprint", "data fingerprint"), ("split_seed", "split seed")):
-        va, vb = data_a.get(key), data_b.get(key)
-        if va is not None and vb is not None and va != vb:
+    for what, va, vb in (
+        ("data fingerprint", data_a.data_fingerprint, data_b.data_fingerprint),
+        ("split seed", data_a.split_seed, data_b.split_seed),
+    ):
+        if va != vb:
             return Unpaired(a, b, f"were tested on different test splits ({what} {va} vs {vb})")
     right_a, right_b = _correctness(test_a), _correctness(test_b)
     if set(right_a) != set(right_b):

@@ -97,38 +97,56 @@ def confusion_figure(rows: Sequence[ModelRow]) -> Figure:
 
 
 def reliability_figure(rows: Sequence[ModelRow]) -> Figure:
-    """Accuracy against confidence per bin (top label), and how many reviews each bin holds."""
+    """Accuracy against confidence per equal-mass bin (top label), each bin's accuracy with
+    its Wilson interval, and how many reviews each bin holds."""
     fig = Figure(figsize=(7.0, 7.6), dpi=DPI, layout="constrained")
     top, bottom = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
     top.plot([0, 1], [0, 1], color="#999999", linestyle=":", label="perfectly calibrated")
     colours = model_colours(len(rows))
-    width = 0.8 / max(len(rows), 1)
-    for k, (row, colour) in enumerate(zip(rows, colours, strict=True)):
-        bins = row.errors.calibration.bins
-        filled = [b for b in bins if b.reviews]
-        top.plot(
-            [b.confidence for b in filled],
-            [b.accuracy for b in filled],
+    lowest = 1.0
+    for row, colour in zip(rows, colours, strict=True):
+        calibration = row.errors.calibration
+        bins = calibration.bins
+        xs = [b.confidence for b in bins]
+        ys = [b.accuracy for b in bins]
+        top.errorbar(
+            xs,
+            ys,
+            yerr=[
+                [b.accuracy - b.accuracy_low for b in bins],
+                [b.accuracy_high - b.accuracy for b in bins],
+            ],
             marker="o",
             color=colour,
-            label=f"{row.label} (ECE {row.errors.calibration.ece:.3f})",
+            capsize=3,
+            label=(
+                f"{row.label} (ECE {calibration.ece:.3f}, {calibration.ece_low:.3f}–"
+                f"{calibration.ece_high:.3f})"
+            ),
         )
-        step = bins[0].high - bins[0].low
-        lefts = np.asarray([b.low for b in bins]) + step * (0.1 + k * width)
-        bottom.bar(lefts, [b.reviews for b in bins], width=step * width, align="edge", color=colour)
-    top.set_xlim(0, 1)
+        bottom.plot(xs, [b.reviews for b in bins], marker="o", color=colour)
+        lowest = min(lowest, *(b.low for b in bins))
+    # Equal-mass bins hold data only where the confidences are: show that range.
+    left = max(0.0, min(0.5, lowest) - 0.02)
+    top.set_xlim(left, 1.0)
     top.set_ylim(0, 1.02)
-    top.set_ylabel("accuracy in the bin")
-    top.legend(fontsize=8, loc="upper left")
+    top.set_ylabel("accuracy in the bin (95% Wilson interval)")
+    top.legend(fontsize=8, loc="lower right")
     top.grid(alpha=0.3)
-    bottom.set_xlabel("confidence: probability of the predicted class")
-    bottom.set_ylabel("reviews")
-    fig.suptitle("Reliability on the test split (below the diagonal: over-confident)", fontsize=11)
+    bottom.set_xlabel("confidence: probability of the predicted class (bin mean)")
+    bottom.set_ylabel("reviews in the bin")
+    bottom.set_ylim(bottom=0)
+    bottom.grid(alpha=0.3)
+    fig.suptitle(
+        "Reliability on the test split, equal-mass bins (below the diagonal: over-confident)",
+        fontsize=11,
+    )
     return fig
 
 
 def lengths_figure(rows: Sequence[ModelRow]) -> Figure:
-    """Test accuracy per bucket of the full review's token count, bars per model."""
+    """Test accuracy per bucket of the full review's token count, bars per model, each
+    with its interval and count."""
     with_lengths = [r for r in rows if r.errors.lengths]
     buckets = with_lengths[0].errors.lengths or []
     fig = Figure(figsize=(max(7.0, 2.2 * len(buckets) + 2), 4.8), dpi=DPI, layout="constrained")
@@ -139,12 +157,34 @@ def lengths_figure(rows: Sequence[ModelRow]) -> Figure:
             b.accuracy if b.accuracy is not None else np.nan for b in row.errors.lengths or []
         ]
         xs = np.arange(len(values)) - 0.4 + width * (k + 0.5)
+        buckets = row.errors.lengths or []
         bars = ax.bar(
             xs,
             values,
             width=width,
             color=colour,
             label=f"{row.label} (max {row.max_length} tokens)",
+        )
+        ax.errorbar(
+            xs,
+            values,
+            yerr=[
+                [
+                    b.accuracy - b.accuracy_low
+                    if b.accuracy is not None and b.accuracy_low is not None
+                    else 0.0
+                    for b in buckets
+                ],
+                [
+                    b.accuracy_high - b.accuracy
+                    if b.accuracy is not None and b.accuracy_high is not None
+                    else 0.0
+                    for b in buckets
+                ],
+            ],
+            fmt="none",
+            ecolor="#333333",
+            capsize=3,
         )
         for bar, bucket in zip(bars, row.errors.lengths or [], strict=True):
             ax.annotate(
@@ -175,7 +215,10 @@ def lengths_figure(rows: Sequence[ModelRow]) -> Figure:
         loc="outside lower center", ncol=min(len(with_lengths), 4), fontsize=8, frameon=False
     )
     ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("Test accuracy by review length: what cutting long reviews costs", fontsize=11)
+    fig.suptitle(
+        "Accuracy by review length (95% Wilson intervals; a description, not what cutting costs)",
+        fontsize=11,
+    )
     return fig
 
 

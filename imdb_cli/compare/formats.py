@@ -1,8 +1,9 @@
 """A `Comparison` (comparison.py) as rich tables, markdown, csv or json.
 
-Every format says what is compared (the warnings), the results with their intervals, and
-each pair's McNemar test and bootstrap interval of the difference. Markdown and json carry
-everything (recipes, learning curves, confusion matrices, per-class figures, calibration,
+Every format gives the verdict first (the primary test named before any result, each
+pair's sentence, the seeds a firmer answer needs), then what is compared (the warnings)
+and the results with their intervals. Markdown and json carry everything (the verdict's
+figures, recipes, learning curves, confusion matrices, per-class figures, calibration,
 accuracy by length); the rich tables and csv carry what fits (readable at 80 columns).
 """
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imdb_cli.compare import recipes, stats
+from imdb_cli.compare import recipes, stats, verdict
 from imdb_cli.compare.comparison import (
     ALPHA,
     CALIBRATION_METHOD,
@@ -24,9 +25,9 @@ from imdb_cli.compare.comparison import (
     LENGTHS_METHOD,
     Comparison,
     ModelRow,
-    Spread,
     format_p,
 )
+from imdb_cli.compare.verdict import LengthBucket
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_atomic
 
@@ -51,26 +52,48 @@ def format_params(count: int) -> str:
     return f"{count / 1e6:.1f}M" if count >= 100_000 else f"{count / 1e3:.1f}k"
 
 
-def format_spread(spread: Spread | None, *, wrap: bool = False) -> str:
-    if spread is None:
-        return "—"
-    if spread.std is None:
-        return "1 run"
-    return f"{spread.mean:.4f} ± {spread.std:.4f}{chr(10) if wrap else ' '}(n={spread.n})"
-
-
 def format_best_val(row: ModelRow) -> str:
     if row.best_val_acc is None:
         return "—"
+    if row.runs > 1 and row.best_val_acc_spread is not None:
+        return f"{row.best_val_acc_spread.mean:.4f} mean"
     return f"{row.best_val_acc:.4f} @ {row.best_epoch}"
 
 
 def format_ci(row: ModelRow) -> str:
-    return f"{row.ci_low:.4f}–{row.ci_high:.4f}"
+    return f"{row.accuracy.low:.4f}–{row.accuracy.high:.4f}"
+
+
+def format_test_acc(row: ModelRow) -> str:
+    return f"{row.accuracy.mean:.4f}"
+
+
+def format_loss(row: ModelRow) -> str:
+    return f"{row.test_loss_spread.mean:.4f}"
+
+
+def format_std(row: ModelRow) -> str:
+    spread = row.test_acc_spread
+    return "1 run" if spread.std is None else f"± {spread.std:.4f}\n(n={spread.n})"
+
+
+def format_ece(row: ModelRow) -> str:
+    c = row.errors.calibration
+    return f"{c.ece:.4f}\n({c.ece_low:.3f}–{c.ece_high:.3f})"
 
 
 def format_tokens(row: ModelRow) -> str:
     return f"{row.max_length if row.max_length is not None else '?'} {row.truncation or '?'}"
+
+
+def format_bucket_interval(bucket: LengthBucket) -> str:
+    """`0.812 (0.750–0.862, 120)`: accuracy, Wilson interval, reviews."""
+    if bucket.accuracy is None or bucket.accuracy_low is None or bucket.accuracy_high is None:
+        return "— (0)"
+    return (
+        f"{bucket.accuracy:.3f} ({bucket.accuracy_low:.3f}–{bucket.accuracy_high:.3f}, "
+        f"{bucket.reviews})"
+    )
 
 
 def format_bucket(accuracy: float | None, reviews: int) -> str:
@@ -81,18 +104,36 @@ def caption(comparison: Comparison) -> str:
     sizes = sorted({r.test_samples for r in comparison.rows})
     over = " / ".join(str(s) for s in sizes)
     parts = [
-        f"{CONFIDENCE:.0%} CI: {stats.CI_METHOD} over {over} test reviews.",
-        f"Paired test: {stats.MCNEMAR_METHOD}; significance at {ALPHA}; b counts the "
-        "reviews only the first-named model got right, c those only the second got right.",
-        f"Difference: {stats.BOOTSTRAP_METHOD} ({stats.BOOTSTRAP_RESAMPLES:,} resamples, "
-        f"seed {stats.BOOTSTRAP_SEED}).",
+        f"Test figures are means over each model's seeds, on {over} test reviews. "
+        f"{CONFIDENCE:.0%} CI: one run, {stats.CI_METHOD}; several seeds, a t interval "
+        "with the seeds and the test reviews as its two variance parts.",
     ]
     if not _shows_tokens(comparison):
         first = comparison.rows[0]
         parts.append(f"All at {first.max_length} tokens, {first.truncation} truncation.")
     if _shows_seeds(comparison):
-        parts.append("Over seeds: mean ± sample std (ddof=1) of test acc, n runs.")
+        parts.append("Over seeds: sample std (ddof=1) of test acc, n runs.")
     return " ".join(parts)
+
+
+def verdict_lines(comparison: Comparison) -> list[str]:
+    """The verdict, first in every format: the primary test, then one sentence a pair."""
+    if not comparison.verdict.pairs:
+        return []
+    lines = [f"Verdict ({comparison.verdict.primary_test}):"]
+    for pair in comparison.verdict.pairs:
+        lines.append(f"  {pair.sentence()}")
+        if pair.aso_eps_min is not None and pair.aso_first is not None:
+            other = pair.b if pair.aso_first == pair.a else pair.a
+            ordered = pair.aso_eps_min < verdict.ASO_THRESHOLD
+            lines.append(
+                f"    almost stochastic order of {pair.aso_first} over {other}: eps_min "
+                f"{pair.aso_eps_min:.2f} ({'below' if ordered else 'not below'} "
+                f"{verdict.ASO_THRESHOLD})"
+            )
+    if comparison.verdict.seeds_hint:
+        lines.append(f"  To settle it: {comparison.verdict.seeds_hint}.")
+    return lines
 
 
 def warning_lines(comparison: Comparison) -> list[str]:
@@ -127,14 +168,12 @@ def _columns(comparison: Comparison) -> list[_Column]:
     columns = [
         _Column("model", lambda r: r.label, numeric=False, max_width=15),
         _Column("best val\nacc @ epoch", format_best_val),
-        _Column("test\nloss", lambda r: f"{r.test_loss:.4f}"),
-        _Column("test\nacc", lambda r: f"{r.test_acc:.4f}"),
+        _Column("test\nloss", format_loss),
+        _Column("test\nacc", format_test_acc),
         _Column(f"{CONFIDENCE:.0%} CI", format_ci),
     ]
     if _shows_seeds(comparison):
-        columns.append(
-            _Column("test acc\nover seeds", lambda r: format_spread(r.test_acc_spread, wrap=True))
-        )
+        columns.append(_Column("std over\nseeds", format_std))
     if _shows_tokens(comparison):
         columns.append(_Column("tokens", format_tokens, numeric=False))
     return columns
@@ -173,7 +212,8 @@ def error_columns(comparison: Comparison) -> list[_Column]:
                 f"({r.errors.confusion.worst_class().name})"
             ),
         ),
-        _Column("ECE", lambda r: f"{r.errors.calibration.ece:.4f}"),
+        _Column(f"ECE ({CONFIDENCE:.0%} CI)", format_ece),
+        _Column("Brier", lambda r: f"{r.errors.calibration.brier:.4f}"),
     ]
     return columns
 
@@ -193,13 +233,49 @@ def sweep_rows(comparison: Comparison) -> list[list[str]]:
             continue
         for rate in row.sweep.rates:
             mean = "—" if rate.mean_val_acc is None else f"{rate.mean_val_acc:.4f}"
+            if rate.low is not None and rate.high is not None:
+                mean += f" ({rate.low:.3f}–{rate.high:.3f})"
             done = f"{len(rate.val_accs)}/{len(row.sweep.seeds)}"
-            chosen = "selected" if rate.lr == row.sweep.selected_lr else ""
+            chosen = (
+                "selected"
+                if rate.lr == row.sweep.selected_lr
+                else ("within noise" if rate.within_noise else "")
+            )
             rows.append([row.label, f"{rate.lr:g}", mean, done, chosen])
     return rows
 
 
-SWEEP_HEADER = ["model", "learning rate", "val acc (mean)", "seeds done", ""]
+SWEEP_HEADER = ["model", "learning rate", f"val acc (mean, {CONFIDENCE:.0%} CI)", "seeds done", ""]
+PAIR_HEADER = [
+    "A",
+    "B",
+    "reviews",
+    "b (A right, B wrong)",
+    "c (A wrong, B right)",
+    "p-value",
+    "test",
+    "acc A - B",
+    f"{CONFIDENCE:.0%} bootstrap CI",
+]
+PAIR_ALIGN = ["l", "l", "r", "r", "r", "r", "l", "r", "r"]
+
+
+def pair_rows(comparison: Comparison) -> list[list[str]]:
+    """Each pair of latest runs: McNemar's test and the review bootstrap (PAIR_HEADER)."""
+    return [
+        [
+            p.a,
+            p.b,
+            str(p.mcnemar.n),
+            str(p.mcnemar.b),
+            str(p.mcnemar.c),
+            format_p(p.mcnemar.p_value),
+            p.mcnemar.method,
+            f"{p.bootstrap.difference:+.4f}",
+            f"{p.bootstrap.low:+.4f} to {p.bootstrap.high:+.4f}",
+        ]
+        for p in comparison.pairs
+    ]
 
 
 def _rich_table(title: str, caption_text: str | None = None) -> Any:
@@ -268,7 +344,11 @@ def rich_tables(comparison: Comparison) -> list[Any]:
     if sweep_rows(comparison):
         grid = _rich_table(
             "Learning rates, chosen on validation accuracy (never test)",
-            "\n".join(f"{r.label}: {r.sweep.reason}." for r in comparison.rows if r.sweep),
+            "\n".join(
+                f"{r.label}: {r.sweep.reason}; {r.sweep.certainty()}."
+                for r in comparison.rows
+                if r.sweep
+            ),
         )
         for number, header in enumerate(SWEEP_HEADER):
             grid.add_column(header, justify="left" if number in (0, 4) else "right")
@@ -290,11 +370,9 @@ def rich_tables(comparison: Comparison) -> list[Any]:
 
 
 def result_lines(comparison: Comparison) -> list[str]:
-    """Verdicts, differences, unpaired pairs, notes and not-comparable runs, one line each."""
-    lines = []
-    for pair in comparison.pairs:
-        lines += [pair.verdict(), f"  {pair.difference()}"]
-    lines += [u.message() for u in comparison.unpaired]
+    """Unpaired pairs, notes and not-comparable runs, one line each (the verdict comes
+    first, from `verdict_lines`)."""
+    lines = [u.message() for u in comparison.unpaired]
     lines += [f"note: {n}" for n in comparison.notes]
     for row in comparison.rows:
         if row.errors.lengths_note:
@@ -304,6 +382,10 @@ def result_lines(comparison: Comparison) -> list[str]:
 
 
 def print_comparison(console: Any, comparison: Comparison, *, skip_not_comparable: bool) -> None:
+    for line in verdict_lines(comparison):
+        console.print(line, highlight=False, markup=False)
+    if comparison.verdict.pairs:
+        console.print()
     for number, table in enumerate(rich_tables(comparison)):
         if number:
             console.print()
@@ -342,11 +424,17 @@ def _md_table(
 
 
 def render_markdown(
-    comparison: Comparison, heading_level: int = 2, figures: dict[str, str] | None = None
+    comparison: Comparison,
+    heading_level: int = 2,
+    figures: dict[str, str] | None = None,
+    *,
+    with_verdict: bool = True,
 ) -> str:
-    """Everything in the comparison; `figures`: name -> link of the PNGs to show."""
+    """Everything in the comparison; `figures`: name -> link of the PNGs to show;
+    `with_verdict`: False where the verdict is already given above (the study report)."""
     h = "#" * heading_level
     figures = figures or {}
+    lines = markdown_verdict(comparison, h) if with_verdict else []
     columns = _columns(comparison)
     cells = []
     for row in comparison.rows:
@@ -354,7 +442,8 @@ def render_markdown(
         if row.best:
             values[3] = f"**{values[3]}**"
         cells.append(values)
-    lines = _md_table(
+    lines += [f"{h} Results", ""]
+    lines += _md_table(
         [_one_line(c.header) for c in columns], ["r" if c.numeric else "l" for c in columns], cells
     )
     lines += ["", caption(comparison)]
@@ -372,37 +461,13 @@ def render_markdown(
     )
     lines += ["", "Settings in bold differ between the models."]
     if comparison.pairs:
-        lines += ["", f"{h} Paired tests", ""]
-        lines += _md_table(
-            [
-                "A",
-                "B",
-                "reviews",
-                "b (A right, B wrong)",
-                "c (A wrong, B right)",
-                "p-value",
-                "test",
-                "acc A - B",
-                f"{CONFIDENCE:.0%} bootstrap CI",
-            ],
-            ["l", "l", "r", "r", "r", "r", "l", "r", "r"],
-            [
-                [
-                    p.a,
-                    p.b,
-                    str(p.mcnemar.n),
-                    str(p.mcnemar.b),
-                    str(p.mcnemar.c),
-                    format_p(p.mcnemar.p_value),
-                    p.mcnemar.method,
-                    f"{p.bootstrap.difference:+.4f}",
-                    f"{p.bootstrap.low:+.4f} to {p.bootstrap.high:+.4f}",
-                ]
-                for p in comparison.pairs
-            ],
-        )
-        lines.append("")
-        lines += [f"- {p.verdict()}" for p in comparison.pairs]
+        lines += ["", f"{h} The latest runs, checkpoint by checkpoint", ""]
+        lines += [
+            "Not the verdict: McNemar's test and the review bootstrap of each model's "
+            "latest run, which ignore seed-to-seed variation (unadjusted p-values).",
+            "",
+        ]
+        lines += _md_table(PAIR_HEADER, PAIR_ALIGN, pair_rows(comparison))
     others = [u.message() for u in comparison.unpaired] + [f"note: {n}" for n in comparison.notes]
     if others:
         lines += ["", *[f"- {line}" for line in others]]
@@ -412,7 +477,7 @@ def render_markdown(
         lines += _md_table(SWEEP_HEADER, ["l", "r", "r", "r", "l"], sweep_rows(comparison))
         lines.append("")
         lines += [
-            f"- {r.label}: {r.sweep.reason} (sweep record `{r.sweep.path}`)"
+            f"- {r.label}: {r.sweep.reason}; {r.sweep.certainty()} (sweep record `{r.sweep.path}`)"
             for r in comparison.rows
             if r.sweep
         ]
@@ -429,6 +494,93 @@ def render_markdown(
             f"{row.test_epoch}, {row.max_length} tokens, {row.truncation} truncation{seeds})"
         )
     return "\n".join(lines) + "\n"
+
+
+def markdown_verdict(comparison: Comparison, h: str) -> list[str]:
+    """The verdict section, first: the primary test, each pair, its figures, the hint."""
+    if not comparison.verdict.pairs:
+        return []
+    pairs = comparison.verdict.pairs
+    lines = [f"{h} Verdict", "", f"Primary test: {comparison.verdict.primary_test}.", ""]
+    lines += [f"- **{p.sentence()}**" for p in pairs]
+    lines += [f"- **{c}**" for c in pretraining_caveats(comparison)]
+    lines += [""]
+    lines += _md_table(
+        [
+            "A",
+            "B",
+            "level",
+            "seeds",
+            "reviews",
+            "A - B",
+            f"{CONFIDENCE:.0%} CI",
+            "test",
+            "p",
+            "adjusted p",
+            "detectable (power 0.8)",
+            "seeds for 1 point",
+            "ASO eps_min",
+            "two-level bootstrap CI",
+        ],
+        ["l", "l", "l", "r", "r", "r", "r", "l", "r", "r", "r", "r", "r", "r"],
+        [
+            [
+                p.a,
+                p.b,
+                p.level,
+                f"{p.seeds_a} / {p.seeds_b}",
+                str(p.reviews),
+                f"{p.difference:+.4f}",
+                f"{p.low:+.4f} to {p.high:+.4f}",
+                p.test,
+                format_p(p.p_value),
+                format_p(p.p_adjusted),
+                f"{p.power.detectable:.4f}",
+                _seeds_cell(p),
+                "—" if p.aso_eps_min is None else f"{p.aso_eps_min:.2f} ({p.aso_first} first)",
+                "—"
+                if p.bootstrap is None
+                else f"{p.bootstrap.low:+.4f} to {p.bootstrap.high:+.4f}",
+            ]
+            for p in pairs
+        ],
+    )
+    notes = [
+        f"Holm-adjusted over the {len(pairs)} pairs: a pair is called only when its adjusted "
+        f"p-value is below {ALPHA}."
+        if len(pairs) > 1
+        else None,
+        f"Why the other views can differ: {verdict.WHY_OTHERS_DIFFER}.",
+        f"Almost stochastic order: {verdict.ASO_METHOD}.",
+        f"Two-level bootstrap: {verdict.BOOTSTRAP_METHOD}; a description, not the test (with "
+        "few seeds it is too narrow, and it counts the seed-by-review noise more than once; "
+        "benchmarks/null_calibration.py measures both).",
+        f"Power: {pairs[0].power.basis}.",
+        f"To settle it: {comparison.verdict.seeds_hint}."
+        if comparison.verdict.seeds_hint
+        else None,
+    ]
+    lines += [""] + [f"- {n}" for n in notes if n]
+    return [*lines, ""]
+
+
+def pretraining_caveats(comparison: Comparison) -> list[str]:
+    """A pretrained model against a random-init one says nothing about encoders."""
+    pretrained = [r.label for r in comparison.rows if r.recipe.pretrained]
+    random = [r.label for r in comparison.rows if not r.recipe.pretrained]
+    if not pretrained or not random:
+        return []
+    return [
+        f"{', '.join(pretrained)} (pretrained) against {', '.join(random)} (random init) says "
+        "nothing about the encoders: the gap is mostly pretraining, whatever the test says"
+    ]
+
+
+def _seeds_cell(pair: verdict.PairVerdict) -> str:
+    seeds = pair.power.seeds_for_one_point
+    if seeds is None:
+        return f"> {verdict.MAX_SEEDS}"
+    return f"≥ {seeds}" if pair.level == verdict.CHECKPOINTS else str(seeds)
 
 
 def _figure(figures: dict[str, str], name: str, alt: str) -> list[str]:
@@ -494,16 +646,45 @@ def _markdown_errors(comparison: Comparison, h: str, figures: dict[str, str]) ->
     lines += [f"{h}# Calibration", ""]
     lines += _figure(figures, "reliability", "reliability diagram")
     lines += _md_table(
-        ["model", "ECE", "mean confidence", "accuracy"],
-        ["l", "r", "r", "r"],
+        [
+            "model",
+            "ECE",
+            f"ECE {CONFIDENCE:.0%} CI",
+            "Brier",
+            "log loss",
+            "mean confidence",
+            "accuracy",
+        ],
+        ["l", "r", "r", "r", "r", "r", "r"],
         [
             [
                 row.label,
-                f"{row.errors.calibration.ece:.4f}",
-                f"{row.errors.calibration.mean_confidence:.4f}",
-                f"{row.errors.calibration.accuracy:.4f}",
+                f"{c.ece:.4f}",
+                f"{c.ece_low:.4f}–{c.ece_high:.4f}",
+                f"{c.brier:.4f}",
+                f"{c.log_loss:.4f}",
+                f"{c.mean_confidence:.4f}",
+                f"{c.accuracy:.4f}",
             ]
             for row in comparison.rows
+            for c in (row.errors.calibration,)
+        ],
+    )
+    lines += ["", "Each bin of the reliability diagram:", ""]
+    lines += _md_table(
+        ["model", "confidence", "mean confidence", "reviews", "accuracy", f"{CONFIDENCE:.0%} CI"],
+        ["l", "r", "r", "r", "r", "r"],
+        [
+            [
+                row.label,
+                f"{b.low:.3f}–{b.high:.3f}",
+                f"{b.confidence:.4f}",
+                str(b.reviews),
+                f"{b.accuracy:.4f}",
+                f"{b.accuracy_low:.3f}–{b.accuracy_high:.3f}",
+            ]
+            for row in comparison.rows
+            for b in row.errors.calibration.bins
         ],
     )
     lines += [
@@ -522,15 +703,15 @@ def _markdown_errors(comparison: Comparison, h: str, figures: dict[str, str]) ->
             [
                 [
                     row.label,
-                    *[format_bucket(b.accuracy, b.reviews) for b in row.errors.lengths or []],
+                    *[format_bucket_interval(b) for b in row.errors.lengths or []],
                 ]
                 for row in comparison.rows
             ],
         )
         lines += [
             "",
-            f"{LENGTHS_METHOD}; accuracy (reviews). Reviews longer than a run's max length "
-            "were cut to it.",
+            f"{LENGTHS_METHOD}. Cells: accuracy ({CONFIDENCE:.0%} interval, reviews). Reviews "
+            "longer than a run's max length were cut to it.",
         ]
     notes = [
         f"{row.label}: {row.errors.lengths_note}"
@@ -560,10 +741,16 @@ CSV_FIELDS = (
     "test_samples",
     "ci_low",
     "ci_high",
+    "acc_mean",
+    "acc_mean_ci_low",
+    "acc_mean_ci_high",
     "acc_diff_vs",
     "acc_diff",
     "acc_diff_ci_low",
     "acc_diff_ci_high",
+    "acc_diff_test",
+    "acc_diff_p_adjusted",
+    "acc_diff_verdict",
     "runs",
     "test_acc_mean",
     "test_acc_std",
@@ -598,27 +785,31 @@ CSV_FIELDS = (
 )
 
 
-def _difference_vs_best(comparison: Comparison, row: ModelRow) -> dict[str, Any]:
-    """This row's accuracy minus the best row's, with the pair's bootstrap interval."""
-    best = next((r for r in comparison.rows if r.best), None)
-    if best is None or best.label == row.label:
+def _difference_vs_top(comparison: Comparison, row: ModelRow) -> dict[str, Any]:
+    """This row's mean accuracy minus the row with the highest mean, from their verdict."""
+    top = max(comparison.rows, key=lambda r: r.accuracy.mean)
+    if top.label == row.label:
         return {}
-    for pair in comparison.pairs:
-        if {pair.a, pair.b} == {row.label, best.label}:
+    for pair in comparison.verdict.pairs:
+        if {pair.a, pair.b} == {row.label, top.label}:
             sign = 1 if pair.a == row.label else -1
-            low, high = sign * pair.bootstrap.low, sign * pair.bootstrap.high
+            low, high = sign * pair.low, sign * pair.high
             return {
-                "acc_diff_vs": best.label,
-                "acc_diff": sign * pair.bootstrap.difference,
+                "acc_diff_vs": top.label,
+                "acc_diff": sign * pair.difference,
                 "acc_diff_ci_low": min(low, high),
                 "acc_diff_ci_high": max(low, high),
+                "acc_diff_test": pair.test,
+                "acc_diff_p_adjusted": pair.p_adjusted,
+                "acc_diff_verdict": pair.sentence(),
             }
     return {}
 
 
 def render_csv(comparison: Comparison) -> str:
-    """One line per model, full precision; each row's difference to the best row with its
-    bootstrap interval (every pair is in json and markdown)."""
+    """One line per model, full precision: its mean over seeds with the interval, and its
+    difference to the row with the highest mean with the verdict's interval, test and
+    sentence (every pair is in json and markdown)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
@@ -644,7 +835,10 @@ def render_csv(comparison: Comparison) -> str:
             loaded=machine.loaded,
             **{k: settings.get(k) for k in ("optimizer", "lr", "scheduler", "warmup_ratio")},
             **{k: settings.get(k) for k in ("batch_size", "epochs")},
-            **_difference_vs_best(comparison, row),
+            acc_mean=row.accuracy.mean,
+            acc_mean_ci_low=row.accuracy.low,
+            acc_mean_ci_high=row.accuracy.high,
+            **_difference_vs_top(comparison, row),
         )
         writer.writerow({k: "" if values.get(k) is None else values[k] for k in CSV_FIELDS})
     return buffer.getvalue()

@@ -13,16 +13,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import yaml
-
 from imdb_cli import registry
-from imdb_cli.config import TrainConfig, flag_name
+from imdb_cli.config import NOT_RECIPE, TrainConfig, flag_name, read_yaml
 from imdb_cli.errors import ImdbError
 from imdb_cli.runs.ledger import Ledger
-from imdb_cli.runs.select import CONFIG_NAME, Run
+from imdb_cli.runs.run import CONFIG_NAME, Run
 
-# Settings that do not change what a run learns (the seed is reported on its own).
-NOT_RECIPE = frozenset({"seed", "eval_batch_size", "device", "compile", "attention", "tf32"})
 # A machine counts as loaded when others' work, measured as the 1-minute load average,
 # reached this share of its cores at the start or the end of training.
 LOADED_SHARE = 0.5
@@ -80,6 +76,7 @@ class Recipe:
     train_reviews: int | None
     machine: Machine
     lr_selection: str | None = None  # how the learning rate was chosen, when by a sweep
+    lr_grid: list[float] | None = None  # the rates that sweep tried
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -91,12 +88,7 @@ def run_weights(run: Run) -> str | None:
     """What the run's encoder started from: its config.yaml's `pretrained` (None: random
     init). Runs without a config.yaml fall back to the model's YAML."""
     path = run.path / CONFIG_NAME
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        document = None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ImdbError(f"{path}: cannot read ({exc})") from exc
+    document = read_yaml(path) if path.exists() else None
     if isinstance(document, dict) and "pretrained" in document:
         value = document["pretrained"]
         return str(value) if value is not None else None
@@ -108,37 +100,26 @@ def run_weights(run: Run) -> str | None:
 
 def machine_of(ledger: Ledger) -> Machine:
     env = ledger.environment
-
-    def number(key: str) -> float | None:
-        value = env.get(key)
-        return (
-            float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-        )
-
-    cpu_count, threads = number("cpu_count"), number("torch_threads")
     return Machine(
-        device=str(env.get("device", "unknown device")),
-        hostname=str(env["hostname"]) if env.get("hostname") else None,
-        cpu_count=int(cpu_count) if cpu_count else None,
-        load_start=number("load_average_start"),
-        load_end=number("load_average_end"),
-        threads=int(threads) if threads else None,
+        device=env.device or "unknown device",
+        hostname=env.hostname or None,
+        cpu_count=env.cpu_count or None,
+        load_start=env.load_average_start,
+        load_end=env.load_average_end,
+        threads=env.torch_threads or None,
     )
 
 
 def recipe_of(run: Run, seeds: Sequence[int]) -> Recipe:
     ledger = run.ledger
-    settings = {k: v for k, v in ledger.config.items() if k not in NOT_RECIPE}
     weights = run_weights(run)
-    sizes = ledger.data.get("sizes")
-    used = sizes.get("train_used") if isinstance(sizes, dict) else None
     return Recipe(
         weights=weights if weights is not None else "random init",
         pretrained=weights is not None,
-        settings=settings,
-        precision=str(ledger.environment.get("precision", ledger.config.get("precision", "?"))),
+        settings=ledger.config.recipe(),
+        precision=ledger.environment.precision or ledger.config.precision,
         seeds=list(seeds),
-        train_reviews=int(used) if isinstance(used, int) else None,
+        train_reviews=ledger.data.sizes.get("train_used"),
         machine=machine_of(ledger),
     )
 
@@ -225,7 +206,36 @@ def _start(names: Sequence[str]) -> str:
     return f"{names[0]} starts" if len(names) == 1 else f"{', '.join(names)} start"
 
 
-def warnings(labels: Sequence[str], recipes: Sequence[Recipe]) -> list[str]:
+def _lr_warnings(labels: Sequence[str], recipes: Sequence[Recipe]) -> list[str]:
+    """A rate chosen by a sweep is part of the recipe: the tuned model had more tries."""
+    swept = [(label, r) for label, r in zip(labels, recipes, strict=True) if r.lr_grid]
+    fixed = [(label, r) for label, r in zip(labels, recipes, strict=True) if not r.lr_grid]
+    lines = []
+    if swept and fixed:
+        lines.append(
+            "learning rate tuned for some models only: "
+            + "; ".join(
+                f"{label}'s chosen by a sweep over {', '.join(map(_number, r.lr_grid or []))}"
+                for label, r in swept
+            )
+            + "; "
+            + "; ".join(f"{label}'s fixed at {_number(r.settings.get('lr'))}" for label, r in fixed)
+            + "; the tuned model had more tries at its recipe"
+        )
+    grids = {tuple(r.lr_grid or ()) for _, r in swept}
+    if len(grids) > 1:
+        lines.append(
+            "learning rates chosen from different grids: "
+            + "; ".join(
+                f"{label} from {', '.join(map(_number, r.lr_grid or []))}" for label, r in swept
+            )
+        )
+    return lines
+
+
+def warnings(
+    labels: Sequence[str], recipes: Sequence[Recipe], *, seeds_hint: str | None = None
+) -> list[str]:
     """One line per way the compared runs are not like for like."""
     lines = []
     if len(recipes) > 1:
@@ -237,12 +247,20 @@ def warnings(labels: Sequence[str], recipes: Sequence[Recipe]) -> list[str]:
                 f"{_start(random)} from random init, so the gap measures pretraining as much "
                 "as the architecture"
             )
-        swept = all(r.lr_selection for r in recipes)
+        swept = all(r.lr_grid for r in recipes)
         differ = differing_settings(recipes, ignore=("lr",) if swept else ())
         if differ:
             lines.append(
                 f"different recipes ({' / '.join(labels)}): {'; '.join(differ)}; the gap "
                 "mixes the models with their settings"
+            )
+        lines += _lr_warnings(labels, recipes)
+        counts = [len(r.seeds) for r in recipes]
+        if len(set(counts)) > 1:
+            lines.append(
+                "different seed counts: "
+                + ", ".join(f"{label} {n}" for label, n in zip(labels, counts, strict=True))
+                + "; a model with more seeds shows its spread, the others may hide theirs"
             )
         machines = {r.machine.device for r in recipes}
         if len(machines) > 1:
@@ -256,10 +274,10 @@ def warnings(labels: Sequence[str], recipes: Sequence[Recipe]) -> list[str]:
         if len(r.seeds) == 1
     ]
     if single:
+        more = f" (to compare the encoders, {seeds_hint})" if seeds_hint else ""
         lines.append(
             f"one seed: {', '.join(single)}; no estimate of seed-to-seed variance, which "
-            "for fine-tuning is often a point or more (more seeds: imdb train MODEL --seed 43, "
-            "or imdb reproduce --seeds 42,43,44)"
+            f"for fine-tuning is often a point or more, so the verdict compares checkpoints{more}"
         )
     loaded = [label for label, r in zip(labels, recipes, strict=True) if r.machine.loaded]
     if loaded:

@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from imdb_cli.console import progress
-from imdb_cli.errors import ImdbError
 from imdb_cli.files import atomic_path
-from imdb_cli.runs.select import Run
+from imdb_cli.runs.run import Run
 from imdb_cli.workspace import Workspace
 
 KIND = "lengths"
@@ -28,16 +27,7 @@ _BATCH = 1000  # texts per tokenizer call: the fast tokenizer's threads work on 
 
 def counts_path(workspace: Workspace, run: Run) -> Path:
     data = run.ledger.data
-    fingerprint, seed, tokenizer = (
-        data.get("data_fingerprint"),
-        data.get("split_seed", data.get("seed")),
-        data.get("tokenizer_key"),
-    )
-    if not fingerprint or seed is None or not tokenizer:
-        raise ImdbError(
-            f"run {run.describe()}: its ledger does not name its data fingerprint, split seed "
-            "and tokenizer"
-        )
+    fingerprint, seed, tokenizer = data.data_fingerprint, data.split_seed, data.tokenizer_key
     return workspace.analysis / KIND / f"{fingerprint}-seed{seed}-{tokenizer}-{SPLIT}.npz"
 
 
@@ -89,13 +79,12 @@ def full_token_counts(workspace: Workspace, run: Run) -> dict[int, int]:
     known = _read(path)
     if known is not None and all(r in known for r in wanted):
         return known
-    from imdb_cli.data.locate import cache_of_run
     from imdb_cli.data.tokenized import load_texts
-    from imdb_cli.runs.checkpoints import load_run_tokenizer  # transformers: only when counting
+    from imdb_cli.runs.caches import cache_of_run
 
     cache = cache_of_run(workspace, run.ledger)
     ids, texts, _ = load_texts(cache, SPLIT)
-    tokenizer = load_run_tokenizer(run)
+    tokenizer = run.tokenizer()  # transformers: only when counting
     counts = count_tokens(tokenizer, texts, f"counting tokens of {len(texts):,} test reviews")
     _write(path, np.asarray(ids, dtype=np.int64), counts)
     return dict(zip(np.asarray(ids).tolist(), counts.tolist(), strict=True))

@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from imdb_cli.compare.comparison import Comparison
-from imdb_cli.compare.formats import format_seconds, md_escape, render_markdown
+from imdb_cli.compare.formats import (
+    format_seconds,
+    markdown_verdict,
+    md_escape,
+    render_markdown,
+)
+from imdb_cli.config import Invocation
 from imdb_cli.data.entry import DEFAULT_DATASET, LEGACY_LABELS
 
 
@@ -17,7 +23,7 @@ class AnalysisStep:
     """One analysis of `imdb reproduce`: its files, or why it did not run."""
 
     name: str
-    command: str | None = None
+    command: Invocation | None = None
     images: list[Path] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     summary: str | None = None
@@ -30,18 +36,19 @@ class StudyReport:
     """Everything `<workdir>/report.md` says."""
 
     workdir: Path
-    command: str
+    command: Invocation
     started_at: str
     versions: dict[str, str]
     models: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
     devices: dict[str, str] = field(default_factory=dict)  # model -> device it trained on
-    steps: list[str] = field(default_factory=list)  # each step as its own command
+    steps: list[Invocation] = field(default_factory=list)  # each step as its own command
     comparison: Comparison | None = None
     figures: dict[str, Path] = field(default_factory=dict)  # the comparison's PNGs by name
     analyses: list[AnalysisStep] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    page: Path | None = None  # report.html, the same study as one page to explore
 
 
 def _link(path: Path, base: Path) -> str:
@@ -61,9 +68,18 @@ def render_study_report(study: StudyReport) -> str:
         "",
         f"Made by `imdb reproduce` on {study.started_at} in {format_seconds(study.seconds)}.",
     ]
+    if study.page is not None:
+        lines += [
+            "",
+            f"The same study as one page to explore, offline in any browser: "
+            f"[{study.page.name}]({_link(study.page, study.workdir)}).",
+        ]
     if study.failures:
         lines += ["", "**Incomplete.** " + " ".join(f"{f}." for f in study.failures)]
-    lines += ["", "## Command", "", "```bash", study.command, "```", ""]
+    if study.comparison is not None and study.comparison.verdict.pairs:
+        # The answer first; the results below give the figures it rests on.
+        lines += ["", *markdown_verdict(study.comparison, "##")]
+    lines += ["", "## Command", "", "```bash", str(study.command), "```", ""]
     if study.data:
         d = study.data
         sizes = d.get("sizes", {})
@@ -87,7 +103,9 @@ def render_study_report(study: StudyReport) -> str:
         lines += ["No run completed, so there is no table.", ""]
     else:
         figures = {name: _link(path, study.workdir) for name, path in study.figures.items()}
-        lines += [render_markdown(study.comparison, heading_level=3, figures=figures)]
+        lines += [
+            render_markdown(study.comparison, heading_level=3, figures=figures, with_verdict=False)
+        ]
     if study.analyses:
         lines += ["## Error analysis", ""]
         for step in study.analyses:
@@ -112,7 +130,7 @@ def render_study_report(study: StudyReport) -> str:
         "tokenizer and length, which here is the one `imdb prepare` makes.",
         "",
         "```bash",
-        *study.steps,
+        *map(str, study.steps),
         "```",
         "",
     ]

@@ -18,7 +18,7 @@ from typing import Any
 
 from imdb_cli import registry
 from imdb_cli.config import ENTRY_NAME, read_yaml_entry
-from imdb_cli.errors import ImdbError
+from imdb_cli.errors import ImdbError, shown
 
 CONFIGS_ENV = "IMDB_DATASET_CONFIGS"
 DEFAULT_DATASET = "imdb"
@@ -130,7 +130,7 @@ def load_dataset_entry(key: str | None, flag: str = "--dataset") -> DatasetEntry
     entry = read_dataset_entry(path)
     in_folder = path.resolve().parent == folder.resolve()
     if in_folder and entry.name != path.stem:
-        raise ImdbError(f"{path}: key 'name' is {entry.name!r} but the file is {path.name}")
+        raise ImdbError(f"{path}: key 'name' is {shown(entry.name)} but the file is {path.name}")
     if not in_folder and entry.name in known_datasets():
         raise ImdbError(
             f"{path}: key 'name': '{entry.name}' is already the name of "
@@ -148,7 +148,7 @@ def read_dataset_entry(path: Path) -> DatasetEntry:
         if value is None and not required:
             return None
         if not isinstance(value, str) or not value.strip():
-            what = "missing" if value is None else f"must be a non-empty text (got {value!r})"
+            what = "missing" if value is None else f"must be a non-empty text (got {shown(value)})"
             raise ImdbError(f"{path}: key '{key}' {what}")
         return value.strip()
 
@@ -156,16 +156,21 @@ def read_dataset_entry(path: Path) -> DatasetEntry:
     assert name is not None
     if not ENTRY_NAME.match(name):
         raise ImdbError(
-            f"{path}: key 'name' {name!r}: use letters, digits, '.', '_' or '-' "
+            f"{path}: key 'name' {shown(name)}: use letters, digits, '.', '_' or '-' "
             "(a data set's name is how runs and caches refer to it)"
         )
     description = data.get("description") or ""
     if not isinstance(description, str):
-        raise ImdbError(f"{path}: key 'description' must be a text (got {description!r})")
+        raise ImdbError(f"{path}: key 'description' must be a text (got {shown(description)})")
     env = text("local_copy_env", required=False)
     if env is not None and not _ENV_NAME.match(env):
-        raise ImdbError(f"{path}: key 'local_copy_env' {env!r} is not a variable name")
+        raise ImdbError(f"{path}: key 'local_copy_env' {shown(env)} is not a variable name")
     columns = {key: text(key) for key in ("source", "text", "label")}
+    if columns["text"] == columns["label"]:
+        raise ImdbError(
+            f"{path}: keys 'text' and 'label' both name column {shown(columns['text'])}; the "
+            "texts and their labels are two columns"
+        )
     return DatasetEntry(
         name=name,
         path=path,
@@ -191,7 +196,7 @@ def _splits(value: Any, path: Path) -> tuple[str, ...] | None:
     ):
         raise ImdbError(
             f"{path}: key 'splits' must list the source's splits to read, like [train, test] "
-            f"(got {value!r})"
+            f"(got {shown(value)})"
         )
     names = tuple(v.strip() for v in value)
     if len(set(names)) != len(names):
@@ -204,13 +209,13 @@ def _labels(value: Any, path: Path) -> tuple[str, ...]:
     if value is None:
         raise ImdbError(f"{where} missing: list the class names, like [bad, good]")
     if not isinstance(value, list):
-        raise ImdbError(f"{where} must be a list of class names (got {value!r})")
+        raise ImdbError(f"{where} must be a list of class names (got {shown(value)})")
     names = []
     for item in value:
         # YAML reads yes/no/true/false as booleans and 1.5 as a number: names must be text.
         if isinstance(item, bool) or not isinstance(item, str | int) or not str(item).strip():
             raise ImdbError(
-                f"{where}: {item!r} is not a class name (write names as text; quote "
+                f"{where}: {shown(item)} is not a class name (write names as text; quote "
                 "yes, no, true or false)"
             )
         names.append(str(item).strip())
@@ -231,14 +236,14 @@ def _policy(value: Any, path: Path) -> SplitPolicy:
     if not isinstance(value, dict):
         raise ImdbError(
             f"{where} must be `given` or a mapping like {{seed: 42, fractions: [0.8, 0.1, 0.1]}} "
-            f"(got {value!r})"
+            f"(got {shown(value)})"
         )
     unknown = sorted(str(k) for k in set(value) - {"seed", "fractions"})
     if unknown:
         raise ImdbError(f"{where}: unknown key(s) {', '.join(unknown)}; known: seed, fractions")
     seed = value.get("seed", 42)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ImdbError(f"{where}.seed must be a whole number >= 0 (got {seed!r})")
+        raise ImdbError(f"{where}.seed must be a whole number >= 0 (got {shown(seed)})")
     fractions = value.get("fractions", list(STUDY_FRACTIONS))
     if not (
         isinstance(fractions, list)
@@ -247,7 +252,7 @@ def _policy(value: Any, path: Path) -> SplitPolicy:
     ):
         raise ImdbError(
             f"{where}.fractions must be three positive numbers for train, validation and "
-            f"test, like [0.8, 0.1, 0.1] (got {fractions!r})"
+            f"test, like [0.8, 0.1, 0.1] (got {shown(fractions)})"
         )
     if not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
         raise ImdbError(f"{where}.fractions must add up to 1 (got {sum(fractions):g})")

@@ -1,13 +1,12 @@
-"""Which prepared data a run uses: the newest entry that fits the model, the one `--data`
-names, the one a run recorded in its ledger, or one prepared on request (`--prepare`)."""
+"""Which prepared data a new run uses: the newest entry that fits the model, the one `--data`
+names, or one prepared on request (`--prepare`). (The data an existing run was trained on:
+runs/caches.py.)"""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imdb_cli.config import ModelSpec
+from imdb_cli.config import Invocation, ModelSpec
 from imdb_cli.console import info, warn
 from imdb_cli.data.encoding import tokenizer_key
 from imdb_cli.data.entry import DEFAULT_DATASET, DatasetEntry
@@ -21,10 +20,8 @@ from imdb_cli.data.store import (
     read_manifest,
     split_dir_name,
 )
-from imdb_cli.data.tokenized import TokenizedCache, open_cache
+from imdb_cli.data.tokenized import TokenizedCache
 from imdb_cli.errors import ImdbError
-from imdb_cli.runs.ledger import Ledger
-from imdb_cli.runs.select import Run
 from imdb_cli.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -85,19 +82,23 @@ def find_tokenized_cache(
             f"'{dataset}'; add --dataset {elsewhere[0].dataset}"
         )
     if not found:
-        flags = f"--models {model or 'MODEL'} --max-length {max_length}"
+        options: list[tuple[str, Any]] = [
+            ("models", model or "MODEL"),
+            ("max_length", max_length),
+        ]
         if truncation != "head":
-            flags += f" --truncation {truncation}"
+            options.append(("truncation", truncation))
         if seed is not None and seed != 42:
-            flags += f" --seed {seed}"
+            options.append(("seed", seed))
         if dataset not in (None, DEFAULT_DATASET):
-            flags += f" --dataset {dataset}"
+            options.append(("dataset", dataset))
+        command = Invocation("prepare", options=tuple(options), workdir=workspace.as_option())
         of_data = f" in cache/{fingerprint}" if fingerprint is not None else ""
         what = f"tokenized {dataset} data" if dataset else "tokenized data"
         raise ImdbError(
             f"no {what}{of_data} for {'model ' + repr(model) if model else 'this tokenizer'} "
             f"at max length {max_length} ({truncation} truncation) in {workspace.cache}; "
-            f"run `imdb prepare {flags}` first"
+            f"run `{command}` first"
         )
     newest = max(found, key=lambda c: str(c.manifest.get("created_at", "")))
     others = {c.path.parent.name for c in found} - {newest.path.parent.name}
@@ -112,51 +113,6 @@ def find_tokenized_cache(
     return newest
 
 
-def cache_of_run(workspace: Workspace, ledger: Ledger) -> TokenizedCache:
-    """The cache a run was trained on (its ledger's data section), checked by fingerprint."""
-    recorded = ledger.data.get("cache")
-    fingerprint = ledger.data.get("data_fingerprint")
-    if not recorded or not fingerprint:
-        raise ImdbError(f"run {ledger.model}/{ledger.run_id}: its ledger names no data cache")
-    path = Path(recorded)
-    # The workspace may have moved: look for the same entry under this workspace too.
-    for candidate in (path, workspace.cache / path.parent.name / path.name):
-        cache = open_cache(candidate)
-        if cache is not None and cache.data_fingerprint == fingerprint:
-            return cache
-    raise ImdbError(
-        f"run {ledger.model}/{ledger.run_id}: its data cache {path} is gone; recreate it with "
-        f"`{prepare_command(ledger)}`"
-    )
-
-
-def prepare_command(ledger: Ledger) -> str:
-    """The `imdb prepare` that makes the cache a run was trained on (same reviews, split,
-    tokens), from its ledger. Older ledgers name the sample size only in the fingerprint."""
-    data = ledger.data
-    fingerprint = str(data.get("data_fingerprint", ""))
-    limit = data.get("limit")
-    if limit is None and (found := re.search(r"-limit(\d+)", fingerprint)):
-        limit = int(found.group(1))
-    keep = data.get("keep_duplicates") or fingerprint.endswith("-keepdups")
-    parts = [f"imdb prepare --models {ledger.model}"]
-    parts.append(f"--max-length {data.get('max_length', 128)}")
-    parts.append(f"--truncation {data.get('truncation', 'head')}")
-    parts.append(f"--seed {data.get('split_seed', 42)}")
-    if limit is not None:
-        parts.append(f"--limit {limit}")
-    if keep:
-        parts.append("--keep-duplicates")
-    source = str(data.get("source") or "")
-    kind, _, where = source.partition(" ")
-    if kind in ("parquet", "aclImdb"):
-        folder = Path(where)
-        parts.append(f"--data-dir {folder.parent if folder.name == 'aclImdb' else folder}")
-    elif kind == "hub" and where:
-        parts.append(f"--dataset {where}")
-    return " ".join(parts)
-
-
 def cache_for_run(
     workspace: Workspace,
     spec: ModelSpec,
@@ -165,24 +121,22 @@ def cache_for_run(
     truncation: str,
     *,
     dataset: DatasetEntry | None,
-    resumed: Run | None = None,
+    recorded: TokenizedCache | None = None,
     pinned: TokenizedCache | None = None,
     prepare_source: DataSource | None = None,
     fingerprint: str | None = None,
 ) -> TokenizedCache:
     """The data a training run reads, checked against its tokenizer, length and truncation.
 
-    A resumed run reads the cache its ledger names; `pinned` is a cache the caller chose
-    (`imdb reproduce` passes the one it just prepared); otherwise the newest entry of
+    A resumed run reads the cache its ledger names (`recorded`); `pinned` is a cache the
+    caller chose (`imdb reproduce` passes the one it just prepared); otherwise the newest entry of
     `dataset` that fits (IMDB when None), or the prepared data `fingerprint` names (of
     `dataset` when given), prepared from `prepare_source` if missing.
     """
-    if resumed is not None:
-        recorded = cache_of_run(workspace, resumed.ledger)
+    if recorded is not None:
         if pinned is not None and pinned.data_fingerprint != recorded.data_fingerprint:
             raise ImdbError(
-                f"run {resumed.describe()} was trained on data {recorded.data_fingerprint}, "
-                f"not on {pinned.path}"
+                f"the run was trained on data {recorded.data_fingerprint}, not on {pinned.path}"
             )
         cache = recorded
     elif pinned is not None:

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from imdb_cli import registry
 from imdb_cli.config import MIN_MAX_LENGTH, TRUNCATIONS, ModelSpec
 from imdb_cli.console import debug, info, progress
-from imdb_cli.data.encoding import Encoder, tokenizer_key
+from imdb_cli.data.encoding import Encoder, Tokenization, tokenizer_key
 from imdb_cli.data.entry import DatasetEntry
 from imdb_cli.data.memo import Memo, spec_digest, tokenizer_digest
 from imdb_cli.data.sources import DataSource, RawData, int64_column, load_raw
@@ -242,7 +242,7 @@ def _ensure_tokenized(
         raise ImdbError(
             f"model '{users[0].key}': tokenizer '{users[0].tokenizer}' has no pad token"
         )
-    encoder = Encoder(tokenizer, max_length, truncation)
+    encoder = Encoder(tokenizer, Tokenization(max_length, truncation))
     total = sum(int(n) for n in split.manifest["sizes"].values())
 
     def fill(tmp: Path) -> dict[str, Any]:
@@ -292,6 +292,8 @@ def _dataset_facts(entry: DatasetEntry) -> dict[str, Any]:
     """What a manifest says of its data set (manifests without them hold IMDB)."""
     return {
         "dataset": entry.name,
+        # Where the entry was read from: `--dataset NAME` finds a YAML given by path again.
+        "dataset_yaml": str(entry.path.resolve()),
         "labels": list(entry.labels),
         "split_policy": entry.split.describe(),
     }

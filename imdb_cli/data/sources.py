@@ -351,6 +351,11 @@ def _check_columns(names: Sequence[str], path: Path, entry: DatasetEntry) -> Non
                 f"{entry.key(key)}: no column {column!r} in {path} "
                 f"(columns: {', '.join(names) or 'none'})"
             )
+        if names.count(column) > 1:
+            raise ImdbError(
+                f"{entry.key(key)}: {path} has {names.count(column)} columns named {column!r}; "
+                "which one holds the data is not clear (rename the others)"
+            )
 
 
 def read_parquet(path: Path, columns: list[str]) -> pa.Table:
@@ -377,7 +382,26 @@ def _columns(table: pa.Table, where: str, entry: DatasetEntry) -> tuple[ArrowTex
                 f"{entry.key(key)}: column {column!r} in {where} has {values.null_count} "
                 "empty (null) values"
             )
+    count, first = _blank_rows(text_col)
+    if count:
+        rows = ", ".join(str(i + 1) for i in first) + (", ..." if count > len(first) else "")
+        raise ImdbError(
+            f"{entry.key('text')}: column {entry.text!r} in {where} has {count} empty "
+            f"text(s) (row {rows}, counting data rows from 1); remove or fill them"
+        )
     return ArrowTexts(list(text_col.chunks)), class_ids(label_col, where, entry)
+
+
+def _blank_rows(column: pa.ChunkedArray, shown: int = 5) -> tuple[int, list[int]]:
+    """How many texts are empty or only whitespace, and the first few indices (Arrow
+    compute: no Python strings are built)."""
+    import pyarrow.compute as pc
+
+    blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(column)), 0)
+    count = int(pc.sum(blank).as_py() or 0)
+    if not count:
+        return 0, []
+    return count, [int(i) for i in pc.indices_nonzero(blank).slice(0, shown).to_pylist()]
 
 
 def class_ids(column: pa.ChunkedArray, where: str, entry: DatasetEntry) -> np.ndarray:
@@ -478,11 +502,14 @@ def _load_aclimdb(folder: Path, entry: DatasetEntry) -> RawData:
             files = sorted(class_dir.glob("*.txt"))
             for path in files:
                 try:
-                    texts.append(path.read_bytes().decode("utf-8"))
+                    text = path.read_bytes().decode("utf-8")
                 except UnicodeDecodeError as exc:
                     raise ImdbError(f"{path}: not valid UTF-8 (byte {exc.start})") from exc
                 except OSError as exc:
                     raise ImdbError(f"{path}: cannot read ({exc.strerror})") from exc
+                if not text.strip():
+                    raise ImdbError(f"{path}: an empty review; remove the file or fill it")
+                texts.append(text)
             labels.append(np.full(len(files), label, dtype=np.int64))
             if part.given is not None:
                 given.append(np.full(len(files), part.given, dtype=np.int8))
@@ -506,9 +533,6 @@ def _load_hub(entry: DatasetEntry) -> RawData:
     # attempt decides first (offline, a data set already in the local HF cache still loads).
     registry.go_offline_if_hub_unreachable()
     import datasets  # seconds to import (pandas and more): only when the Hub is read
-
-    if os.environ.get("HF_HUB_OFFLINE") == "1":  # datasets read the variable at its import
-        datasets.config.HF_HUB_OFFLINE = True
 
     name = entry.source
     hint = _local_hint(entry)

@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -83,6 +83,21 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def recorded_datasets(cache_root: Path) -> dict[str, Path | None]:
+    """The data sets prepared under `cache_root`, by name, with the YAML each was read from
+    (None when its manifest predates that record or the file is gone)."""
+    found: dict[str, Path | None] = {}
+    for folder in sorted(cache_root.glob("*/split-seed*")):
+        manifest = read_manifest(folder)
+        if manifest is None or "dataset" not in manifest:
+            continue
+        recorded = manifest.get("dataset_yaml")
+        path = Path(recorded) if isinstance(recorded, str) and Path(recorded).is_file() else None
+        if path is not None or str(manifest["dataset"]) not in found:
+            found[str(manifest["dataset"])] = path
+    return found
 
 
 def matches(manifest: dict[str, Any], expected: dict[str, Any]) -> str | None:
@@ -215,4 +230,4 @@ def build_entry(
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")

@@ -1,6 +1,6 @@
 """`imdb export`: a run's best checkpoint as a Hugging Face folder, or as ONNX (fp32 or int8).
 
-    run ──export (hf)──▶ config.json (auto_map), model.safetensors, modeling_imdb.py,
+    run ──export (hf)──▶ config.json (auto_map), model.safetensors, modeling_imdb.py (= model.py),
                          tokenizer files, README.md (the model card)
     run ──export (onnx)─▶ model.onnx, config.json, tokenizer files, README.md
 
@@ -17,6 +17,7 @@ renamed when complete (files.atomic_dir).
 from __future__ import annotations
 
 import functools
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,14 +27,14 @@ import numpy as np
 import torch
 from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 
-from imdb_cli import __version__
-from imdb_cli.config import TrainConfig
+from imdb_cli import __version__, registry
+from imdb_cli import model as imdb_model
 from imdb_cli.console import info, progress, warn
 from imdb_cli.data.encoding import Encoder
-from imdb_cli.data.locate import cache_of_run
+from imdb_cli.data.entry import configs_dir as dataset_configs_dir
 from imdb_cli.data.tokenized import TokenizedSplit, load_split, load_texts
 from imdb_cli.errors import ImdbError
-from imdb_cli.files import atomic_dir
+from imdb_cli.files import FolderState, atomic_dir, clean_stale_temps, folder_state
 from imdb_cli.handoff import export_folder
 from imdb_cli.handoff import onnx as onnx_graphs
 from imdb_cli.handoff.model_card import model_card
@@ -45,10 +46,11 @@ from imdb_cli.handoff.predict import (
     tokenize,
     torch_forward,
 )
-from imdb_cli.model import EncoderForClassification
+from imdb_cli.model import EncoderForClassification, ImdbClassifier, ImdbClassifierConfig
 from imdb_cli.runs import checkpoints
-from imdb_cli.runs.ledger import LEDGER_NAME
-from imdb_cli.runs.select import Run, resolve_run
+from imdb_cli.runs.caches import cache_of_run
+from imdb_cli.runs.run import Run
+from imdb_cli.runs.select import select_run
 from imdb_cli.training.inference import shortest_first
 from imdb_cli.workspace import Workspace
 
@@ -102,22 +104,55 @@ def check_options(fmt: str, quantize: str | None, graph: str = "optimized") -> N
         export_folder.require_onnx("--format onnx")
 
 
-def check_out(out: Path, force: bool) -> None:
-    """--out must be a new or empty folder, unless --force."""
+def check_out(out: Path, force: bool, workspace: Workspace, run: Run) -> FolderState:
+    """--out must be a new or empty folder, or with --force an earlier export (it holds
+    export_folder.MARKER_NAME), and never inside or around imdb's own folders (the workspace, the
+    run exported, model_configs/, dataset_configs/), whose --force would delete them. The
+    folder's state, which must not change before the export is renamed into place."""
+    if out.is_symlink():
+        raise ImdbError(f"--out {out}: is a symbolic link; give the folder itself")
     if out.exists() and not out.is_dir():
         raise ImdbError(f"--out {out}: is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise ImdbError(f"--out {out}: exists and is not empty (--force replaces it)")
+    where = out.resolve()
+    protected = {
+        "the workspace": workspace.root,
+        "the run exported": run.path,
+        "model_configs/": registry.configs_dir(),
+        "dataset_configs/": dataset_configs_dir(),
+    }
+    for name, folder in protected.items():
+        mine = folder.resolve()
+        if where == mine:
+            raise ImdbError(f"--out {out}: is {name}; export somewhere else")
+        if where.is_relative_to(mine):
+            raise ImdbError(f"--out {out}: lies inside {name} ({folder}); export outside it")
+        if mine.is_relative_to(where):
+            raise ImdbError(f"--out {out}: holds {name} ({folder}); export somewhere else")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise ImdbError(
+                f"--out {out}: exists and is not empty (--force replaces an earlier imdb export)"
+            )
+        if not (out / export_folder.MARKER_NAME).is_file():
+            raise ImdbError(
+                f"--out {out}: --force replaces only a folder written by `imdb export` (it "
+                f"holds {export_folder.MARKER_NAME}); this one is not, so it stays as it is"
+            )
+    for leftover in clean_stale_temps(out.parent, of=out.name):
+        info(f"removed {leftover}, left by an interrupted earlier export to {out.name}")
+    return folder_state(out)
 
 
 def exportable_run(workspace: Workspace, target: str, dataset: str | None = None) -> Run:
     """The run to export: completed, with a tested best checkpoint."""
-    run = resolve_run(workspace, target, dataset)
+    selected = select_run(workspace, target, dataset)
+    info(f"{target}: {selected.describe()}")
+    run = selected.run
     ledger = run.ledger
     if ledger.status != "completed" or ledger.best_epoch is None or ledger.test is None:
         raise ImdbError(
             f"run {run.describe()} has no completed best checkpoint "
-            f"(finish it with `imdb train {run.model} --resume {run.path}`)"
+            f"(finish it with `{run.resume_invocation()}`)"
         )
     return run
 
@@ -137,19 +172,19 @@ def export(
     folder, exported to the folder `out`."""
     check_options(fmt, quantize, graph)
     run = exportable_run(workspace, target, dataset)
-    check_out(out, force)
+    state = check_out(out, force, workspace, run)
     info(f"loading the best checkpoint of {run.model}/{run.run_id}")
     model, path = checkpoints.load_classifier(run, "best")
-    tokenizer = checkpoints.load_run_tokenizer(run)
-    config = TrainConfig.from_dict(run.ledger.config, f"{run.path / LEDGER_NAME}: config")
-    encoder = Encoder(tokenizer, config.max_length, config.truncation)
+    encoder = run.encoder()
+    tokenizer = encoder.tokenizer
     result = ExportResult(out, fmt, quantize, run, path, graph=graph)
     hf_config = classifier_config(run, model, encoder, path)
     # The HF model cuts long reviews itself (as trained): its tokenizer must not cut them
     # first, even when asked to truncate without a max_length. The ONNX graph does not cut:
     # there `truncation=True` should cut to the run's length.
     tokenizer.model_max_length = VERY_LARGE_INTEGER if fmt == "hf" else encoder.max_length
-    with atomic_dir(out) as folder:
+    with atomic_dir(out, expected=state) as folder:
+        export_folder.write_marker(folder, fmt, run)
         tokenizer.save_pretrained(folder)
         if fmt == "hf":
             info(f"writing the Hugging Face folder {out}")
@@ -170,10 +205,9 @@ def classifier_config(
     model: EncoderForClassification,
     encoder: Encoder,
     checkpoint: Path,
-) -> Any:
-    """The export's config.json: modeling_imdb.ImdbClassifierConfig."""
-    from imdb_cli.handoff.modeling_imdb import ImdbClassifierConfig
-
+) -> ImdbClassifierConfig:
+    """The export's config.json: the classifier's config, naming the model code it carries
+    (`auto_map`, for transformers users; imdb itself never follows it)."""
     names = run.ledger.label_names
     # Hugging Face sentiment models name their classes in capitals (NEGATIVE, POSITIVE).
     upper = [name.upper() for name in names]
@@ -182,16 +216,11 @@ def classifier_config(
         encoder_config.pop(key, None)
     for key in ("id2label", "label2id", "problem_type"):  # the classifier's, not the encoder's
         encoder_config.pop(key, None)
+    module = Path(export_folder.MODELING_NAME).stem
     return ImdbClassifierConfig(
         encoder=encoder_config,
         label_names=names,
-        truncation={
-            "max_length": encoder.max_length,
-            "strategy": encoder.truncation,
-            "prefix_tokens": len(encoder.prefix),
-            "suffix_tokens": len(encoder.suffix),
-            "head_tokens": head_tokens(encoder),
-        },
+        truncation=encoder.truncation_settings(),
         id2label=dict(enumerate(upper)),
         label2id={name: i for i, name in enumerate(upper)},
         problem_type="single_label_classification",
@@ -202,31 +231,27 @@ def classifier_config(
             "checkpoint": checkpoint.name,
             "best_epoch": run.ledger.best_epoch,
             "dataset": run.ledger.dataset,
-            "data_fingerprint": run.ledger.data.get("data_fingerprint"),
+            "data_fingerprint": run.ledger.data.data_fingerprint,
             "imdb_version": __version__,
         },
+        auto_map={
+            "AutoConfig": f"{module}.{ImdbClassifierConfig.__name__}",
+            "AutoModelForSequenceClassification": f"{module}.{ImdbClassifier.__name__}",
+        },
     )
-
-
-def head_tokens(encoder: Encoder) -> int:
-    """Text tokens a cut review keeps from its start (Encoder's rule)."""
-    if encoder.truncation == "head":
-        return encoder.content
-    if encoder.truncation == "tail":
-        return 0
-    return min(encoder.head, encoder.content)
 
 
 # --------------------------------------------------------------------------- hf
 
 
-def _write_hf(model: EncoderForClassification, config: Any, folder: Path) -> None:
-    from imdb_cli.handoff.modeling_imdb import ImdbClassifier
-
+def _write_hf(model: EncoderForClassification, config: ImdbClassifierConfig, folder: Path) -> None:
+    """The weights in the exported class, its config, and the model code itself: this
+    package's model.py, which imports only torch and transformers."""
     with onnx_graphs.quiet():
         hf_model = ImdbClassifier(config)
         hf_model.load_state_dict(model.state_dict(), strict=True)
         hf_model.save_pretrained(folder)
+    shutil.copyfile(imdb_model.__file__, folder / export_folder.MODELING_NAME)
 
 
 # --------------------------------------------------------------------------- onnx
@@ -363,11 +388,11 @@ def _check_reviews(workspace: Workspace, run: Run) -> list[str]:
         texts = []
     if len(texts) < 3:
         return [f"Review {i}: " + "a fine film, then a dull one. " * (i * 7 + 1) for i in range(8)]
-    by_length = sorted(texts, key=len)
-    if len(by_length) <= CHECK_REVIEWS:
-        return by_length
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     half = CHECK_REVIEWS // 2
-    return by_length[:half] + by_length[-half:]
+    # The shortest and the longest; in a small split they overlap, and each counts once.
+    chosen = dict.fromkeys([*order[:half], *order[-half:]])
+    return [texts[i] for i in chosen]
 
 
 def _measure_accuracy(

@@ -3,8 +3,10 @@ data, recipe and results, how to load it, what it cannot reproduce, and the vers
 
 from __future__ import annotations
 
+import json
 import platform
-from datetime import datetime, timezone
+import shlex
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -49,7 +51,7 @@ def _card_header(result: ExportResult, config: Any, ledger: Ledger) -> str:
         "---\n\n"
         f"# {ledger.model}: a {len(config.label_names)}-class review classifier ({names})\n\n"
         f"The {kind} written by `imdb export` (imdb-cli {__version__}) on "
-        f"{datetime.now(timezone.utc).strftime('%Y-%m-%d')} from run `{ledger.model}/"
+        f"{datetime.now(UTC).strftime('%Y-%m-%d')} from run `{ledger.model}/"
         f"{ledger.run_id}`, checkpoint `{result.checkpoint.name}` (the best validation "
         f"epoch, {ledger.best_epoch}).\n"
     )
@@ -99,19 +101,19 @@ def _card_model(result: ExportResult, config: Any, ledger: Ledger) -> str:
 
 
 def _card_data(ledger: Ledger) -> str:
-    sizes = ledger.data.get("sizes", {})
+    sizes = ledger.data.sizes
     listed = ", ".join(f"{split.replace('_', ' ')} {count:,}" for split, count in sizes.items())
     return (
         "## Data\n\n"
         f"- Data set: {ledger.dataset}\n"
-        f"- Data set fingerprint: `{ledger.data.get('data_fingerprint')}` (`imdb prepare`'s "
+        f"- Data set fingerprint: `{ledger.data.data_fingerprint}` (`imdb prepare`'s "
         "name for the reviews, the split and its options)\n"
-        f"- Split seed: {ledger.data.get('split_seed')}; reviews per split: {listed}\n"
+        f"- Split seed: {ledger.data.split_seed}; reviews per split: {listed}\n"
     )
 
 
 def _card_recipe(ledger: Ledger) -> str:
-    config = ledger.config
+    config = ledger.config.to_dict()
     shown = (
         "epochs",
         "batch_size",
@@ -126,12 +128,14 @@ def _card_recipe(ledger: Ledger) -> str:
         "seed",
         "limit_train",
     )
-    rows = "\n".join(f"| {key} | {config.get(key)} |" for key in shown if key in config)
     environment = ledger.environment
+    if environment.precision and environment.precision != config["precision"]:
+        config["precision"] = f"{config['precision']} ({environment.precision} where it ran)"
+    rows = "\n".join(f"| {key} | {config[key]} |" for key in shown)
     return (
         "## Recipe\n\n"
-        f"Trained by `imdb train` on {environment.get('device', '?')} in "
-        f"{environment.get('precision', '?')}:\n\n"
+        f"Trained by `imdb train` on {environment.device or '?'} in "
+        f"{environment.precision or '?'}:\n\n"
         f"| setting | value |\n| --- | --- |\n{rows}\n"
     )
 
@@ -201,11 +205,14 @@ def _card_onnx(result: ExportResult, ledger: Ledger) -> list[str]:
 
 
 def _card_usage(result: ExportResult, config: Any) -> str:
-    name = result.out.name
+    # The folder as `--out` named it: the snippets run from where the export was made.
+    folder = str(result.out)
+    name = json.dumps(folder)[1:-1]  # inside a Python string literal
+    shell = shlex.quote(folder)
     cut = config.truncation
     predict = (
-        f'```bash\nimdb predict {name} --text "A slow start, but a wonderful last hour."\n'
-        f"imdb predict {name} --file reviews.csv --column review -o scored.csv\n```\n"
+        f'```bash\nimdb predict {shell} --text "A slow start, but a wonderful last hour."\n'
+        f"imdb predict {shell} --file reviews.csv --column review -o scored.csv\n```\n"
     )
     if result.format == "hf":
         return (
@@ -310,7 +317,7 @@ def _card_versions(result: ExportResult, ledger: Ledger) -> str:
         exported_with += [f"onnx {onnx.__version__}", f"onnxruntime {onnxruntime.__version__}"]
     return (
         "## Versions\n\n"
-        f"- Trained with: python {environment.get('python', '?')}, torch "
-        f"{environment.get('torch', '?')}, transformers {environment.get('transformers', '?')}\n"
+        f"- Trained with: python {environment.python or '?'}, torch "
+        f"{environment.torch or '?'}, transformers {environment.transformers or '?'}\n"
         f"- Exported with: {', '.join(exported_with)} (python {platform.python_version()})\n"
     )

@@ -25,9 +25,8 @@ import numpy as np
 import torch
 from rich.progress import TextColumn
 
-from imdb_cli.config import TrainConfig
-from imdb_cli.console import progress
-from imdb_cli.data.encoding import Encoder
+from imdb_cli.console import info, progress
+from imdb_cli.data.encoding import Encoder, Tokenization
 from imdb_cli.data.tokenized import TokenizedSplit
 from imdb_cli.device import autocast, choose_device, choose_precision
 from imdb_cli.errors import ImdbError
@@ -36,7 +35,8 @@ from imdb_cli.handoff.review_files import ReviewSource
 from imdb_cli.model import EncoderForClassification
 from imdb_cli.runs import checkpoints
 from imdb_cli.runs.ledger import LEDGER_NAME
-from imdb_cli.runs.select import Run, is_run_dir, resolve_run
+from imdb_cli.runs.run import is_run_dir
+from imdb_cli.runs.select import Selected, select_run
 from imdb_cli.training.batches import Batch
 from imdb_cli.training.inference import in_split_order, shortest_first
 from imdb_cli.workspace import Workspace
@@ -99,19 +99,23 @@ def load_predictor(
         if checkpoint != "best":
             raise ImdbError(f"--checkpoint {checkpoint}: an exported folder holds one model")
         return _from_export(folder, device, batch_size)
-    return _from_run(resolve_run(workspace, target, dataset), checkpoint, device, batch_size)
+    selected = select_run(workspace, target, dataset)
+    info(f"{target}: {selected.describe()}")
+    return _from_run(selected, checkpoint, device, batch_size)
 
 
-def _from_run(run: Run, checkpoint: str, device: str, batch_size: int | None) -> Predictor:
-    config = TrainConfig.from_dict(run.ledger.config, f"{run.path / LEDGER_NAME}: config")
+def _from_run(
+    selected: Selected, checkpoint: str, device: str, batch_size: int | None
+) -> Predictor:
+    run = selected.run
+    config = run.ledger.config
     chosen = choose_device(device)
     precision = choose_precision(config.precision, chosen)
     model, path = checkpoints.load_classifier(run, checkpoint)
-    tokenizer = checkpoints.load_run_tokenizer(run)
     return Predictor(
-        description=f"{run.model}/{run.run_id} ({path.name})",
+        description=f"{selected.describe()}, {path.name}",
         label_names=_checked_labels(run.ledger.label_names, model, str(run.path)),
-        encoder=Encoder(tokenizer, config.max_length, config.truncation),
+        encoder=run.encoder(),
         forward=torch_forward(model.to(chosen), chosen, precision),
         device=chosen,
         batch_size=batch_size or config.eval_batch_size,
@@ -123,10 +127,12 @@ def _from_run(run: Run, checkpoint: str, device: str, batch_size: int | None) ->
 def _from_export(folder: Path, device: str, batch_size: int | None) -> Predictor:
     export = export_folder.read_export(folder)
     tokenizer = export_folder.load_tokenizer(folder)
-    encoder = Encoder(tokenizer, export.max_length, export.truncation)
+    encoder = Encoder(tokenizer, Tokenization(export.max_length, export.truncation))
     size = batch_size or export_folder.DEFAULT_BATCH_SIZE
     if export.is_onnx:
         session = export_folder.onnx_session(folder / export_folder.ONNX_NAME, device)
+        outputs = export_folder.onnx_outputs(session)
+        export_folder.check_classes(folder, export, outputs, export_folder.ONNX_NAME)
         return Predictor(
             description=f"{folder} (ONNX, {export.onnx_graph} graph, "
             f"{export.quantization or 'fp32'})",

@@ -6,25 +6,40 @@ chunks come (memory stays flat); a table needs every row before it can size its 
 
 Files (`-o`, `--embeddings`) are written under a temporary name in the same folder and
 renamed when everything is written, so an error or Ctrl-C leaves nothing under the name.
+What an output names is decided before any work (`output_targets`), and never replaces what
+the user has:
+  - a regular file, or a new name: written atomically (temp file, rename); temp files a
+    killed `imdb predict` left beside it are removed first;
+  - a symbolic link: what it points at, by these same rules; the link stays;
+  - a character device or a FIFO (`/dev/null`, `/dev/stdout`, a named pipe): `-o` is
+    written into it as a stream, in place (nothing to rename); `--embeddings` is refused
+    (its .npy header is rewritten at the end, which needs a file);
+  - the same file as `--file` (or the file standard input reads), the same file for `-o`
+    and `--embeddings`, a folder, a block device, a socket, a dangling link: refused.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
+import os
+import stat
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 from rich.table import Table
 
-from imdb_cli.console import file_console, out
+from imdb_cli.console import file_console, info, out
 from imdb_cli.errors import ImdbError
-from imdb_cli.files import atomic_path
+from imdb_cli.files import atomic_path, clean_stale_temps
 from imdb_cli.handoff.predict import ScoredChunk
+from imdb_cli.handoff.review_files import STDIN
 
 FORMATS = ("table", "jsonl", "csv", "tsv", "json")
 DELIMITERS = {"csv": ",", "tsv": "\t"}
@@ -42,12 +57,100 @@ def format_for(output: Path | None, given: str | None) -> str:
     return suffix if suffix in FORMATS and suffix != "table" else "table"
 
 
-def check_target(path: Path, flag: str) -> None:
-    """Fail before any work when `path` cannot be written: its folder must exist."""
-    if path.is_dir():
+@dataclass(frozen=True)
+class Target:
+    """Where one output goes: `path` (a link's target), and whether it is written in place
+    (a device or FIFO, as a stream) or atomically (a file)."""
+
+    flag: str
+    given: Path
+    path: Path
+    in_place: bool = False
+
+
+def check_target(path: Path, flag: str) -> Target:
+    """Fail before any work when `path` cannot be written or would replace what the user
+    has (see the module's notes); the Target to write."""
+    target = path
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.exists():
+            raise ImdbError(f"{flag} {path}: a symbolic link to {target}, which does not exist")
+    if target.is_dir():
         raise ImdbError(f"{flag} {path}: is a folder; give a file name")
-    if not path.parent.is_dir():
-        raise ImdbError(f"{flag} {path}: folder {path.parent} does not exist")
+    if not target.parent.is_dir():
+        raise ImdbError(f"{flag} {path}: folder {target.parent} does not exist")
+    if not target.exists():
+        return Target(flag, path, target)
+    mode = target.stat().st_mode
+    if stat.S_ISREG(mode):
+        return Target(flag, path, target)
+    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        return Target(flag, path, target, in_place=True)
+    kind = "a block device" if stat.S_ISBLK(mode) else "neither a file, a FIFO nor a device"
+    raise ImdbError(f"{flag} {path}: is {kind}; refused")
+
+
+def output_targets(
+    output: Path | None, embeddings: Path | None, review_file: str | None
+) -> tuple[Target | None, Target | None]:
+    """`-o` and `--embeddings` checked before any work: neither may be the reviews' file
+    (a hard link or a symbolic link to it included) nor the other one."""
+    targets = [
+        check_target(path, flag) if path is not None else None
+        for path, flag in ((output, "--output"), (embeddings, "--embeddings"))
+    ]
+    rows, vectors = targets
+    if vectors is not None and vectors.in_place:
+        raise ImdbError(
+            f"--embeddings {vectors.given}: is a device or FIFO; the .npy file is finished by "
+            "rewriting its header, so give a file"
+        )
+    given = [t for t in targets if t is not None and t.path.exists()]
+    if rows is not None and vectors is not None and _same(rows.path, vectors.path):
+        raise ImdbError(
+            f"--output {rows.given} and --embeddings {vectors.given} are the same file; give two"
+        )
+    for target in given:
+        if review_file == STDIN:
+            if _is_stdin(target.path):
+                raise ImdbError(
+                    f"{target.flag} {target.given}: is the file standard input reads the reviews "
+                    "from; writing it would replace them"
+                )
+        elif review_file is not None and _same(target.path, Path(review_file)):
+            raise ImdbError(
+                f"{target.flag} {target.given}: is the --file {review_file} being read; writing "
+                "it would replace the reviews (give another file)"
+            )
+    return rows, vectors
+
+
+def _same(a: Path, b: Path) -> bool:
+    """The same file: one path, or two names (links) of one file."""
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def _is_stdin(path: Path) -> bool:
+    try:
+        standard, mine = os.fstat(sys.stdin.fileno()), path.stat()
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False  # no real standard input (a test runner's stream)
+    return stat.S_ISREG(mine.st_mode) and (standard.st_dev, standard.st_ino) == (
+        mine.st_dev,
+        mine.st_ino,
+    )
+
+
+def clean_leftovers(target: Target | None) -> None:
+    """Temp files of an earlier `imdb predict` into the same file that was killed."""
+    if target is None or target.in_place:
+        return
+    for path in clean_stale_temps(target.path.parent, of=target.path.name):
+        info(f"removed {path}, left by an interrupted earlier write of {target.path.name}")
 
 
 def prob_columns(label_names: list[str]) -> list[str]:
@@ -159,25 +262,34 @@ class Embeddings:
 
 
 @contextlib.contextmanager
-def opened(output: Path | None, fmt: str, key_name: str, label_names: list[str]) -> Iterator[Rows]:
-    """Rows to `output` (atomically) or to standard output."""
+def opened(
+    output: Target | None, fmt: str, key_name: str, label_names: list[str]
+) -> Iterator[Rows]:
+    """Rows to `output` (atomically, or into a device or FIFO as it comes) or to standard
+    output."""
     if output is None:
         rows = Rows(sys.stdout, fmt, key_name, label_names, to_terminal=True)
         yield rows
         rows.close()
         return
-    with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as stream:
+    if output.in_place:  # a device or FIFO: as a stream, the way a shell's `>` writes it
+        with open(output.path, "w", encoding="utf-8", newline="") as stream:
+            rows = Rows(stream, fmt, key_name, label_names, to_terminal=False)
+            yield rows
+            rows.close()
+        return
+    with atomic_path(output.path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as stream:
         rows = Rows(stream, fmt, key_name, label_names, to_terminal=False)
         yield rows
         rows.close()
 
 
 @contextlib.contextmanager
-def embeddings_file(path: Path | None, width: int) -> Iterator[Embeddings | None]:
-    if path is None:
+def embeddings_file(target: Target | None, width: int) -> Iterator[Embeddings | None]:
+    if target is None:
         yield None
         return
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+    with atomic_path(target.path) as tmp, open(tmp, "wb") as handle:
         vectors = Embeddings(handle, width)
         yield vectors
         vectors.close()

@@ -19,6 +19,8 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import re
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -68,21 +70,34 @@ def open_reviews(path: str, column: str = "text", *, skip_empty: bool = False) -
     if path == STDIN:
         return _lines(sys.stdin.buffer, "standard input", skip_empty)
     file = Path(path)
-    suffix = file.suffix.lower()
+    if file.is_dir():
+        raise ImdbError(f"--file {path}: is a folder; give a file of reviews")
+    if not file.exists():
+        raise ImdbError(f"--file {path}: no such file")
+    # A FIFO or a character device (`--file <(zcat reviews.txt.gz)`) is read once, as a
+    # stream: one review a line when it has no suffix (a shell's pipe has none).
+    mode = file.stat().st_mode
+    stream = stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+    suffix = file.suffix.lower() or (".txt" if stream else "")
     if suffix not in SUFFIXES:
         raise ImdbError(
             f"--file {path}: unknown kind of file {suffix or '(no suffix)'!r}; "
             f"use {', '.join(SUFFIXES)} or - for standard input"
         )
-    if not file.is_file():
-        raise ImdbError(f"--file {path}: no such file")
-    if file.stat().st_size == 0:
+    if not stream and not stat.S_ISREG(mode):
+        raise ImdbError(f"--file {path}: neither a file nor a pipe")
+    if stream and suffix == ".parquet":
+        raise ImdbError(
+            f"--file {path}: a parquet file is read by seeking; give a file, not a pipe"
+        )
+    if not stream and file.stat().st_size == 0:
         raise ImdbError(f"--file {path}: the file is empty")
     if suffix == ".parquet":
         return _parquet(file, column, skip_empty)
     handle = _open(file)
     if suffix == ".txt":
-        return _lines(handle, str(file), skip_empty, total=_count_lines(file))
+        total = None if stream else _count_lines(file)
+        return _lines(handle, str(file), skip_empty, total=total)
     if suffix == ".jsonl":
         return _jsonl(handle, str(file), column, skip_empty)
     return _delimited(handle, str(file), column, skip_empty, "\t" if suffix == ".tsv" else ",")
@@ -146,34 +161,51 @@ def _open(file: Path) -> IO[bytes]:
         raise ImdbError(f"--file {file}: cannot read ({exc.strerror or exc})") from exc
 
 
+# A line ends at \n, \r\n or a lone \r (old Mac files, some exports): each is a line end,
+# never part of a review. (Not str.splitlines: it also splits at \x0b, \x1c, \u2028 and
+# others, which may stand inside a review.)
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+
+
 def _decoded(handle: IO[bytes], name: str) -> Iterator[tuple[int, str]]:
     """(line number, text with its line end) of each line; one that is not UTF-8 is named."""
+    # Decided when reading starts: standard input may be swapped out later, while a model
+    # loads (guarded_loading.no_stdin), which is when an abandoned reader may be collected.
+    owned = handle is not sys.stdin.buffer
+    number = 0
     try:
-        for number, raw in enumerate(handle, start=1):
+        for raw in handle:  # split at \n; lone \r are split below, after decoding
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
+                before = raw[: exc.start]  # holds no \n: only lone \r end lines in it
+                at, column = number + 1 + before.count(b"\r"), exc.start - before.rfind(b"\r")
                 raise ImdbError(
-                    f"{name} line {number}: not UTF-8 text (byte {exc.start + 1} of the line)"
+                    f"{name} line {at}: not UTF-8 text (byte {column} of the line)"
                 ) from exc
-            if number == 1:
+            if number == 0:
                 text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the review
-            yield number, text
+            for line in _LINE.findall(text):
+                number += 1
+                yield number, line
     except OSError as exc:
         raise ImdbError(f"{name}: cannot read ({exc.strerror or exc})") from exc
     finally:
-        if handle is not sys.stdin.buffer:
+        if owned:
             handle.close()
 
 
 def _count_lines(file: Path) -> int:
-    """Lines of a text file (a last line without a line end counts), read in blocks."""
+    """Lines of a text file, read in blocks: each \n, \r\n or lone \r ends one, and a last
+    line without a line end counts."""
     count, last = 0, b"\n"
     with open(file, "rb") as handle:
         while block := handle.read(1 << 20):
-            count += block.count(b"\n")
+            count += block.count(b"\n") + block.count(b"\r") - block.count(b"\r\n")
+            if last == b"\r" and block.startswith(b"\n"):
+                count -= 1  # a \r\n cut between two blocks ends one line
             last = block[-1:]
-    return count + (last != b"\n")
+    return count + (last not in (b"\n", b"\r"))
 
 
 def _lines(
@@ -254,6 +286,12 @@ def _delimited(
         raise _empty(name)
     if column not in header:
         raise _no_column(name, column, header)
+    for repeated in (column, ID_COLUMN):
+        if header.count(repeated) > 1:
+            raise ImdbError(
+                f"{name} line 1: {header.count(repeated)} columns are named {repeated!r}; which "
+                "one to read is not clear (rename the others)"
+            )
     at = header.index(column)
     id_at = header.index(ID_COLUMN) if ID_COLUMN in header and column != ID_COLUMN else None
     source = ReviewSource(name, ROW_KEY if id_at is None else ID_COLUMN, None, iter(()))
@@ -301,6 +339,12 @@ def _parquet(file: Path, column: str, skip_empty: bool) -> ReviewSource:
     schema = parquet.schema_arrow
     if column not in schema.names:
         raise _no_column(name, column, schema.names)
+    for repeated in (column, ID_COLUMN):
+        if schema.names.count(repeated) > 1:
+            raise ImdbError(
+                f"{name}: {schema.names.count(repeated)} columns are named {repeated!r}; which "
+                "one to read is not clear (rename the others)"
+            )
     kind = schema.field(column).type
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         raise ImdbError(f"{name}: column {column!r} holds {kind}, not text (--column)")

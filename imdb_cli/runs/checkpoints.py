@@ -11,21 +11,20 @@ ledger must stay inside its run folder.
 
 from __future__ import annotations
 
-import hashlib
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from transformers import AutoModel, PreTrainedTokenizerBase
 
 from imdb_cli import guarded_loading
-from imdb_cli.errors import ImdbError
-from imdb_cli.files import write_atomic
+from imdb_cli.errors import ImdbError, first_line
+from imdb_cli.files import file_sha256, write_atomic
 from imdb_cli.model import EncoderForClassification
 from imdb_cli.runs.ledger import LEDGER_NAME, Ledger
-from imdb_cli.runs.select import ENCODER_DIR, Run
+from imdb_cli.runs.run import ENCODER_DIR, Run
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -38,12 +37,15 @@ def state_path(run_dir: Path, epoch: int) -> Path:
     return run_dir / CHECKPOINT_DIR / f"epoch_{epoch}.state.pt"
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+_PICKLE_STARTS = (b"PK\x03\x04", b"\x80")  # torch.save's zip archive; a bare pickle
+
+
+def is_pickle(path: Path) -> bool:
+    """Whether a file starts as torch.save's or pickle's output (a safetensors file starts
+    with the 8-byte length of its JSON header, then `{`)."""
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        start = handle.read(9)
+    return start.startswith(_PICKLE_STARTS) and start[8:9] != b"{"
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> str:
@@ -64,10 +66,15 @@ def read_weights(path: Path, sha256: str | None = None) -> dict[str, torch.Tenso
     """The tensors of a weights file; with `sha256`, only if the file still has it."""
     if not path.is_file():
         raise ImdbError(f"checkpoint {path} does not exist")
+    if is_pickle(path):
+        raise ImdbError(
+            f"checkpoint {path} is a pickle (torch.save), not safetensors; refused: imdb never "
+            "unpickles weights"
+        )
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ImdbError(f"checkpoint {path} is corrupt or truncated ({exc})") from exc
+        raise ImdbError(f"checkpoint {path} is corrupt or truncated ({first_line(exc)})") from exc
     if sha256 is not None and file_sha256(path) != sha256:  # damage a reader cannot see
         raise ImdbError(
             f"checkpoint {path} is damaged: its sha256 differs from the one its ledger "
@@ -126,8 +133,17 @@ def load_train_state(path: Path) -> dict[str, Any]:
         raise ImdbError(f"training state {path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # Not torch's message: it advises loading the file with weights_only=False, which
+        # would run whatever the pickle names.
+        raise ImdbError(
+            f"training state {path} holds pickled Python objects other than tensors; refused: "
+            "imdb loads training state with torch.load(weights_only=True) only"
+        ) from exc
     except Exception as exc:  # torch raises many types for a bad file
-        raise ImdbError(f"training state {path} is corrupt or truncated ({exc})") from exc
+        raise ImdbError(
+            f"training state {path} is corrupt or truncated ({first_line(exc)})"
+        ) from exc
     if not isinstance(state, dict):
         raise ImdbError(f"training state {path} is not a dict")
     return state
@@ -164,13 +180,9 @@ def load_classifier(
         raise ImdbError(f"run {run.path} has no {ENCODER_DIR}/config.json (incomplete run?)")
     config = guarded_loading.load_config(encoder_dir)
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    encoder = AutoModel.from_config(config, **kwargs)
+    encoder = guarded_loading.model_from_config(config, encoder_dir / "config.json", **kwargs)
     model = EncoderForClassification(encoder, len(run.ledger.label_names))
     path = checkpoint_path(run, checkpoint)
     load_weights(model, path, recorded_sha256(run.path, run.ledger, path))
     model.eval()
     return model, path
-
-
-def load_run_tokenizer(run: Run) -> PreTrainedTokenizerBase:
-    return guarded_loading.load_tokenizer(run.path / ENCODER_DIR)

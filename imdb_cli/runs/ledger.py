@@ -1,38 +1,99 @@
-"""The ledger: a run's JSON record (config, environment, per-epoch metrics, test result).
+"""The ledger: a run's JSON record (config, data, environment, per-epoch metrics, test result).
 
 `runs/<model>/<run-id>/ledger.json`, rewritten atomically after every epoch, is what
-`compare`, `tsne` and `evaluate` read. Metrics are per-sample counts and sums, never
-averages of batch averages.
+`compare`, `tsne`, `evaluate`, `predict` and `export` read. It is typed end to end: the
+config is the run's TrainConfig, the data and environment are records below, and one
+codec (records.py) reads it back, checking every field's type. Metrics are per-sample
+counts and sums, never averages of batch averages.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import MISSING, asdict, dataclass, field, fields
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from imdb_cli.config import TrainConfig
+from imdb_cli.data.encoding import Tokenization
 from imdb_cli.data.entry import DEFAULT_DATASET, LEGACY_LABELS
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import write_json_atomic
+from imdb_cli.records import STRICT, decode, encode
+from imdb_cli.runs import ledger_checks
 
 # Version 2 added, each with a default for version-1 ledgers (which read as before):
 # `data.dataset` and `data.labels` (IMDB and its two labels), one row of class
 # probabilities per test review (P(class 1) in version 1), each epoch's `weights_sha256`
 # (unchecked without), `wandb_run_id` and `wandb_last_step` (none), and the load average
-# and core count in `environment` (unknown). A ledger is always written as the newest
-# version; an older imdb refuses it by that number rather than misreading it.
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# and core count in `environment` (unknown). Version 3 moved the data's `max_length` and
+# `truncation` into `data.tokenization`, and added `data.tokenizer_files_sha256`. A
+# ledger is always written as the newest version; an older imdb refuses it by that
+# number rather than misreading it.
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 LEDGER_NAME = "ledger.json"
 STATUSES = ("running", "completed", "failed", "interrupted")
 
 
 @dataclass
+class DataRecord:
+    """Which data a run trained on: the data set, its cache and split, the tokenization."""
+
+    __pydantic_config__ = STRICT
+
+    cache: str  # the tokenized cache's folder, as it was when the run trained
+    data_fingerprint: str
+    tokenizer_key: str
+    split_seed: int
+    tokenization: Tokenization
+    sizes: dict[str, int]  # reviews per split, and `train_used`
+    dataset: str = DEFAULT_DATASET  # ledgers that name none were written when IMDB was all
+    labels: list[str] = field(default_factory=lambda: list(LEGACY_LABELS))
+    num_classes: int | None = None
+    limit_train: int | None = None
+    test_review_ids_sha256: str | None = None
+    # What `imdb prepare` needs to make the same cache again, should it be deleted.
+    limit: int | None = None
+    keep_duplicates: bool | None = None
+    source: str | None = None
+    dataset_yaml: str | None = None  # the data set's YAML, as prepare read it
+    # sha256 of each tokenizer file in the run's encoder/ folder, checked when it loads;
+    # None in ledgers written before they were recorded.
+    tokenizer_files_sha256: dict[str, str] | None = None
+
+
+@dataclass
+class EnvironmentRecord:
+    """Where and with what a run trained (unknown values are None: older ledgers lack some)."""
+
+    __pydantic_config__ = STRICT
+
+    python: str | None = None
+    torch: str | None = None
+    transformers: str | None = None
+    platform: str | None = None
+    device: str | None = None
+    device_type: str | None = None
+    precision: str | None = None
+    attention: str | None = None  # the kernel --attention auto chose
+    world_size: int | None = None
+    torch_threads: int | None = None
+    cpu_count: int | None = None
+    load_average_start: float | None = None
+    load_average_end: float | None = None
+    hostname: str | None = None
+    pid: int | None = None  # who trained it (the run lock, not this, says who trains it now)
+    command: str | None = None
+
+
+@dataclass
 class EpochRecord:
+    __pydantic_config__ = STRICT
+
     epoch: int
     train_loss: float
     train_acc: float
@@ -52,6 +113,8 @@ class EpochRecord:
 
 @dataclass
 class TestRecord:
+    __pydantic_config__ = STRICT
+
     epoch: int
     checkpoint: str
     split: str
@@ -80,13 +143,14 @@ class TestRecord:
 
 @dataclass
 class Ledger:
+    __pydantic_config__ = STRICT
+
     model: str
     run_id: str
     status: str
-    config: dict[str, Any]
-    # Data set name, label names, cache path, data fingerprint, split seed, max length, sizes...
-    data: dict[str, Any]
-    environment: dict[str, Any]
+    config: TrainConfig
+    data: DataRecord
+    environment: EnvironmentRecord
     parameters: int
     created_at: str
     updated_at: str
@@ -100,54 +164,62 @@ class Ledger:
     # logged to it; None without W&B.
     wandb_run_id: str | None = None
     wandb_last_step: int | None = None
+    # The version the ledger was read in (written: always SCHEMA_VERSION).
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         """The ledger as written: in the newest schema, whichever it was read in."""
-        return asdict(self) | {"schema_version": SCHEMA_VERSION}
+        document: dict[str, Any] = encode(self)
+        return document | {"schema_version": SCHEMA_VERSION}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str) -> Ledger:
+    def from_dict(cls, document: dict[str, Any], where: str) -> Ledger:
         """A ledger read back from disk, every field checked: a damaged one is named, never
-        half-trusted."""
-        version = data.get("schema_version")
-        if not isinstance(version, int):
+        half-trusted. Older schemas are brought up to this one first."""
+        version = document.get("schema_version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            if "schema_version" in document:
+                raise ImdbError(
+                    f"{where}: damaged ledger: field 'schema_version' should be an integer "
+                    f"(got {version!r:.40})"
+                )
             raise ImdbError(f"{where}: not a ledger (no schema_version)")
         if version not in READABLE_VERSIONS:
-            readable = " and ".join(map(str, READABLE_VERSIONS))
+            readable = ", ".join(map(str, READABLE_VERSIONS))
             if version > SCHEMA_VERSION:
                 raise ImdbError(
                     f"{where}: ledger schema {version} is newer than this imdb understands "
                     f"(it reads {readable}); upgrade imdb"
                 )
             raise ImdbError(f"{where}: ledger schema {version} is not one imdb wrote")
+        ledger = decode(cls, _upgraded(document, version), f"{where}: damaged ledger")
+        ledger.schema_version = version
+        bad = ledger.config.problems()
+        if bad:
+            name, why = next(iter(bad.items()))
+            raise ImdbError(f"{where}: damaged ledger: field 'config.{name}' {why}")
         try:
-            values = _checked(cls, data, "")
-            values["epochs"] = [
-                EpochRecord(**_checked(EpochRecord, e, f"epochs[{i}]."))
-                for i, e in enumerate(data.get("epochs", []))
-            ]
-            if data.get("test") is not None:
-                values["test"] = TestRecord(**_checked(TestRecord, data["test"], "test."))
-            ledger = cls(**values)
-            _check_consistency(ledger)
-        except _Damaged as exc:
+            ledger_checks.check(ledger)  # the ledger against itself
+        except ledger_checks.Contradiction as exc:
             raise ImdbError(f"{where}: damaged ledger: {exc}") from exc
         if ledger.status not in STATUSES:
-            raise ImdbError(f"{where}: damaged ledger: unknown status {ledger.status!r}")
+            raise ImdbError(f"{where}: damaged ledger: unknown status {ledger.status!r:.40}")
         return ledger
 
     @property
     def dataset(self) -> str:
-        """The name of the data set the run was trained on (ledgers that name none were
-        written when IMDB was the only one)."""
-        return str(self.data.get("dataset", DEFAULT_DATASET))
+        """The name of the data set the run was trained on."""
+        return self.data.dataset
 
     @property
     def label_names(self) -> list[str]:
         """The run's class names, by class id."""
-        names = self.data.get("labels")
-        return [str(n) for n in names] if isinstance(names, list) and names else list(LEGACY_LABELS)
+        return list(self.data.labels) or list(LEGACY_LABELS)
+
+    @property
+    def tokenization(self) -> Tokenization:
+        """How the run's reviews were cut into tokens (the same in training and after)."""
+        return self.data.tokenization
 
     def epoch(self, number: int) -> EpochRecord:
         for record in self.epochs:
@@ -165,6 +237,31 @@ class Ledger:
         return sum(e.train_samples for e in self.epochs) / seconds if seconds else 0.0
 
 
+def _upgraded(document: dict[str, Any], version: int) -> dict[str, Any]:
+    """A ledger of an older schema in the shape of this one (the values unchanged)."""
+    if version >= 3:
+        return document
+    document = dict(document)
+    data = document.get("data")
+    config = document.get("config")
+    if isinstance(data, dict) and "tokenization" not in data:
+        data = dict(data)
+        settings = config if isinstance(config, dict) else {}
+        data["tokenization"] = {
+            "max_length": data.pop("max_length", settings.get("max_length")),
+            "truncation": data.pop("truncation", settings.get("truncation", "head")),
+        }
+        # Version 1 named the sample size and kept duplicates only in the fingerprint
+        # (`...-limit3000-keepdups`).
+        fingerprint = str(data.get("data_fingerprint", ""))
+        if data.get("limit") is None and (found := re.search(r"-limit(\d+)", fingerprint)):
+            data["limit"] = int(found.group(1))
+        if data.get("keep_duplicates") is None and fingerprint.endswith("-keepdups"):
+            data["keep_duplicates"] = True
+        document["data"] = data
+    return document
+
+
 def write_ledger(run_dir: Path, ledger: Ledger) -> None:
     write_json_atomic(run_dir / LEDGER_NAME, ledger.to_dict())
 
@@ -172,127 +269,11 @@ def write_ledger(run_dir: Path, ledger: Ledger) -> None:
 def read_ledger(run_dir: Path) -> Ledger:
     path = run_dir / LEDGER_NAME
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ImdbError(f"{path}: no ledger here (is this a run folder?)") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ImdbError(f"{path}: corrupt ledger ({exc})") from exc
-    if not isinstance(data, dict):
+    if not isinstance(document, dict):
         raise ImdbError(f"{path}: corrupt ledger (not a JSON object)")
-    return Ledger.from_dict(data, str(path))
-
-
-# --------------------------------------------------------------------------- checks on read
-
-
-class _Damaged(Exception):
-    """A field of a ledger read back from disk has the wrong type or an impossible value."""
-
-
-def _is(value: Any, hint: str) -> bool:
-    """Whether a JSON value fits a field's annotation (the few forms ledgers use)."""
-    hint = hint.strip()
-    if " | " in hint:
-        return any(_is(value, part) for part in _split_union(hint))
-    if hint == "None":
-        return value is None
-    if hint == "Any":
-        return True
-    if hint == "str":
-        return isinstance(value, str)
-    if hint == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint == "float":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint.startswith("dict["):
-        return isinstance(value, dict)
-    if hint.startswith("list[") and hint.endswith("]"):
-        inner = hint[len("list[") : -1]
-        if inner in ("EpochRecord", "TestRecord"):
-            return isinstance(value, list)
-        return isinstance(value, list) and all(_is(v, inner) for v in value)
-    if hint in ("EpochRecord", "TestRecord"):
-        return isinstance(value, dict)
-    raise AssertionError(f"ledger field annotation {hint!r} has no check")  # a bug, not data
-
-
-def _split_union(hint: str) -> list[str]:
-    """`list[list[float]] | list[float] | None` -> its alternatives (brackets respected)."""
-    parts, depth, current = [], 0, ""
-    for char in hint:
-        depth += char == "["
-        depth -= char == "]"
-        if char == "|" and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    return [*parts, current]
-
-
-def _checked(kind: type, values: Any, prefix: str) -> dict[str, Any]:
-    """`values` as keyword arguments of dataclass `kind`, each field's type checked."""
-    if not isinstance(values, dict):
-        raise _Damaged(f"'{prefix.rstrip('.') or 'ledger'}' is not a JSON object")
-    known = {f.name: f for f in fields(kind)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise _Damaged(f"unknown field(s) {', '.join(prefix + u for u in unknown)}")
-    for name, spec in known.items():
-        if name not in values:
-            if spec.default is MISSING and spec.default_factory is MISSING:
-                raise _Damaged(f"field '{prefix}{name}' is missing")
-            continue
-        if not _is(values[name], str(spec.type)):
-            shown = repr(values[name])
-            shown = shown if len(shown) <= 40 else shown[:37] + "..."
-            raise _Damaged(f"field '{prefix}{name}' should be {spec.type} (got {shown})")
-    return dict(values)
-
-
-# Types of the `data` entries other code reads (other entries pass as they are).
-_DATA_FIELDS = {
-    "cache": "str",
-    "data_fingerprint": "str",
-    "tokenizer_key": "str",
-    "split_seed": "int",
-    "max_length": "int",
-    "truncation": "str",
-    "sizes": "dict[str, int]",
-    "limit_train": "int | None",
-    "labels": "list[str]",
-}
-
-
-def _check_consistency(ledger: Ledger) -> None:
-    for name, hint in _DATA_FIELDS.items():
-        if name in ledger.data and not _is(ledger.data[name], hint):
-            raise _Damaged(f"field 'data.{name}' should be {hint} (got {ledger.data[name]!r})")
-    numbers = [e.epoch for e in ledger.epochs]
-    if ledger.best_epoch is not None and ledger.best_epoch not in numbers:
-        raise _Damaged(f"field 'best_epoch' {ledger.best_epoch} is not one of its epochs")
-    test = ledger.test
-    if test is None:
-        return
-    n = len(test.review_ids)
-    if len(test.labels) != n or len(test.probs) != n:
-        raise _Damaged(
-            f"'test' holds {n} review ids, {len(test.labels)} labels and {len(test.probs)} "
-            "probabilities; they should be as many"
-        )
-    if n and n != test.samples:
-        raise _Damaged(f"'test.samples' is {test.samples} but it lists {n} reviews")
-    if any(isinstance(row, list) for row in test.probs):
-        widths = {len(row) if isinstance(row, list) else 1 for row in test.probs}
-        if len(widths) != 1 or min(widths) < 2:
-            raise _Damaged("'test.probs' rows should each hold one probability per class")
-        classes = widths.pop()
-    else:
-        classes = 2
-    probs = np.asarray(test.probs, dtype=np.float64)
-    if probs.size and not (np.isfinite(probs).all() and probs.min() >= 0 and probs.max() <= 1):
-        raise _Damaged("'test.probs' holds values outside [0, 1]")
-    if any(not 0 <= label < classes for label in test.labels):
-        raise _Damaged(f"'test.labels' holds a class outside 0..{classes - 1}")
-    if not (math.isfinite(test.acc) and 0 <= test.acc <= 1):
-        raise _Damaged(f"'test.acc' {test.acc} is not an accuracy")
+    return Ledger.from_dict(document, str(path))

@@ -22,8 +22,9 @@ from typing import IO
 
 from imdb_cli.console import info
 from imdb_cli.errors import ImdbError
-from imdb_cli.files import clean_stale_temps
+from imdb_cli.files import clean_stale_temps, open_no_follow, refuse_links
 from imdb_cli.runs.checkpoints import CHECKPOINT_DIR
+from imdb_cli.runs.folder import LOG_NAME
 from imdb_cli.runs.ledger import LEDGER_NAME
 from imdb_cli.training.distributed import Distributed, from_rank0
 from imdb_cli.workspace import Workspace
@@ -31,19 +32,24 @@ from imdb_cli.workspace import Workspace
 LOCK_NAME = "train.lock"
 # A folder younger than this may be a run another process is creating right now.
 _YOUNG_SECONDS = 60.0
+_HOLDER_TRIES = 40  # reads of the lock's holder, 50 ms apart
 
 
 def _try_lock(run_dir: Path) -> IO[str] | str:
-    """The open, locked lock file; or, when another process holds it, who that is."""
-    try:
-        handle = (run_dir / LOCK_NAME).open("a+", encoding="utf-8")
-    except OSError as exc:
-        raise ImdbError(f"cannot lock {run_dir / LOCK_NAME}: {exc.strerror or exc}") from exc
+    """The open, locked lock file; or, when another process holds it, who that is.
+
+    Opened without following a link (files.open_no_follow) and truncated only once locked,
+    through the open file: a link planted as train.lock never lets a truncate reach a file
+    outside the run."""
+    # What the trainer writes into besides atomic renames (which replace a link, never
+    # follow it): the folder itself, its checkpoints folder, the log and this lock.
+    refuse_links(run_dir, run_dir / CHECKPOINT_DIR, run_dir / LOG_NAME)
+    fd = open_no_follow(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    handle = os.fdopen(fd, "r+", encoding="utf-8")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
+        holder = _holder(handle)
         handle.close()
         return holder
     handle.seek(0)
@@ -51,6 +57,18 @@ def _try_lock(run_dir: Path) -> IO[str] | str:
     handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
     handle.flush()
     return handle
+
+
+def _holder(handle: IO[str]) -> str:
+    """Who holds the lock, as the holder wrote it. It writes that just after taking the
+    lock, so a busy machine can show the file empty for a moment: read again briefly."""
+    for _ in range(_HOLDER_TRIES):
+        handle.seek(0)
+        holder = handle.read().strip()
+        if holder:
+            return holder
+        time.sleep(0.05)
+    return "another process"
 
 
 @contextlib.contextmanager
@@ -92,13 +110,18 @@ def tidy_model_runs(workspace: Workspace, model_key: str) -> None:
 
 
 def _tidy(parent: Path) -> None:
-    for run_dir in sorted(p for p in parent.iterdir() if p.is_dir()):
+    # A link among the runs is left as it is: tidying never follows one out of the workspace.
+    for run_dir in sorted(p for p in parent.iterdir() if p.is_dir() and not p.is_symlink()):
+        age = time.time() - run_dir.lstat().st_mtime  # before removing temps touches it
         clean_stale_temps(run_dir)
         clean_stale_temps(run_dir / CHECKPOINT_DIR)
-        if (run_dir / LEDGER_NAME).exists():
+        if (run_dir / LEDGER_NAME).exists() or (run_dir / LEDGER_NAME).is_symlink():
             continue
-        age = time.time() - run_dir.stat().st_mtime
-        if age < _YOUNG_SECONDS or is_locked(run_dir):
+        try:
+            locked = is_locked(run_dir)
+        except ImdbError:  # its lock is a link or no file: not ours to remove
+            continue
+        if age < _YOUNG_SECONDS or locked:
             continue
         shutil.rmtree(run_dir, ignore_errors=True)
         info(f"removed {run_dir}: a run folder with no ledger (its process was killed)")

@@ -1,5 +1,5 @@
 """The whole study in one call: prepare, train every model (per seed), compare, t-SNE,
-attention, and `<workdir>/report.md`.
+attention, and `<workdir>/report.md` with `report.html` beside it.
 
 Every step is one core function (the same ones the commands call), the report holds the
 exact command of each step, and a step that cannot run says so in the report instead of
@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import os
 import platform
-import shlex
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imdb_cli import __version__, registry
 from imdb_cli.compare import formats, study_report
 from imdb_cli.compare.comparison import Comparison, compare_runs
-from imdb_cli.config import ModelSpec, TrainConfig, option_args, train_command
+from imdb_cli.config import Invocation, ModelSpec, TrainConfig, train_invocation
 from imdb_cli.console import info, warn
 from imdb_cli.data.entry import DEFAULT_DATASET, DatasetEntry, configs_dir, load_dataset_entry
 from imdb_cli.data.prepare import prepare
@@ -30,9 +29,16 @@ from imdb_cli.data.sources import DataSource
 from imdb_cli.data.split import SplitOptions
 from imdb_cli.data.tokenized import TokenizedCache
 from imdb_cli.errors import ImdbError
-from imdb_cli.runs.select import Run
-from imdb_cli.study.sweep import SweepPlan, SweepRecord, train_sweep
+from imdb_cli.runs.run import Run
+from imdb_cli.runs.sweeps import SweepPlan, SweepRecord
+from imdb_cli.study.storage import StorageChoice
+from imdb_cli.study.sweep import train_sweep, trial_invocation
+from imdb_cli.study.workers import PoolOptions, SweepJob, run_pool
 from imdb_cli.workspace import Workspace
+
+if TYPE_CHECKING:  # torch and sklearn: only when the analyses run
+    from imdb_cli.analysis.attention import SavedAttention
+    from imdb_cli.analysis.embeddings import TsneResult
 
 REPORT_NAME = "report.md"
 FIGURES_DIR = "report-figures"  # the comparison's PNGs, linked from report.md
@@ -59,6 +65,9 @@ class StudyOptions:
     tsne_samples: int = TSNE_SAMPLES
     attention_reviews: int = ATTENTION_REVIEWS
     analysis: bool = True
+    # Trials side by side through an Optuna study (`--workers`, `--storage`); None: one
+    # after another in this process.
+    pool: PoolOptions | None = None
 
     def check(self) -> None:
         if not self.models:
@@ -123,27 +132,35 @@ class StudyResult:
 def run_study(workspace: Workspace, options: StudyOptions) -> StudyResult:
     """Every step of the study; a failed training or analysis is reported, not hidden."""
     started = time.perf_counter()
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     plan = make_plan(options)
     entry = load_dataset_entry(options.dataset)
     source = DataSource.of(entry, options.data_dir)
     split_options = SplitOptions.of(entry.split, seed=options.split_seed, limit=options.limit)
     study = study_report.StudyReport(
         workdir=workspace.root,
-        command=reproduce_command(workspace, options, source),
+        command=reproduce_invocation(workspace, options, source),
         started_at=started_at,
         versions=versions(),
         models=list(options.models),
     )
-    total_steps = 4 if options.analysis else 2
-    info(f"[bold]step 1/{total_steps}: prepare[/bold] ({source.describe()})")
+    names = ["prepare", "train", "compare", *(["t-SNE", "attention"] if options.analysis else [])]
+    names.append("report")
+    steps = iter(enumerate(names, start=1))
+
+    def announce(what: str = "") -> None:
+        number, name = next(steps)
+        info(f"[bold]step {number}/{len(names)}: {name}[/bold]{f' ({what})' if what else ''}")
+
+    announce(source.describe())
     caches = _prepare(workspace, plan, source, split_options, options, study)
 
-    info(f"[bold]step 2/{total_steps}: train[/bold] ({plan.trainings()} run(s))")
-    if options.rates:
+    announce(f"{plan.trainings()} run(s)")
+    if options.rates or options.pool is not None:
         runs, swept = _sweep_all(workspace, plan, caches, options, study)
     else:
         runs, swept = _train_all(workspace, plan, caches, entry, study), {}
+    announce(f"{len(runs)} run(s)")
     if runs:
         study.comparison = compare_runs(runs, workspace=workspace, lengths=True, sweeps=swept)
         study.figures = _comparison_figures(workspace, study.comparison, study)
@@ -153,23 +170,48 @@ def run_study(workspace: Workspace, options: StudyOptions) -> StudyResult:
                 workspace,
                 "compare",
                 *[_run_ref(workspace, p) for p in shown],
-                "--format",
-                "markdown",
-                "--plot",
-                str(_figures_dir(workspace)),
+                fmt="markdown",
+                plot=_figures_dir(workspace),
             )
         )
+    tsne: TsneResult | None = None
+    attention: list[SavedAttention] = []
     if options.analysis:
         shown_runs = _shown_runs(study, runs)
-        info(f"[bold]step 3/{total_steps}: t-SNE[/bold]")
-        study.analyses.append(_tsne(workspace, shown_runs, options, study))
-        info(f"[bold]step 4/{total_steps}: attention[/bold]")
-        study.analyses.append(_attention(workspace, shown_runs, options, study))
+        announce()
+        tsne_step, tsne = _tsne(workspace, shown_runs, options, study)
+        study.analyses.append(tsne_step)
+        announce()
+        attention_step, attention = _attention(workspace, shown_runs, options, study, tsne)
+        study.analyses.append(attention_step)
         study.steps += [step.command for step in study.analyses if step.command]
-    study.seconds = time.perf_counter() - started
     path = workspace.root / REPORT_NAME
+    announce(str(path))
+    study.seconds = time.perf_counter() - started
+    if study.comparison is not None:
+        study.page = _write_page(workspace, study, tsne, attention)
     formats.write_text(path, study_report.render_study_report(study))
     return StudyResult(study, path)
+
+
+def _write_page(
+    workspace: Workspace,
+    study: study_report.StudyReport,
+    tsne: TsneResult | None,
+    attention: list[SavedAttention],
+) -> Path | None:
+    """report.html beside report.md, from the analyses just computed (in memory)."""
+    from imdb_cli.compare import html
+
+    try:
+        html.require_libraries()
+    except ImdbError as exc:
+        warn(f"{html.REPORT_NAME} not written: {exc.message}")
+        return None
+    path = workspace.root / html.REPORT_NAME
+    size = html.write_html(path, html.for_study(workspace, study, tsne, attention))
+    info(f"wrote {path} ({size / 1e6:.1f} MB)")
+    return path
 
 
 def _prepare(
@@ -189,7 +231,7 @@ def _prepare(
     caches: dict[tuple[str, int, str], TokenizedCache] = {}
     for (length, truncation), specs in shapes.items():
         study.steps.append(
-            prepare_command(workspace, specs, length, truncation, source, split_options, options)
+            prepare_invocation(workspace, specs, length, truncation, source, split_options, options)
         )
         result = prepare(workspace, specs, source, split_options, length, truncation)
         for key, cache in result.caches.items():
@@ -221,7 +263,9 @@ def _train_all(
     for spec in plan.specs:
         for config in plan.configs[spec.key]:
             cache = caches[(spec.key, config.max_length, config.truncation)]
-            study.steps.append(train_command(spec, config, workspace.root, *options_dataset(entry)))
+            study.steps.append(
+                train_invocation(spec, config, workspace.root, dataset=dataset_option(entry))
+            )
             info(f"training {spec.key} (seed {config.seed}, {config.epochs} epoch(s))")
             try:
                 run = train(workspace, spec, config, cache=cache, dataset=entry)
@@ -230,13 +274,13 @@ def _train_all(
                 warn(message)
                 study.failures.append(message)
                 continue
-            if run.ledger.data.get("data_fingerprint") != cache.data_fingerprint:
+            if run.ledger.data.data_fingerprint != cache.data_fingerprint:
                 raise ImdbError(
-                    f"run {run.describe()} was trained on data {run.ledger.data.get('cache')}, "
+                    f"run {run.describe()} was trained on data {run.ledger.data.cache}, "
                     f"not on the prepared {cache.path}"
                 )
             runs.append(run)
-            study.devices.setdefault(spec.key, str(run.ledger.environment.get("device", "?")))
+            study.devices.setdefault(spec.key, run.ledger.environment.device or "?")
     return runs
 
 
@@ -247,19 +291,45 @@ def _sweep_all(
     options: StudyOptions,
     study: study_report.StudyReport,
 ) -> tuple[list[Run], dict[str, SweepRecord]]:
-    """`--lr`: a sweep per model over the rates (and seeds); the selected rate's runs."""
-    assert options.rates is not None
-    runs: list[Run] = []
-    swept: dict[str, SweepRecord] = {}
+    """`--lr`: a sweep per model over the rates (and seeds); the selected rate's runs.
+    With workers, every model's trials go to one pool (the YAML's rate when no --lr), so
+    no worker waits for one model's last trial while another model's are left."""
+    plans: list[tuple[ModelSpec, SweepPlan, TokenizedCache]] = []
     for spec in plan.specs:
         configs = plan.configs[spec.key]
         base = configs[0]
         cache = caches[(spec.key, base.max_length, base.truncation)]
         seeds = tuple(c.seed for c in configs)
-        sweep_plan = SweepPlan(spec.key, options.rates, seeds, base, cache.data_fingerprint)
-        study.steps.append(sweep_command(workspace, spec.key, options))
-        info(f"sweeping {spec.key}: {len(options.rates)} rate(s) x {len(seeds)} seed(s)")
-        record = train_sweep(workspace, spec, sweep_plan, cache=cache)
+        rates = options.rates or (base.lr,)
+        plans.append((spec, SweepPlan(spec.key, rates, seeds, base, cache.data_fingerprint), cache))
+        study.steps.append(sweep_invocation(workspace, spec.key, options, rates))
+    records: list[SweepRecord] = []
+    if options.pool is not None:
+        jobs = [
+            SweepJob(
+                spec.key,
+                sweep_plan,
+                {
+                    t.run_name: str(trial_invocation(workspace, spec, sweep_plan, t))
+                    for t in sweep_plan.trials()
+                },
+            )
+            for spec, sweep_plan, _ in plans
+        ]
+        trials = sum(len(p.trials()) for _, p, _ in plans)
+        info(f"{trials} trial(s) of {len(plans)} model(s), {options.pool.workers} at once here")
+        pooled = run_pool(workspace, jobs, options.pool)
+        records = [r for r in pooled if isinstance(r, SweepRecord)]
+    else:
+        for spec, sweep_plan, cache in plans:
+            info(
+                f"sweeping {spec.key}: {len(sweep_plan.rates)} rate(s) x "
+                f"{len(sweep_plan.seeds)} seed(s)"
+            )
+            records.append(train_sweep(workspace, spec, sweep_plan, cache=cache))
+    runs: list[Run] = []
+    swept: dict[str, SweepRecord] = {}
+    for (spec, _, _), record in zip(plans, records, strict=True):
         if record.selection.lr is None:
             message = f"the sweep of {spec.key} selected no rate: {record.selection.reason}"
             warn(message)
@@ -269,23 +339,25 @@ def _sweep_all(
         study.failures += [
             f"{spec.key} at lr {t.lr:g} (seed {t.seed}) failed: {t.error}" for t in failed
         ]
-        swept[spec.key] = record
+        if options.rates:  # a grid of one rate (workers without --lr) selects nothing
+            swept[spec.key] = record
         chosen = record.runs_of(workspace, record.selection.lr)
         runs += chosen
         for run in chosen:
-            study.devices.setdefault(spec.key, str(run.ledger.environment.get("device", "?")))
+            study.devices.setdefault(spec.key, run.ledger.environment.device or "?")
     return runs, swept
 
 
-def sweep_command(workspace: Workspace, model: str, options: StudyOptions) -> str:
-    """The `imdb sweep` that trains and selects one model's rate as the study did."""
-    assert options.rates is not None
-    args = ["sweep", model, "--lr", ",".join(f"{r:g}" for r in options.rates)]
-    if options.seeds is not None:
-        args += ["--seeds", ",".join(map(str, options.seeds))]
-    for name, value in options.overrides.items():
-        args += option_args(name, value)
-    return _imdb(workspace, *args)
+def pool_options_of(pool: PoolOptions | None) -> dict[str, Any]:
+    """`--workers N` and the rest, as given (a password in --storage hidden)."""
+    if pool is None:
+        return {}
+    options: dict[str, Any] = {"workers": pool.workers}
+    if pool.storage is not None:
+        options["storage"] = StorageChoice.parse(pool.storage, Workspace(Path("."))).describe()
+    if pool.nproc_per_trial != 1:
+        options["nproc_per_trial"] = pool.nproc_per_trial
+    return options
 
 
 def _figures_dir(workspace: Workspace) -> Path:
@@ -318,17 +390,17 @@ def _tsne(
     runs: Sequence[Run],
     options: StudyOptions,
     study: study_report.StudyReport,
-) -> study_report.AnalysisStep:
+) -> tuple[study_report.AnalysisStep, TsneResult | None]:
     name = "t-SNE"
     if not runs:
-        return study_report.AnalysisStep(name, skipped="no completed run to embed")
+        return study_report.AnalysisStep(name, skipped="no completed run to embed"), None
     from imdb_cli.analysis.embeddings import (  # torch, sklearn
         TsneOptions,
         compute_tsne,
         default_perplexity,
     )
 
-    test_size = min(int(run.ledger.data.get("sizes", {}).get("test", 0)) or 10**9 for run in runs)
+    test_size = min(run.ledger.data.sizes.get("test", 0) or 10**9 for run in runs)
     n_samples = min(options.tsne_samples, test_size)
     perplexity = default_perplexity(n_samples)
     refs = [_run_ref(workspace, run.path) for run in runs]
@@ -336,11 +408,9 @@ def _tsne(
         workspace,
         "tsne",
         *refs,
-        "--n-samples",
-        str(n_samples),
-        "--perplexity",
-        f"{perplexity:g}",
-        *(["--device", device] if (device := options.overrides.get("device")) else []),
+        n_samples=n_samples,
+        perplexity=perplexity,
+        device=options.overrides.get("device"),
     )
     try:
         tsne_options = TsneOptions(
@@ -351,7 +421,7 @@ def _tsne(
         result = compute_tsne(workspace, list(runs), tsne_options)
     except ImdbError as exc:
         study.failures.append(f"t-SNE failed: {exc.message}")
-        return study_report.AnalysisStep(name, command=command, failed=exc.message)
+        return study_report.AnalysisStep(name, command=command, failed=exc.message), None
     pngs = [p for p in result.files if p.suffix == ".png"]
     # The side-by-side figure holds every model's map; the single maps become links.
     side_by_side = [p for p in pngs if p.stem.endswith("side_by_side")]
@@ -361,9 +431,10 @@ def _tsne(
         f"{len(result.sample.review_ids)} {result.sample.split} reviews, perplexity "
         f"{perplexity:g}; {len(result.disagreements)} disagreements between the models"
     )
-    return study_report.AnalysisStep(
+    step = study_report.AnalysisStep(
         name, command=command, images=shown, files=others, summary=summary
     )
+    return step, result
 
 
 def _attention(
@@ -371,20 +442,25 @@ def _attention(
     runs: Sequence[Run],
     options: StudyOptions,
     study: study_report.StudyReport,
-) -> study_report.AnalysisStep:
+    tsne: TsneResult | None,
+) -> tuple[study_report.AnalysisStep, list[SavedAttention]]:
+    """Attention maps of the reviews the t-SNE step found (passed here, not read back from
+    analysis/tsne/latest, which another study in the workspace may have moved on)."""
     name = "attention"
     if not runs:
-        return study_report.AnalysisStep(name, skipped="no completed run to explain")
+        return study_report.AnalysisStep(name, skipped="no completed run to explain"), []
+    if tsne is None:
+        return study_report.AnalysisStep(name, skipped="no t-SNE result to take reviews from"), []
     if options.attention_reviews == 0:
-        return study_report.AnalysisStep(name, skipped="--attention-reviews 0")
+        return study_report.AnalysisStep(name, skipped="--attention-reviews 0"), []
     from imdb_cli.analysis.attention import LayerSelection, ReviewInput, explain
-    from imdb_cli.analysis.embeddings import reviews_from_errors
+    from imdb_cli.analysis.embeddings import reviews_of
 
     count = options.attention_reviews
     models = ",".join(_run_ref(workspace, run.path) for run in runs)
-    command = _imdb(workspace, "attention", "--from-errors", str(count), "--models", models)
+    command = _imdb(workspace, "attention", from_errors=count, models=models)
     try:
-        _, listed = reviews_from_errors(workspace, count)
+        listed = reviews_of(tsne, count)
         reviews = [
             ReviewInput(
                 text=r.text, name=f"review-{r.review_id}", review_id=r.review_id, label=r.label
@@ -394,7 +470,7 @@ def _attention(
         _, saved = explain(workspace, list(runs), reviews, LayerSelection.parse("last", "mean"))
     except ImdbError as exc:
         study.failures.append(f"attention failed: {exc.message}")
-        return study_report.AnalysisStep(name, command=command, failed=exc.message)
+        return study_report.AnalysisStep(name, command=command, failed=exc.message), []
     images = [p for item in saved for p in item.files if p.suffix == ".png"]
     files = [p for item in saved for p in item.files if p.suffix != ".png"]
     described = []
@@ -405,16 +481,24 @@ def _attention(
     summary = "reviews from the t-SNE boundary samples (disagreements first): " + "; ".join(
         described
     )
-    return study_report.AnalysisStep(
+    step = study_report.AnalysisStep(
         name, command=command, images=images, files=files, summary=summary
     )
+    return step, saved
 
 
 # --------------------------------------------------------------------------- commands
 
 
-def _imdb(workspace: Workspace, *args: str) -> str:
-    return shlex.join(["imdb", "--workdir", str(workspace.root), *args])
+def _imdb(workspace: Workspace, command: str, *arguments: str, **options: Any) -> Invocation:
+    """`imdb --workdir W COMMAND ARGUMENTS OPTIONS` (options that are None are left out)."""
+    given = tuple((name, value) for name, value in options.items() if value is not None)
+    return Invocation(command, tuple(arguments), given, workspace.root)
+
+
+def _listed(values: Sequence[Any], form: str = "{}") -> str:
+    """Values as a comma-separated option value (`--models a,b`, `--lr 2e-05,5e-05`)."""
+    return ",".join(form.format(value) for value in values)
 
 
 def _run_ref(workspace: Workspace, path: Path) -> str:
@@ -425,53 +509,52 @@ def _run_ref(workspace: Workspace, path: Path) -> str:
         return str(path)
 
 
-def options_dataset(entry: DatasetEntry) -> list[str]:
-    """`--dataset NAME|PATH` for a data set other than the default."""
+def dataset_option(entry: DatasetEntry) -> str | None:
+    """`--dataset`'s value for a data set other than the default: its name when it is in
+    dataset_configs/, else its YAML's path."""
     if entry.name == DEFAULT_DATASET:
-        return []
+        return None
     in_configs = entry.path.resolve().parent == configs_dir().resolve()
-    return ["--dataset", entry.name if in_configs else str(entry.path)]
+    return entry.name if in_configs else str(entry.path)
 
 
-def _source_args(options: StudyOptions, source: DataSource | None = None) -> list[str]:
-    args = ["--dataset", options.dataset] if options.dataset is not None else []
-    if options.data_dir is not None:
-        return [*args, "--data-dir", str(options.data_dir)]
-    if source is not None and source.local_copy is not None:
-        # From the data set's variable ($IMDB_DATA_DIR): made explicit.
-        return [*args, "--data-dir", str(source.local_copy)]
-    return args
+def _source_options(options: StudyOptions, source: DataSource | None = None) -> dict[str, Any]:
+    data_dir = options.data_dir
+    if data_dir is None and source is not None and source.local_copy is not None:
+        data_dir = source.local_copy  # from the data set's variable ($IMDB_DATA_DIR): made explicit
+    return {"dataset": options.dataset, "data_dir": data_dir}
 
 
-def reproduce_command(
+def reproduce_invocation(
     workspace: Workspace, options: StudyOptions, source: DataSource | None = None
-) -> str:
+) -> Invocation:
     """The command as run, with a local copy that came from a variable ($IMDB_DATA_DIR)
-    shown."""
-    args = ["reproduce", "--models", ",".join(options.models), *_source_args(options)]
-    if options.limit is not None:
-        args += ["--limit", str(options.limit)]
-    if options.split_seed is not None:
-        args += ["--split-seed", str(options.split_seed)]
-    if options.seeds is not None:
-        args += ["--seeds", ",".join(map(str, options.seeds))]
-    if options.rates is not None:
-        args += ["--lr", ",".join(f"{r:g}" for r in options.rates)]
-    for name, value in options.overrides.items():
-        args += option_args(name, value)
-    if options.tsne_samples != TSNE_SAMPLES:
-        args += ["--tsne-samples", str(options.tsne_samples)]
-    if options.attention_reviews != ATTENTION_REVIEWS:
-        args += ["--attention-reviews", str(options.attention_reviews)]
-    if not options.analysis:
-        args.append("--no-analysis")
-    command = _imdb(workspace, *args)
+    shown in front of it."""
+    invocation = _imdb(
+        workspace,
+        "reproduce",
+        models=_listed(options.models),
+        dataset=options.dataset,
+        data_dir=options.data_dir,
+        limit=options.limit,
+        split_seed=options.split_seed,
+        seeds=_listed(options.seeds) if options.seeds is not None else None,
+        lr=_listed(options.rates, "{:g}") if options.rates is not None else None,
+        **options.overrides,
+        tsne_samples=options.tsne_samples if options.tsne_samples != TSNE_SAMPLES else None,
+        attention_reviews=(
+            options.attention_reviews if options.attention_reviews != ATTENTION_REVIEWS else None
+        ),
+        analysis=None if options.analysis else False,
+        **pool_options_of(options.pool),
+    )
     if options.data_dir is None and source is not None and source.local_copy is not None:
-        command = f"{source.origin}={shlex.quote(str(source.local_copy))} {command}"
-    return command
+        variable = ((source.origin, str(source.local_copy)),)
+        invocation = replace(invocation, environment=variable)
+    return invocation
 
 
-def prepare_command(
+def prepare_invocation(
     workspace: Workspace,
     specs: Sequence[ModelSpec],
     max_length: int,
@@ -479,15 +562,32 @@ def prepare_command(
     source: DataSource,
     split_options: SplitOptions,
     options: StudyOptions,
-) -> str:
-    args = ["prepare", "--models", ",".join(s.key for s in specs)]
-    args += _source_args(options, source)
-    args += ["--max-length", str(max_length), "--seed", str(split_options.seed)]
-    if truncation != "head":
-        args += ["--truncation", truncation]
-    if options.limit is not None:
-        args += ["--limit", str(options.limit)]
-    return _imdb(workspace, *args)
+) -> Invocation:
+    return _imdb(
+        workspace,
+        "prepare",
+        models=_listed([s.key for s in specs]),
+        **_source_options(options, source),
+        max_length=max_length,
+        seed=split_options.seed,
+        truncation=truncation if truncation != "head" else None,
+        limit=options.limit,
+    )
+
+
+def sweep_invocation(
+    workspace: Workspace, model: str, options: StudyOptions, rates: Sequence[float]
+) -> Invocation:
+    """The `imdb sweep` that trains (and selects) one model's rate as the study did."""
+    return _imdb(
+        workspace,
+        "sweep",
+        model,
+        lr=_listed(rates, "{:g}"),
+        seeds=_listed(options.seeds) if options.seeds is not None else None,
+        **options.overrides,
+        **pool_options_of(options.pool),
+    )
 
 
 def versions() -> dict[str, str]:

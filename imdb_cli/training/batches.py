@@ -103,7 +103,7 @@ def make_batch(
     if int(lengths.min()) < width:
         mask = (torch.arange(width)[None, :] < torch.from_numpy(lengths)[:, None]).long()
         mask = to_device(mask, device)
-        packing = Packing.of(lengths, width, device) if pack else None
+        packing = packing_of(lengths, width, device) if pack else None
     return Batch(to_device(input_ids, device), mask, to_device(labels, device), packing)
 
 
@@ -113,3 +113,24 @@ def limit_split(split: TokenizedSplit, limit: int | None, seed: int) -> Tokenize
         return split
     chosen = np.random.default_rng(seed).choice(len(split), size=limit, replace=False)
     return split.subset(np.sort(chosen))
+
+
+def packing_of(lengths: np.ndarray, width: int, device: torch.device) -> Packing:
+    """Where the real tokens of a padded batch of `width` go when packed into one row, built
+    on the host from the reviews' lengths (no device sync) and copied to the device once."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    positions = np.arange(int(starts[-1])) - np.repeat(starts[:-1], lengths)
+    reviews = np.repeat(np.arange(len(lengths)), lengths)
+
+    def put(array: np.ndarray, dtype: torch.dtype = torch.int64) -> torch.Tensor:
+        return to_device(torch.from_numpy(array).to(dtype), device)
+
+    return Packing(
+        indices=put(reviews * width + positions),
+        position_ids=put(positions[None, :]),
+        segments=put(reviews),
+        lengths=put(lengths),
+        cu_seqlens=put(starts, torch.int32),
+        max_length=int(lengths.max()),
+    )

@@ -17,9 +17,16 @@ from imdb_cli.data.tokenized import (
     check_vocabulary,
     load_split,
 )
-from imdb_cli.device import choose_device, choose_precision, compile_problem, use_tf32
+from imdb_cli.device import (
+    autocast,
+    choose_attention,
+    choose_device,
+    choose_precision,
+    compile_problem,
+    use_tf32,
+)
 from imdb_cli.errors import ImdbError
-from imdb_cli.model import EncoderForClassification, choose_attention
+from imdb_cli.model import EncoderForClassification
 from imdb_cli.training.batches import limit_split
 from imdb_cli.training.rng import seed_everything
 
@@ -62,7 +69,7 @@ def build_model(
         for split in splits.values():
             check_vocabulary(split, vocab, cache.path)
     model = EncoderForClassification(encoder, num_labels).to(hardware.device)
-    frozen = model.freeze_unreached(hardware.device, hardware.precision)
+    frozen = freeze_unreached(model, hardware.device, hardware.precision)
     if frozen:
         debug(f"never reached by the forward, so not trained: {', '.join(frozen)}")
     return model
@@ -73,3 +80,32 @@ def load_splits(cache: TokenizedCache, config: TrainConfig) -> dict[str, Tokeniz
     splits = {split: load_split(cache, split) for split in SPLITS}
     splits["train"] = limit_split(splits["train"], config.limit_train, config.seed)
     return splits
+
+
+def freeze_unreached(
+    model: EncoderForClassification, device: torch.device, precision: str = "fp32"
+) -> list[str]:
+    """Stop asking for gradients of parameters the forward never reaches; their names.
+
+    BERT's own pooler is the usual one: this head pools by masked mean, so the pooler
+    never gets a gradient and never changes. Frozen, DDP needs no search for unused
+    parameters after every backward (find_unused_parameters=False), and the optimizer
+    skips them. Found with one tiny forward and backward, in eval mode and with the RNG
+    state restored afterwards, so the run's randomness is untouched; in the run's
+    precision, because flash attention refuses fp32.
+    """
+    was_training = model.training
+    ids = torch.ones((2, 4), dtype=torch.long, device=device)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]], device=device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        model.eval()
+        with autocast(device, precision):
+            logits = model(ids, mask).logits
+        logits.float().sum().backward()
+    unreached = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    for name, parameter in model.named_parameters():
+        parameter.grad = None
+        if name in unreached:
+            parameter.requires_grad_(False)
+    model.train(was_training)
+    return unreached

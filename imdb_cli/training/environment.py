@@ -6,12 +6,12 @@ import os
 import platform
 import socket
 import sys
-from typing import Any
 
 import torch
 import transformers
 
 from imdb_cli.device import device_name
+from imdb_cli.runs.ledger import EnvironmentRecord
 from imdb_cli.training.build import Hardware
 
 
@@ -24,22 +24,22 @@ def load_average() -> float | None:
         return None
 
 
-def environment(hardware: Hardware, world_size: int) -> dict[str, Any]:
-    """Recorded when training starts; `load_average_end` is added when it ends."""
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "platform": platform.platform(),
-        "device": device_name(hardware.device),
-        "device_type": hardware.device.type,
-        "precision": hardware.precision,
-        "attention": hardware.attention,  # the kernel --attention auto chose
-        "world_size": world_size,
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "load_average_start": load_average(),
-        "hostname": socket.gethostname(),
-        "pid": os.getpid(),  # who trained it (the run lock, not this, says who trains it now)
-        "command": " ".join(sys.argv),
-    }
+def environment(hardware: Hardware, world_size: int) -> EnvironmentRecord:
+    """Recorded when training starts; `load_average_end` is set when it ends."""
+    return EnvironmentRecord(
+        python=platform.python_version(),
+        torch=torch.__version__,
+        transformers=transformers.__version__,
+        platform=platform.platform(),
+        device=device_name(hardware.device),
+        device_type=hardware.device.type,
+        precision=hardware.precision,
+        attention=hardware.attention,
+        world_size=world_size,
+        torch_threads=torch.get_num_threads(),
+        cpu_count=os.cpu_count(),
+        load_average_start=load_average(),
+        hostname=socket.gethostname(),
+        pid=os.getpid(),
+        command=" ".join(sys.argv),
+    )

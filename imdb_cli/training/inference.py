@@ -17,17 +17,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from imdb_cli.config import TrainConfig
 from imdb_cli.console import progress, stats_column
-from imdb_cli.data.locate import cache_of_run
 from imdb_cli.data.split import SPLITS
 from imdb_cli.data.tokenized import TokenizedSplit, load_split
 from imdb_cli.device import autocast, choose_device, choose_precision, use_tf32
 from imdb_cli.errors import ImdbError
 from imdb_cli.model import EncoderForClassification
+from imdb_cli.runs.caches import cache_of_run
 from imdb_cli.runs.checkpoints import load_classifier
-from imdb_cli.runs.ledger import LEDGER_NAME
-from imdb_cli.runs.select import Run
+from imdb_cli.runs.run import Run
 from imdb_cli.training.batches import Batch, batches, make_batch
 from imdb_cli.training.metrics import LOG_EVERY
 from imdb_cli.workspace import Workspace
@@ -151,7 +149,7 @@ def evaluate(
         raise ImdbError(f"--split must be one of {', '.join(SPLITS)} (got {split!r})")
     if batch_size is not None and batch_size < 1:
         raise ImdbError(f"--batch-size must be at least 1 (got {batch_size})")
-    config = TrainConfig.from_dict(run.ledger.config, f"{run.path / LEDGER_NAME}: config")
+    config = run.ledger.config
     chosen = choose_device(device)
     precision = choose_precision(config.precision, chosen)
     use_tf32(chosen, config.tf32)

@@ -42,8 +42,9 @@ from imdb_cli.data.locate import cache_for_run
 from imdb_cli.data.sources import DataSource
 from imdb_cli.data.tokenized import TokenizedCache, TokenizedSplit
 from imdb_cli.device import autocast, grad_scaler, is_compile_error
-from imdb_cli.errors import ImdbError, first_line
+from imdb_cli.errors import ImdbError, Terminated, first_line
 from imdb_cli.model import EncoderForClassification
+from imdb_cli.runs.caches import cache_of_run
 from imdb_cli.runs.checkpoints import (
     CHECKPOINT_DIR,
     checkpoint_name,
@@ -64,7 +65,7 @@ from imdb_cli.runs.ledger import (
     write_ledger,
 )
 from imdb_cli.runs.lock import holding_run, tidy_model_runs
-from imdb_cli.runs.select import Run, check_run_name, now_iso
+from imdb_cli.runs.run import Run, check_run_name, now_iso
 from imdb_cli.training.batches import Batch, batches, epoch_order, length_grouped, make_batch
 from imdb_cli.training.build import Hardware, build_model, choose_hardware, load_splits
 from imdb_cli.training.distributed import (
@@ -147,7 +148,7 @@ def train(
                 config.max_length,
                 config.truncation,
                 dataset=given,
-                resumed=previous,
+                recorded=cache_of_run(workspace, previous.ledger) if previous else None,
                 pinned=cache,
                 prepare_source=prepare_source,
                 fingerprint=data_fingerprint,
@@ -259,10 +260,10 @@ class Trainer:
                     f"training {ledger.model} run {ledger.run_id}: {len(splits['train']):,} "
                     f"train / {len(splits['val']):,} val / {len(splits['test']):,} test reviews, "
                     f"{config.epochs} epoch(s), batch {config.batch_size}, lr {config.lr:g}, "
-                    f"{ledger.environment['device']}, {self.precision}"
+                    f"{ledger.environment.device}, {self.precision}"
                 )
             self.fit(first_epoch)
-            ledger.environment["load_average_end"] = load_average()
+            ledger.environment.load_average_end = load_average()
             self.test_best()
 
     # ---- resume
@@ -540,12 +541,13 @@ class Trainer:
         try:
             yield
             failed = False
-        except KeyboardInterrupt:
-            self.mark_stopped("interrupted", "interrupted (Ctrl-C)")
+        except KeyboardInterrupt as exc:
+            how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+            self.mark_stopped("interrupted", f"interrupted ({how})")
             raise
         except torch.cuda.OutOfMemoryError as exc:
             message = (
-                f"out of memory on {self.ledger.environment['device']} at --batch-size "
+                f"out of memory on {self.ledger.environment.device} at --batch-size "
                 f"{self.config.batch_size}; use a smaller --batch-size (with --grad-accum to "
                 "keep the effective batch)"
             )

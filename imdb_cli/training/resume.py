@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
 
 from imdb_cli.config import ModelSpec, TrainConfig, flag_name
 from imdb_cli.console import info, warn
 from imdb_cli.errors import ImdbError
 from imdb_cli.runs.checkpoints import in_run, state_path
-from imdb_cli.runs.ledger import LEDGER_NAME, read_ledger
-from imdb_cli.runs.select import Run, is_run_dir, list_runs
+from imdb_cli.runs.ledger import LEDGER_NAME, EnvironmentRecord, read_ledger
+from imdb_cli.runs.run import Run, is_run_dir, list_runs
 from imdb_cli.workspace import Workspace
 
 RESUMABLE = ("running", "failed", "interrupted")
@@ -76,7 +75,7 @@ def resumed_config(
     and the run are reported and ignored. The device is where the run continues, not part
     of its recipe, so it follows the options.
     """
-    saved = TrainConfig.from_dict(run.ledger.config, f"{run.path / LEDGER_NAME}: config")
+    saved = run.ledger.config
     differing = [
         f.name
         for f in fields(TrainConfig)
@@ -115,7 +114,7 @@ def last_complete_epoch(run: Run) -> int:
     return 0
 
 
-def reopen(run: Run, environment: dict[str, Any]) -> int:
+def reopen(run: Run, environment: EnvironmentRecord) -> int:
     """Mark the run running again from its last complete epoch; the first epoch to train.
 
     Epochs after that one are dropped from the ledger (and the best epoch with them), as is

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
-from imdb_cli.errors import ImdbError, first_line
+from imdb_cli.errors import ImdbError, first_line, install_hint
 
 DEFAULT_PROJECT = "imdb"
 
@@ -106,7 +106,7 @@ def start_tracking(
     try:
         import wandb
     except ImportError as exc:
-        raise ImdbError("--wandb needs the wandb package: pip install 'imdb-cli[wandb]'") from exc
+        raise ImdbError(f"--wandb needs the wandb package: {install_hint('wandb')}") from exc
     directory.mkdir(parents=True, exist_ok=True)
     try:
         run = wandb.init(
