@@ -17,12 +17,12 @@ from cli_support import assert_one_red_line, follow_pip_hint
 from predict_support import imdb, jsonl_rows, probs_of, split_texts
 from training_support import one_thread
 
-from imdb_cli.data.locate import cache_of_run
 from imdb_cli.data.tokenized import load_texts
 from imdb_cli.errors import ImdbError
 from imdb_cli.handoff import export, export_folder, predict
 from imdb_cli.handoff import onnx as onnx_graphs
 from imdb_cli.handoff.review_files import from_texts
+from imdb_cli.runs.caches import cache_of_run
 from imdb_cli.runs.select import resolve_run
 from imdb_cli.workspace import Workspace
 
