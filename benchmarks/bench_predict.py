@@ -1,27 +1,42 @@
 """How fast `imdb predict` scores reviews, against the pipeline a user would otherwise run,
-and how much memory it needs for large files.
+what the CPU runs it with, and how much memory it needs for large files.
 
     python benchmarks/bench_predict.py                        # minilm, trained here if needed
     python benchmarks/bench_predict.py --run PATH/TO/RUN      # a completed run of yours
-    python benchmarks/bench_predict.py --skip-rss             # speed only
+    python benchmarks/bench_predict.py --skip-rss --skip-base # the MiniLM table only
     python benchmarks/bench_predict.py --help
 
-Speed. On the same `--reviews` test reviews of the run (default 2,000) at the run's max
-length (128), the same batch size (64) and torch/onnxruntime threads, in one process:
+Kernels. The CPU's flags, the int8 kernels onnxruntime (MLAS) picks for them, a probe of the
+U8S8 kernel for saturation (handoff.onnx.int8_kernels), and one-thread GEMM throughput of
+fp32 MatMul and MatMulInteger U8S8 / U8U8 / S8S8 ([1024 x 384] x [384 x 1536], rounds rotated).
+
+Speed. On `--reviews` test reviews of the run (default 2,000) at the run's max length (128),
+batch 64, `--threads` threads for torch and onnxruntime alike, in one process:
 
   - pipeline: `transformers.pipeline("text-classification", model=<the HF export>,
     trust_remote_code=True)` called as the export's model card says (whole reviews, the
     model cuts them; `top_k=None`, `batch_size`);
-  - pipeline, cut by the tokenizer: the same with `truncation=True, max_length=<run's>`
-    (the same result for a head-truncated run; the faster way a careful user might call it);
   - imdb predict (torch): `predict.load_predictor` on the run, then `predict_reviews`;
-  - imdb predict on `imdb export --format onnx` (fp32) and `--quantize int8`.
+  - imdb predict on `imdb export --format onnx`: fp32 with `--onnx-graph plain` and with the
+    default optimized (fused) graph; int8 on the optimized graph with `--quantize int8`
+    (dynamic) and `--quantize int8-static` (calibrated on 256 validation reviews).
 
 Each is timed from texts in to class probabilities out (tokenization included, loading the
-model not), after an untimed warm-up, over `--rounds` rounds whose order rotates, so that a
-burst of other work on the machine does not land on one side only. Reviews/s = reviews x
-rounds / total seconds. Accuracy is against the reviews' labels; "same labels" counts the
-reviews whose predicted label equals imdb predict (torch)'s.
+model not), after an untimed warm-up. The reviews are cut into `--rounds` parts; every side
+scores every part, in an order that rotates from part to part, so that a burst of other work
+on the machine does not land on one side only, and each side scores each review once.
+Reviews/s = reviews / total seconds; the 1-minute load average is recorded beside every
+part. Accuracy is against the reviews' labels, with the paired bootstrap interval (95%) of
+its difference from imdb predict (torch), the fp32 reference; "same labels" counts reviews
+whose label equals torch's.
+
+Torch switches (`--switch-reviews`, default 256 test reviews): imdb predict's torch forward
+as it is, with bf16 autocast, and under `torch.compile(dynamic=True)` (its compile time
+apart), rounds rotated, labels and probabilities against fp32.
+
+Base-size models (`--base-models`, default bert-base-arch and modernbert-base-arch: random
+weights, speed only): the same sides on `--base-reviews` reviews (default 128), from a run of
+a few steps in `<workdir>/base`.
 
 Memory. Peak RSS (`ru_maxrss`, through a small launcher process) of `python -m imdb_cli
 predict RUN --file reviews.txt --format jsonl -o scored.jsonl` on files of `--rss-sizes`
@@ -32,8 +47,8 @@ is what is measured), next to a 100-review file (imports + model).
 Setup, when there is no `--run`: `imdb prepare --models minilm --limit 20000` (2,000 test
 reviews) and `imdb train minilm --epochs 1 --limit-train 2400` in the benchmark's own
 workspace (`--workdir`, default benchmarks/results/bench_predict; several minutes on a
-CPU), then the three exports. Everything is reused by a second run. Results:
-benchmarks/results/bench_predict.json and a table.
+CPU), then the exports. Everything is reused by a second run. Results:
+benchmarks/results/bench_predict.json and tables.
 """
 
 from __future__ import annotations
@@ -45,6 +60,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -58,18 +74,48 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("IMDB_DATA_DIR") or REPO.parent / "shared" / "data" / "imdb")
 RESULTS = REPO / "benchmarks" / "results"
-AIMS = {"torch_vs_pipeline": 1.3, "int8_vs_pipeline": 2.5, "int8_points_lost": 0.5}
+AIMS = {
+    "torch_vs_pipeline": 1.3,
+    "fp32_vs_pipeline": 1.5,
+    "int8_vs_pipeline": 3.0,
+    "int8_points_lost": 0.5,
+}
 
 sys.path.insert(0, str(REPO))
 
+from imdb_cli.compare.stats import paired_bootstrap  # noqa: E402
 from imdb_cli.console import set_verbosity  # noqa: E402
 from imdb_cli.data.tokenized import load_texts  # noqa: E402
 from imdb_cli.handoff import export_folder, predict  # noqa: E402
+from imdb_cli.handoff import onnx as onnx_graphs  # noqa: E402
 from imdb_cli.handoff.review_files import from_texts  # noqa: E402
 from imdb_cli.runs.caches import cache_of_run  # noqa: E402
 from imdb_cli.runs.run import Run, latest_run  # noqa: E402
 from imdb_cli.runs.select import resolve_run  # noqa: E402
 from imdb_cli.workspace import Workspace  # noqa: E402
+
+PIPELINE = "pipeline"
+TORCH = "imdb predict (torch)"
+# Side name -> the export folder it scores (EXPORTS' keys).
+ONNX_SIDES = {
+    "ONNX fp32, plain graph": "onnx-plain",
+    "ONNX fp32, optimized": "onnx",
+    "ONNX int8 dynamic, optimized": "int8",
+    "ONNX int8 static, optimized": "int8-static",
+}
+FP32 = "ONNX fp32, optimized"  # the default export
+INT8 = "ONNX int8 dynamic, optimized"  # --quantize int8
+EXPORTS = {
+    "hf": [],
+    "onnx-plain": ["--format", "onnx", "--onnx-graph", "plain"],
+    "onnx": ["--format", "onnx"],
+    "int8": ["--format", "onnx", "--quantize", "int8"],
+    "int8-static": ["--format", "onnx", "--quantize", "int8-static"],
+}
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
 
 
 def imdb(workdir: Path, *args: str) -> None:
@@ -81,7 +127,13 @@ def imdb(workdir: Path, *args: str) -> None:
         raise SystemExit(f"`imdb {' '.join(args)}` failed")
 
 
-def trained_run(args: argparse.Namespace, workdir: Path, model: str, limit_train: int) -> Run:
+def trained_run(
+    args: argparse.Namespace,
+    workdir: Path,
+    model: str,
+    limit_train: int,
+    limit: int | None = None,
+) -> Run:
     workspace = Workspace(workdir)
     run = latest_run(workspace, model)
     if run is None:
@@ -91,7 +143,7 @@ def trained_run(args: argparse.Namespace, workdir: Path, model: str, limit_train
             "--models",
             model,
             "--limit",
-            str(args.limit),
+            str(limit or args.limit),
             "--data-dir",
             str(args.data_dir),
         )
@@ -102,21 +154,72 @@ def trained_run(args: argparse.Namespace, workdir: Path, model: str, limit_train
 
 
 def exports_of(run: Run, workdir: Path) -> dict[str, Path]:
-    """The run's HF, ONNX fp32 and int8 exports (made once, reused when from this run)."""
+    """The run's exports (EXPORTS), made once and reused when from this run and this version
+    of the export (ONNX folders record their graph)."""
     folders = {}
-    for name, flags in (
-        ("hf", []),
-        ("onnx", ["--format", "onnx"]),
-        ("int8", ["--format", "onnx", "--quantize", "int8"]),
-    ):
+    for name, flags in EXPORTS.items():
         folder = workdir / "exports" / f"{run.model}-{run.run_id}-{name}"
-        fresh = export_folder.is_export_dir(folder) and (
-            export_folder.read_export(folder).config.get("source", {}).get("run_id") == run.run_id
-        )
+        fresh = False
+        if export_folder.is_export_dir(folder):
+            config = export_folder.read_export(folder).config
+            fresh = config.get("source", {}).get("run_id") == run.run_id and (
+                not flags or "onnx_graph" in config
+            )
         if not fresh:
             imdb(workdir, "export", str(run.path), "--out", str(folder), "--force", *flags)
         folders[name] = folder
     return folders
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+def gemm_throughput(rounds: int = 3, rows: int = 1024) -> dict[str, Any]:
+    """GOP/s of one thread per kernel kind, [rows x 384] x [384 x 1536] (a MiniLM FFN)."""
+    depth, width = 384, 1536
+    kinds = tuple(onnx_graphs.GEMM_KINDS)
+    rng = np.random.default_rng(1)
+    weights = rng.integers(0, 100, size=(depth, width))
+    sessions = {kind: onnx_graphs.gemm_session(kind, weights) for kind in kinds}
+    inputs = {
+        "fp32": rng.standard_normal((rows, depth)).astype(np.float32),
+        "u8s8": rng.integers(0, 255, (rows, depth)).astype(np.uint8),
+        "u8u8": rng.integers(0, 255, (rows, depth)).astype(np.uint8),
+        "s8s8": rng.integers(-128, 127, (rows, depth)).astype(np.int8),
+    }
+    seconds: dict[str, float] = dict.fromkeys(kinds, 0.0)
+    loads = []
+    for kind in kinds:
+        sessions[kind].run(None, {"A": inputs[kind]})
+    for number in range(rounds):
+        for kind in kinds[number % 4 :] + kinds[: number % 4]:
+            started = time.perf_counter()
+            sessions[kind].run(None, {"A": inputs[kind]})
+            seconds[kind] += time.perf_counter() - started
+        loads.append(load())
+    operations = 2 * rows * depth * width * rounds
+    return {
+        "gop_per_s": {kind: round(operations / seconds[kind] / 1e9, 1) for kind in kinds},
+        "shape": [rows, depth, width],
+        "threads": 1,
+        "load": loads,
+    }
+
+
+def kernel_report() -> dict[str, Any]:
+    kernels = onnx_graphs.int8_kernels()
+    return {
+        "cpu": kernels.cpu,
+        "flags": list(kernels.flags),
+        "u8s8": kernels.u8s8,
+        "u8u8": kernels.u8u8,
+        "s8s8": kernels.s8s8,
+        "u8s8_saturates": kernels.u8s8_saturates,
+        "bf16": kernels.bf16,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "lines": kernels.lines(),
+        "gemm": gemm_throughput(),
+    }
 
 
 # --------------------------------------------------------------------------- speed
@@ -125,18 +228,26 @@ def exports_of(run: Run, workdir: Path) -> dict[str, Path]:
 class Side:
     """One way of scoring the reviews: a name, and a call from texts to probabilities."""
 
-    def __init__(self, name: str, score: Any) -> None:
+    def __init__(self, name: str, score: Callable[[list[str]], np.ndarray]) -> None:
         self.name = name
         self.score = score
         self.seconds: list[float] = []
-        self.probs: np.ndarray | None = None
+        self.loads: list[float] = []
+        self.parts: list[np.ndarray] = []
+
+    @property
+    def probs(self) -> np.ndarray:
+        return np.concatenate(self.parts)
 
 
 def imdb_side(name: str, workdir: Path, target: str, batch_size: int) -> Side:
     predictor = predict.load_predictor(
         Workspace(workdir), target, device="cpu", batch_size=batch_size
     )
+    return predictor_side(name, predictor)
 
+
+def predictor_side(name: str, predictor: predict.Predictor) -> Side:
     def score(texts: list[str]) -> np.ndarray:
         chunks = predict.predict_reviews(predictor, from_texts(texts))
         return np.concatenate([chunk.probs for chunk in chunks])
@@ -161,39 +272,161 @@ def pipeline_side(name: str, folder: Path, batch_size: int, **tokenizer: Any) ->
     return Side(name, score)
 
 
-def measure_speed(
-    sides: list[Side], texts: list[str], labels: np.ndarray, rounds: int
-) -> list[dict[str, Any]]:
+def run_rotated(sides: list[Side], texts: list[str], rounds: int) -> None:
+    """Every side scores every part of `texts` once, the order rotating part by part."""
     for side in sides:  # warm-up: first calls allocate, load kernels, fill caches
         side.score(texts[:64])
-    for number in range(rounds):
+    parts = [list(part) for part in np.array_split(np.asarray(texts, dtype=object), rounds)]
+    for number, part in enumerate(parts):
         shift = number % len(sides)
         for side in sides[shift:] + sides[:shift]:
             started = time.perf_counter()
-            probs = side.score(texts)
+            side.parts.append(side.score(part))
             side.seconds.append(time.perf_counter() - started)
-            side.probs = probs
+            side.loads.append(load())
             print(
-                f"  round {number + 1}: {side.name}: {len(texts) / side.seconds[-1]:.1f} reviews/s",
+                f"  part {number + 1}/{rounds}: {side.name}: "
+                f"{len(part) / side.seconds[-1]:.1f} reviews/s (load {side.loads[-1]})",
                 flush=True,
             )
-    reference = next(s for s in sides if s.name == "imdb predict (torch)").probs
-    assert reference is not None
+
+
+def speed_rows(sides: list[Side], reviews: int, labels: np.ndarray | None) -> list[dict[str, Any]]:
+    """Reviews/s per side; with labels, accuracy and its difference from torch (fp32)."""
+    reference = next(side for side in sides if side.name == TORCH).probs.argmax(axis=1)
     rows = []
     for side in sides:
-        assert side.probs is not None
         predicted = side.probs.argmax(axis=1)
-        rows.append(
-            {
-                "side": side.name,
-                "reviews_per_s": round(len(texts) * rounds / sum(side.seconds), 2),
-                "reviews_per_s_by_round": [round(len(texts) / s, 2) for s in side.seconds],
-                "accuracy": round(float((predicted == labels).mean()), 4),
-                "same_labels_as_torch": int((predicted == reference.argmax(axis=1)).sum()),
-                "max_prob_difference_vs_torch": float(np.abs(side.probs - reference).max()),
+        row: dict[str, Any] = {
+            "side": side.name,
+            "reviews_per_s": round(reviews / sum(side.seconds), 2),
+            "reviews_per_s_by_round": [
+                round(len(part) / s, 2) for part, s in zip(side.parts, side.seconds, strict=True)
+            ],
+            "load_by_round": side.loads,
+            "same_labels_as_torch": int((predicted == reference).sum()),
+        }
+        if labels is not None:
+            right, torch_right = predicted == labels, reference == labels
+            interval = paired_bootstrap(right, torch_right)
+            row["accuracy"] = round(float(right.mean()), 4)
+            row["points_vs_torch"] = {
+                "difference": round(interval.difference * 100, 2),
+                "low": round(interval.low * 100, 2),
+                "high": round(interval.high * 100, 2),
             }
-        )
+        rows.append(row)
     return rows
+
+
+def onnx_sides(workdir: Path, folders: dict[str, Path], batch_size: int) -> list[Side]:
+    return [
+        imdb_side(name, workdir, str(folders[export]), batch_size)
+        for name, export in ONNX_SIDES.items()
+    ]
+
+
+def fusions_of(folders: dict[str, Path]) -> dict[str, Any]:
+    """What each ONNX export carries (its config.json)."""
+    carried = {}
+    for name, folder in folders.items():
+        config = export_folder.read_export(folder).config
+        if name != "hf":
+            carried[name] = {
+                "graph": config.get("onnx_graph"),
+                "fusions": (config.get("onnx_fusions") or {}).get("fused"),
+                "quantization": config.get("onnx_quantization"),
+            }
+    return carried
+
+
+def measure_minilm(
+    args: argparse.Namespace, workdir: Path, run: Run, texts: list[str], labels: np.ndarray
+) -> dict[str, Any]:
+    folders = exports_of(run, workdir)
+    chosen, chosen_labels = texts[: args.reviews], labels[: args.reviews]
+    print(f"speed: {len(chosen):,} test reviews in {args.rounds} parts", flush=True)
+    sides = [
+        pipeline_side(PIPELINE, folders["hf"], args.batch_size),
+        imdb_side(TORCH, workdir, str(run.path), args.batch_size),
+        *onnx_sides(workdir, folders, args.batch_size),
+    ]
+    run_rotated(sides, chosen, args.rounds)
+    rows = speed_rows(sides, len(chosen), chosen_labels)
+    return {
+        "run": f"{run.model}/{run.run_id}",
+        "reviews": len(chosen),
+        "max_length": export_folder.read_export(folders["hf"]).max_length,
+        "batch_size": args.batch_size,
+        "rounds": args.rounds,
+        "exports": fusions_of(folders),
+        "rows": rows,
+        "summary": aims(rows),
+    }
+
+
+def measure_switches(
+    args: argparse.Namespace, workdir: Path, run: Run, texts: list[str]
+) -> dict[str, Any]:
+    """imdb predict's torch forward: as is, bf16 autocast, torch.compile."""
+    from imdb_cli.runs import checkpoints
+
+    base = predict.load_predictor(
+        Workspace(workdir), str(run.path), device="cpu", batch_size=args.batch_size
+    )
+    model, _ = checkpoints.load_classifier(run, "best")
+    cpu = torch.device("cpu")
+    bf16 = predict.Predictor(**{**vars(base), "forward": predict.torch_forward(model, cpu, "bf16")})
+    compiled_model = torch.compile(model, dynamic=True)
+    compiled = predict.Predictor(
+        **{**vars(base), "forward": predict.torch_forward(compiled_model, cpu, "fp32")}  # type: ignore[arg-type]
+    )
+    chosen = texts[: args.switch_reviews]
+    started = time.perf_counter()
+    predictor_side("compile", compiled).score(chosen[:64])
+    compile_seconds = time.perf_counter() - started
+    sides = [
+        predictor_side(TORCH, base),
+        predictor_side("torch, bf16 autocast", bf16),
+        predictor_side("torch, torch.compile", compiled),
+    ]
+    print(f"torch switches: {len(chosen)} reviews (compiling took {compile_seconds:.0f} s)")
+    run_rotated(sides, chosen, args.switch_rounds)
+    rows = speed_rows(sides, len(chosen), None)
+    reference = sides[0].probs
+    for side, row in zip(sides, rows, strict=True):
+        row["max_prob_difference_vs_fp32"] = float(np.abs(side.probs - reference).max())
+    return {
+        "run": f"{run.model}/{run.run_id}",
+        "reviews": len(chosen),
+        "compile_seconds": round(compile_seconds, 1),
+        "rows": rows,
+    }
+
+
+def measure_base(args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
+    """Speed only, random weights: each base model's run of a few steps, its exports."""
+    workdir = args.workdir / "base"
+    results = {}
+    for model in args.base_models:
+        run = trained_run(args, workdir, model, 8, limit=200)
+        folders = exports_of(run, workdir)
+        chosen = texts[: args.base_reviews]
+        print(f"speed, {model} (random weights): {len(chosen)} reviews", flush=True)
+        sides = [
+            pipeline_side(PIPELINE, folders["hf"], args.batch_size),
+            imdb_side(TORCH, workdir, str(run.path), args.batch_size),
+            *onnx_sides(workdir, folders, args.batch_size),
+        ]
+        run_rotated(sides, chosen, args.base_rounds)
+        results[model] = {
+            "run": f"{run.model}/{run.run_id}",
+            "reviews": len(chosen),
+            "rounds": args.base_rounds,
+            "exports": fusions_of(folders),
+            "rows": speed_rows(sides, len(chosen), None),
+        }
+    return results
 
 
 # --------------------------------------------------------------------------- memory
@@ -275,71 +508,111 @@ def measure_memory(
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu, _ = onnx_graphs.cpu_flags()
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cpu": cpu,
+        "cpu": cpu if cpu != "unknown" else platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "versions": {
             name: version(name) for name in ("torch", "transformers", "onnxruntime", "imdb-cli")
         },
-        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
+        "load_average_1m_at_start": load(),
     }
 
 
-def aims(rows: list[dict[str, Any]], reviews: int) -> dict[str, Any]:
+def aims(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's aims, from one run: each side's speed over the pipeline's, int8's
+    accuracy points lost against fp32 (the default ONNX export) with its interval."""
     by = {row["side"]: row for row in rows}
-    pipeline = by["pipeline"]["reviews_per_s"]
-    torch_row, int8 = by["imdb predict (torch)"], by["imdb predict (ONNX int8)"]
-    lost = (torch_row["accuracy"] - int8["accuracy"]) * 100
+    pipeline = by[PIPELINE]["reviews_per_s"]
+    fp32, int8 = by[FP32], by[INT8]
+    right_fp32 = fp32["points_vs_torch"]["difference"]
     return {
-        "torch_vs_pipeline": round(torch_row["reviews_per_s"] / pipeline, 2),
-        "torch_vs_truncating_pipeline": round(
-            torch_row["reviews_per_s"] / by["pipeline, cut by the tokenizer"]["reviews_per_s"], 2
-        ),
-        "pipeline_labels_identical": by["pipeline"]["same_labels_as_torch"] == reviews,
+        "torch_vs_pipeline": round(by[TORCH]["reviews_per_s"] / pipeline, 2),
+        "fp32_vs_pipeline": round(fp32["reviews_per_s"] / pipeline, 2),
         "int8_vs_pipeline": round(int8["reviews_per_s"] / pipeline, 2),
-        "int8_points_lost": round(lost, 2),
+        "int8_points_lost": round(right_fp32 - int8["points_vs_torch"]["difference"], 2),
+        "pipeline_labels_identical": by[PIPELINE]["same_labels_as_torch"]
+        == by[TORCH]["same_labels_as_torch"],
         "aims": AIMS,
     }
 
 
+def speed_table(
+    title: str, rows: list[dict[str, Any]], accuracy: bool, against: str = "pipeline"
+) -> Table:
+    table = Table(title=title)
+    columns = ["", "reviews/s", f"vs {against}", "load"]
+    if accuracy:
+        columns += ["accuracy", "points vs torch (95%)"]
+    elif against == "fp32":
+        columns += ["same labels", "max prob diff"]
+    for column in columns:
+        table.add_column(column, justify="left" if not column else "right")
+    base = rows[0]["reviews_per_s"]
+    for row in rows:
+        loads = row["load_by_round"]
+        cells = [
+            row["side"],
+            f"{row['reviews_per_s']:.1f}",
+            f"{row['reviews_per_s'] / base:.2f}x",
+            f"{min(loads):.1f}-{max(loads):.1f}",
+        ]
+        if accuracy:
+            points = row["points_vs_torch"]
+            cells += [
+                f"{row['accuracy']:.4f}",
+                f"{points['difference']:+.2f} ({points['low']:+.2f}, {points['high']:+.2f})",
+            ]
+        elif against == "fp32":
+            cells += [
+                f"{row['same_labels_as_torch']:,}",
+                f"{row['max_prob_difference_vs_fp32']:.1e}",
+            ]
+        table.add_row(*cells)
+    return table
+
+
 def print_report(report: dict[str, Any]) -> None:
     console = Console(width=100)
+    kernels = report.get("kernels")
+    if kernels:
+        for line in kernels["lines"]:
+            console.print(line, highlight=False)
+        gemm = kernels["gemm"]
+        rates = ", ".join(f"{kind} {rate}" for kind, rate in gemm["gop_per_s"].items())
+        console.print(
+            f"GEMM {'x'.join(map(str, gemm['shape']))}, 1 thread, GOP/s: {rates} "
+            f"(load {gemm['load']})",
+            highlight=False,
+        )
     speed = report.get("speed")
     if speed:
-        table = Table(
-            title=f"{speed['reviews']:,} test reviews of {speed['run']}, batch "
-            f"{speed['batch_size']}, {report['machine']['torch_threads']} threads"
+        title = (
+            f"{speed['reviews']:,} test reviews of {speed['run']}, batch {speed['batch_size']}, "
+            f"{report['machine']['torch_threads']} threads, {speed['rounds']} rotated parts"
         )
-        for column in ("", "reviews/s", "vs pipeline", "accuracy", "same labels"):
-            table.add_column(column, justify="left" if not column else "right")
-        base = speed["rows"][0]["reviews_per_s"]
-        for row in speed["rows"]:
-            table.add_row(
-                row["side"],
-                f"{row['reviews_per_s']:.1f}",
-                f"{row['reviews_per_s'] / base:.2f}x",
-                f"{row['accuracy']:.4f}",
-                f"{row['same_labels_as_torch']:,}",
-            )
-        console.print(table)
+        console.print(speed_table(title, speed["rows"], accuracy=True))
         summary = speed["summary"]
         console.print(
-            f"imdb predict (torch) / pipeline: {summary['torch_vs_pipeline']}x "
-            f"(aim {AIMS['torch_vs_pipeline']}x), labels identical: "
-            f"{summary['pipeline_labels_identical']}; ONNX int8 / pipeline: "
-            f"{summary['int8_vs_pipeline']}x (aim {AIMS['int8_vs_pipeline']}x), accuracy "
-            f"points lost {summary['int8_points_lost']} (aim <= {AIMS['int8_points_lost']})"
+            f"vs pipeline: torch {summary['torch_vs_pipeline']}x (aim {AIMS['torch_vs_pipeline']}"
+            f"x), ONNX fp32 {summary['fp32_vs_pipeline']}x (aim {AIMS['fp32_vs_pipeline']}x), "
+            f"int8 {summary['int8_vs_pipeline']}x (aim {AIMS['int8_vs_pipeline']}x) losing "
+            f"{summary['int8_points_lost']} points (aim <= {AIMS['int8_points_lost']})",
+            highlight=False,
+        )
+    switches = report.get("switches")
+    if switches:
+        title = (
+            f"torch switches, {switches['reviews']} reviews (compiling "
+            f"{switches['compile_seconds']} s, not counted)"
+        )
+        console.print(speed_table(title, switches["rows"], accuracy=False, against="fp32"))
+    for model, base in (report.get("base") or {}).items():
+        console.print(
+            speed_table(f"{model} (random weights), {base['reviews']} reviews", base["rows"], False)
         )
     memory = report.get("memory")
     if memory:
@@ -368,15 +641,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=20_000, help="reviews to prepare")
     parser.add_argument("--reviews", type=int, default=2_000, help="test reviews to score")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4, help="rotated parts of --reviews")
+    parser.add_argument("--switch-reviews", type=int, default=256)
+    parser.add_argument("--switch-rounds", type=int, default=2)
+    parser.add_argument("--base-models", default="bert-base-arch,modernbert-base-arch")
+    parser.add_argument("--base-reviews", type=int, default=128)
+    parser.add_argument("--base-rounds", type=int, default=2)
     parser.add_argument("--rss-sizes", default="10000,100000")
     parser.add_argument("--rss-model", default="tiny-bert")
-    parser.add_argument("--skip-rss", action="store_true")
-    parser.add_argument("--skip-speed", action="store_true")
+    for part in ("kernels", "speed", "switches", "base", "rss"):
+        parser.add_argument(f"--skip-{part}", action="store_true")
     parser.add_argument("--output", type=Path, default=RESULTS / "bench_predict.json")
     args = parser.parse_args(argv)
     args.rss_sizes = [int(n) for n in args.rss_sizes.split(",") if n.strip()]
+    args.base_models = [m.strip() for m in args.base_models.split(",") if m.strip()]
     return args
 
 
@@ -386,6 +665,15 @@ def main(argv: list[str] | None = None) -> None:
     set_verbosity(quiet=True, verbose=False)
     args.workdir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"machine": machine()}
+
+    def save() -> None:  # after every part: an interrupted run keeps what it measured
+        report["load_average_1m_at_end"] = load()
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+    if not args.skip_kernels:
+        report["kernels"] = kernel_report()
+        save()
     if args.run:
         run = resolve_run(Workspace(args.workdir), args.run)
         workdir = run.path.parents[2]  # <workdir>/runs/<model>/<run-id>
@@ -397,34 +685,15 @@ def main(argv: list[str] | None = None) -> None:
     cache = cache_of_run(Workspace(workdir), run.ledger)
     _, texts, labels = load_texts(cache, "test")
     if not args.skip_speed:
-        folders = exports_of(run, workdir)
-        chosen, chosen_labels = texts[: args.reviews], np.asarray(labels[: args.reviews])
-        length = export_folder.read_export(folders["hf"]).max_length
-        print(f"speed: {len(chosen):,} test reviews, {args.rounds} rounds", flush=True)
-        sides = [
-            pipeline_side("pipeline", folders["hf"], args.batch_size),
-            pipeline_side(
-                "pipeline, cut by the tokenizer",
-                folders["hf"],
-                args.batch_size,
-                truncation=True,
-                max_length=length,
-            ),
-            imdb_side("imdb predict (torch)", workdir, str(run.path), args.batch_size),
-            imdb_side("imdb predict (ONNX fp32)", workdir, str(folders["onnx"]), args.batch_size),
-            imdb_side("imdb predict (ONNX int8)", workdir, str(folders["int8"]), args.batch_size),
-        ]
-        rows = measure_speed(sides, chosen, chosen_labels, args.rounds)
-        report["speed"] = {
-            "run": f"{run.model}/{run.run_id}",
-            "reviews": len(chosen),
-            "max_length": length,
-            "truncation": run.ledger.config.truncation,
-            "batch_size": args.batch_size,
-            "rounds": args.rounds,
-            "rows": rows,
-            "summary": aims(rows, len(chosen)),
-        }
+        report["speed"] = measure_minilm(args, workdir, run, texts, np.asarray(labels))
+        save()
+    if not args.skip_switches:
+        report["switches"] = measure_switches(args, workdir, run, texts)
+        save()
+    if not args.skip_base:
+        _, train_texts, _ = load_texts(cache, "train")
+        report["base"] = measure_base(args, train_texts)
+        save()
     if not args.skip_rss:
         rss_run = trained_run(args, workdir, args.rss_model, 200)
         _, all_texts, _ = load_texts(cache, "train")
@@ -433,9 +702,7 @@ def main(argv: list[str] | None = None) -> None:
             "run": f"{rss_run.model}/{rss_run.run_id}",
             "rows": measure_memory(args, workdir, rss_run, all_texts),
         }
-    report["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    save()
     print_report(report)
     print(f"results: {args.output}")
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import shutil
 import sys
@@ -16,8 +17,12 @@ from cli_support import assert_one_red_line, follow_pip_hint
 from predict_support import imdb, jsonl_rows, probs_of, split_texts
 from training_support import one_thread
 
+from imdb_cli.data.tokenized import load_texts
+from imdb_cli.errors import ImdbError
 from imdb_cli.handoff import export, export_folder, predict
+from imdb_cli.handoff import onnx as onnx_graphs
 from imdb_cli.handoff.review_files import from_texts
+from imdb_cli.runs.caches import cache_of_run
 from imdb_cli.runs.select import resolve_run
 from imdb_cli.workspace import Workspace
 
@@ -171,20 +176,28 @@ def test_an_export_whose_tokenizer_or_extra_code_asks_to_run_is_refused(
 def onnx_folders(trained_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     pytest.importorskip("onnxruntime", reason="the onnx extra: pip install -e '.[onnx]'")
     base = tmp_path_factory.mktemp("onnx")
+    onnx = ("--format", "onnx")
     return {
-        "fp32": exported_once(trained_root, base / "fp32", "tiny-bert", "--format", "onnx"),
+        "fp32": exported_once(trained_root, base / "fp32", "tiny-bert", *onnx),  # the default
+        "plain": exported_once(
+            trained_root, base / "plain", "tiny-bert", *onnx, "--onnx-graph", "plain"
+        ),
         "int8": exported_once(
-            trained_root, base / "int8", "tiny-modernbert", "--format", "onnx", "--quantize", "int8"
+            trained_root, base / "int8", "tiny-modernbert", *onnx, "--quantize", "int8"
+        ),
+        "static": exported_once(
+            trained_root, base / "static", "tiny-bert", *onnx, "--quantize", "int8-static"
         ),
     }
 
 
+@pytest.mark.parametrize("graph", ["fp32", "plain"])
 def test_onnxruntime_gives_torchs_probabilities(
-    onnx_folders: dict[str, Path], trained_root: Path
+    onnx_folders: dict[str, Path], trained_root: Path, graph: str
 ) -> None:
     _, texts = split_texts(trained_root, "tiny-bert")
     expected = scores(trained_root, "tiny-bert", texts)
-    got = scores(trained_root, str(onnx_folders["fp32"]), texts)
+    got = scores(trained_root, str(onnx_folders[graph]), texts)
     assert np.abs(got - expected).max() < 1e-4
 
 
@@ -213,13 +226,154 @@ def test_int8_export_reports_its_accuracy_next_to_fp32(
     config = json.loads((folder / "config.json").read_text())
     assert config["quantization"] == "int8"
     card = (folder / "README.md").read_text()
-    assert "| ONNX fp32 |" in card and "| ONNX int8 |" in card
+    assert "| ONNX fp32, optimized graph |" in card and "| ONNX int8, optimized graph |" in card
     assert "int8 minus fp32" in card
     _, texts = split_texts(trained_root, "tiny-modernbert")
     got = scores(trained_root, str(folder), texts)
     expected = scores(trained_root, "tiny-modernbert", texts)
     assert np.abs(got - expected).max() < 0.2  # close, not equal: int8 weights
     assert np.allclose(got.sum(axis=1), 1.0, atol=1e-5)
+
+
+def ops_of(folder: Path) -> collections.Counter[str]:
+    import onnx
+
+    return collections.Counter(node.op_type for node in onnx.load(folder / "model.onnx").graph.node)
+
+
+def test_the_default_graph_is_fused_one_attention_and_two_skip_layer_norms_per_layer(
+    onnx_folders: dict[str, Path],
+) -> None:
+    """tiny-bert has 2 layers: the fused graph holds 2 Attention and 4 SkipLayerNormalization
+    nodes, as config.json says; the plain graph none of onnxruntime's fused ops."""
+    fused, plain = (export_folder.read_export(onnx_folders[n]) for n in ("fp32", "plain"))
+    assert fused.onnx_graph == "optimized" and plain.onnx_graph == "plain"
+    ops = ops_of(onnx_folders["fp32"])
+    assert ops["Attention"] == 2 and ops["SkipLayerNormalization"] == 4
+    assert ops["BiasGelu"] == 2 and ops["EmbedLayerNormalization"] == 1
+    fusions = fused.config["onnx_fusions"]
+    assert fusions["layers"] == 2
+    assert {op: ops[op] for op in fusions["fused"]} == fusions["fused"]
+    plain_ops = ops_of(onnx_folders["plain"])
+    assert not {"Attention", "SkipLayerNormalization", "BiasGelu"} & set(plain_ops)
+    assert plain.config["onnx_fusions"] is None
+
+
+def test_modernbert_fuses_its_layer_norms_and_gelu_but_not_its_attention(
+    onnx_folders: dict[str, Path],
+) -> None:
+    """Rotary embeddings and local attention match none of onnxruntime's attention patterns:
+    the graph is still the optimized one (2 layers: 4 SkipLayerNormalization, 2 Gelu)."""
+    export = export_folder.read_export(onnx_folders["int8"])
+    assert export.onnx_graph == "optimized"
+    fused = export.config["onnx_fusions"]["fused"]
+    assert fused["SkipLayerNormalization"] == 4 and fused["Gelu"] == 2
+    assert "Attention" not in fused and "Attention" not in ops_of(onnx_folders["int8"])
+    card = (onnx_folders["int8"] / "README.md").read_text()
+    assert "4 SkipLayerNormalization, 1 LayerNormalization, 2 Gelu (2 layers)" in card
+
+
+def card_accuracy(card: str, row: str) -> float:
+    line = next(line for line in card.splitlines() if line.startswith(f"| {row} |"))
+    return float(line.split("|")[2])
+
+
+def test_the_card_says_which_graph_and_quantization_with_each_accuracy(
+    onnx_folders: dict[str, Path], trained_root: Path
+) -> None:
+    """Each accuracy in the card is what imdb predict gets from that model on the test split."""
+    workspace = Workspace(trained_root)
+    cache = cache_of_run(workspace, resolve_run(workspace, "tiny-bert").ledger)
+    _, texts, labels = load_texts(cache, "test")
+    ledger = resolve_run(workspace, "tiny-bert").ledger
+    fp32 = (onnx_folders["fp32"] / "README.md").read_text()
+    assert "ONNX model (optimized graph, fp32)" in fp32
+    assert "- Graph: optimized." in fp32 and "2 Attention, 4 SkipLayerNormalization" in fp32
+    assert "- Quantization: none" in fp32
+    assert card_accuracy(fp32, "torch (the run's checkpoint)") == round(ledger.test.acc, 4)  # type: ignore[union-attr]
+    static = (onnx_folders["static"] / "README.md").read_text()
+    assert "- Quantization: int8, static (activation ranges calibrated on" in static
+    plain = (onnx_folders["plain"] / "README.md").read_text()
+    assert (
+        "- Graph: plain, as torch.onnx's dynamo exporter wrote it (`--onnx-graph plain`)" in plain
+    )
+    for card, folder, row in (
+        (fp32, "fp32", "ONNX fp32, optimized graph"),
+        (plain, "plain", "ONNX fp32, plain graph"),
+        (static, "static", "ONNX int8, optimized graph"),
+    ):
+        predicted = scores(trained_root, str(onnx_folders[folder]), texts).argmax(axis=1)
+        assert card_accuracy(card, row) == round(float((predicted == labels).mean()), 4), row
+    config = json.loads((onnx_folders["static"] / "config.json").read_text())
+    assert config["onnx_quantization"]["method"] == "static"
+    assert config["onnx_quantization"]["calibration_reviews"] > 0
+
+
+def test_a_fused_graph_that_fails_is_replaced_by_the_plain_one_with_a_warning(
+    trained_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(*args: object) -> None:
+        raise ImdbError("onnxruntime's transformer optimizer failed: no match")
+
+    monkeypatch.setattr(export.onnx_graphs, "fused_graph", failing)
+    out = tmp_path / "out"
+    result = imdb(trained_root, "export", "tiny-bert", "--format", "onnx", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "the fused graph was not kept" in result.output and "plain graph" in result.output
+    assert export_folder.read_export(out).onnx_graph == "plain"
+    assert "optimizer failed: no match" in (out / "README.md").read_text()
+
+
+def test_an_exporter_failure_is_one_red_line_and_writes_nothing(
+    trained_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As torch.onnx's dynamo exporter fails on ModernBERT with eager attention."""
+
+    def failing(*args: object, **kwargs: object) -> None:
+        raise IndexError("list index out of range")
+
+    monkeypatch.setattr(torch.onnx, "export", failing)
+    out = tmp_path / "out"
+    args = ("tiny-modernbert", "--format", "onnx", "--out", str(out))
+    result = imdb(trained_root, "export", *args)
+    assert_one_red_line(result, "torch.onnx.export failed: list index out of range")
+    assert "the fused graph was not kept" in result.output  # the optimized one failed first
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_predict_reads_an_onnx_export_from_before_the_fused_graph(
+    onnx_folders: dict[str, Path], trained_root: Path, tmp_path: Path
+) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(onnx_folders["plain"], old)
+    config = json.loads((old / "config.json").read_text())
+    for key in ("onnx_graph", "onnx_fusions"):
+        del config[key]
+    (old / "config.json").write_text(json.dumps(config))
+    assert export_folder.read_export(old).onnx_graph == "plain"
+    texts = ["great fun, superb", "boring and bland"]
+    assert (
+        np.abs(scores(tmp_path, str(old), texts) - scores(trained_root, "tiny-bert", texts)).max()
+        < 1e-4
+    )
+
+
+def test_the_int8_kernels_follow_the_cpu_flags() -> None:
+    avx2 = onnx_graphs.kernels_for(["avx2"])
+    assert "saturating" in avx2[0] and "exact" in avx2[1] and "generic" in avx2[2]
+    assert "converted to fp32" in avx2[3]
+    vnni = onnx_graphs.kernels_for(["avx2", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16"])
+    assert vnni[0].startswith("AVX512-VNNI") and vnni[3] == "AVX512-BF16"
+    assert onnx_graphs.kernels_for(["avx2", "avx_vnni"])[0].startswith("AVX-VNNI")
+    assert onnx_graphs.kernels_for(["avx2", "avx_vnni_int8"])[2] == "AVX-VNNI-INT8"
+
+
+def test_the_saturation_probe_agrees_with_the_kernel_the_flags_select() -> None:
+    """onnxruntime's U8S8 kernel saturates exactly where the flags say it is vpmaddubsw's."""
+    pytest.importorskip("onnxruntime", reason="the onnx extra: pip install -e '.[onnx]'")
+    kernels = onnx_graphs.int8_kernels()
+    assert kernels.u8s8_saturates == ("saturating" in kernels.u8s8)
+    assert kernels.lines()[0].startswith("CPU: ")
 
 
 # --------------------------------------------------------------------------- refusals

@@ -6,29 +6,25 @@
 
 The library does the work: `save_pretrained` writes the HF folder (weights, config with
 auto_map, and the modeling file, copied because its classes are registered for the auto
-classes); `torch.onnx.export` (the dynamo exporter, dynamic batch and sequence length)
-writes the ONNX graph; `onnxruntime.quantization.quantize_dynamic` makes the int8 model.
-Every export is checked before it is kept: the ONNX model against torch on real reviews,
-and an int8 model's accuracy on the run's test split next to fp32's. The folder is filled
-under a temporary name and renamed when complete (files.atomic_dir).
+classes); `handoff.onnx` writes the ONNX graph, fused by onnxruntime's transformer optimizer
+by default (`--onnx-graph plain`: torch.onnx's dynamo graph as is), and quantizes it with
+onnxruntime. Every export is checked before it is kept: the ONNX model against torch on real
+reviews (a fused graph that differs falls back to the plain one), and its accuracy on the
+run's test split, int8 next to fp32. The folder is filled under a temporary name and
+renamed when complete (files.atomic_dir).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
-import logging
 import shutil
-import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import transformers
 from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 
 from imdb_cli import __version__, registry
@@ -40,45 +36,70 @@ from imdb_cli.data.tokenized import TokenizedSplit, load_split, load_texts
 from imdb_cli.errors import ImdbError
 from imdb_cli.files import FolderState, atomic_dir, clean_stale_temps, folder_state
 from imdb_cli.handoff import export_folder
+from imdb_cli.handoff import onnx as onnx_graphs
 from imdb_cli.handoff.model_card import model_card
-from imdb_cli.handoff.predict import Predictor, classify, onnx_forward, tokenize, torch_forward
+from imdb_cli.handoff.predict import (
+    Predictor,
+    classify,
+    onnx_forward,
+    onnx_inputs,
+    tokenize,
+    torch_forward,
+)
 from imdb_cli.model import EncoderForClassification, ImdbClassifier, ImdbClassifierConfig
 from imdb_cli.runs import checkpoints
 from imdb_cli.runs.caches import cache_of_run
 from imdb_cli.runs.run import Run
 from imdb_cli.runs.select import select_run
+from imdb_cli.training.inference import shortest_first
 from imdb_cli.workspace import Workspace
 
 FORMATS = ("hf", "onnx")
-QUANTIZATIONS = ("int8",)
+# --quantize: int8 is dynamic (activation ranges per batch at run time, no calibration, and the
+# fused attention quantized too); int8-static calibrates activation ranges on validation
+# reviews (matrix products only). benchmarks/README.md compares them on MiniLM.
+QUANTIZATIONS = {
+    "int8": onnx_graphs.DYNAMIC,
+    "int8-static": onnx_graphs.Quantization("static", "int8", "uint8", True, False, "QDQ"),
+}
 ONNX_TOLERANCE = 1e-4  # largest difference of a class probability, onnxruntime vs torch
 CHECK_REVIEWS = 64  # test reviews the ONNX model is checked on against torch
-ONNX_PROTOBUF_LIMIT = 1_800_000_000  # bytes; larger weights go to a side file (2 GB limit)
+CALIBRATION_REVIEWS = 256  # validation reviews static int8 calibrates on
 
 
 @dataclass
 class ExportResult:
     out: Path
     format: str
-    quantization: str | None
+    quantization: str | None  # --quantize
     run: Run
     checkpoint: Path
+    graph: str = "optimized"  # --onnx-graph asked for
+    fusions: onnx_graphs.Fusions | None = None  # of the fused graph, when it was written
+    graph_note: str | None = None  # why the fused graph was not written
+    int8: onnx_graphs.Quantization | None = None  # how the int8 model was made
     # ONNX: largest |probability difference| vs torch on CHECK_REVIEWS test reviews.
     onnx_difference: float | None = None
     checked_reviews: int = 0
-    # ONNX: test-split accuracy of the exported model, by precision ("fp32", "int8").
+    # ONNX: test-split accuracy of the written graph, by precision ("fp32", "int8").
     accuracy: dict[str, float] = field(default_factory=dict)
     test_reviews: int = 0
     accuracy_note: str | None = None  # why accuracy was not measured
 
+    @property
+    def written_graph(self) -> str:
+        return "optimized" if self.fusions is not None else "plain"
 
-def check_options(fmt: str, quantize: str | None) -> None:
+
+def check_options(fmt: str, quantize: str | None, graph: str = "optimized") -> None:
     if fmt not in FORMATS:
         raise ImdbError(f"--format must be one of {', '.join(FORMATS)} (got {fmt!r})")
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise ImdbError(f"--quantize must be {' or '.join(QUANTIZATIONS)} (got {quantize!r})")
     if quantize is not None and fmt != "onnx":
         raise ImdbError(f"--quantize {quantize} needs --format onnx")
+    if graph not in onnx_graphs.GRAPHS:
+        raise ImdbError(f"--onnx-graph must be {' or '.join(onnx_graphs.GRAPHS)} (got {graph!r})")
     if fmt == "onnx":
         export_folder.require_onnx("--format onnx")
 
@@ -143,20 +164,21 @@ def export(
     *,
     fmt: str = "hf",
     quantize: str | None = None,
+    graph: str = "optimized",
     force: bool = False,
     dataset: str | None = None,
 ) -> ExportResult:
     """A model key (its newest completed run, on `dataset` when given), MODEL/RUN-ID or a run
     folder, exported to the folder `out`."""
-    check_options(fmt, quantize)
+    check_options(fmt, quantize, graph)
     run = exportable_run(workspace, target, dataset)
     state = check_out(out, force, workspace, run)
     info(f"loading the best checkpoint of {run.model}/{run.run_id}")
     model, path = checkpoints.load_classifier(run, "best")
     encoder = run.encoder()
     tokenizer = encoder.tokenizer
-    result = ExportResult(out, fmt, quantize, run, path)
-    hf_config = classifier_config(run, model, encoder, path, quantize)
+    result = ExportResult(out, fmt, quantize, run, path, graph=graph)
+    hf_config = classifier_config(run, model, encoder, path)
     # The HF model cuts long reviews itself (as trained): its tokenizer must not cut them
     # first, even when asked to truncate without a max_length. The ONNX graph does not cut:
     # there `truncation=True` should cut to the run's length.
@@ -183,7 +205,6 @@ def classifier_config(
     model: EncoderForClassification,
     encoder: Encoder,
     checkpoint: Path,
-    quantize: str | None,
 ) -> ImdbClassifierConfig:
     """The export's config.json: the classifier's config, naming the model code it carries
     (`auto_map`, for transformers users; imdb itself never follows it)."""
@@ -213,7 +234,6 @@ def classifier_config(
             "data_fingerprint": run.ledger.data.data_fingerprint,
             "imdb_version": __version__,
         },
-        quantization=quantize,
         auto_map={
             "AutoConfig": f"{module}.{ImdbClassifierConfig.__name__}",
             "AutoModelForSequenceClassification": f"{module}.{ImdbClassifier.__name__}",
@@ -227,7 +247,7 @@ def classifier_config(
 def _write_hf(model: EncoderForClassification, config: ImdbClassifierConfig, folder: Path) -> None:
     """The weights in the exported class, its config, and the model code itself: this
     package's model.py, which imports only torch and transformers."""
-    with _quiet():
+    with onnx_graphs.quiet():
         hf_model = ImdbClassifier(config)
         hf_model.load_state_dict(model.state_dict(), strict=True)
         hf_model.save_pretrained(folder)
@@ -235,21 +255,6 @@ def _write_hf(model: EncoderForClassification, config: ImdbClassifierConfig, fol
 
 
 # --------------------------------------------------------------------------- onnx
-
-
-class _OnnxGraph(torch.nn.Module):
-    """The classifier with the graph's inputs and outputs: token ids and mask in,
-    logits and pooled vectors out (the mask always given; padding or not)."""
-
-    def __init__(self, model: EncoderForClassification) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.model(input_ids, attention_mask)
-        return out.logits, out.pooled
 
 
 def _write_onnx(
@@ -260,84 +265,104 @@ def _write_onnx(
     workspace: Workspace,
     result: ExportResult,
 ) -> None:
+    """The graph asked for (the fused one unless it fails or differs from torch: then the
+    plain one, with a warning), checked against torch; int8 on top of it when asked."""
     fp32 = folder / export_folder.ONNX_NAME
     reviews = _check_reviews(workspace, result.run)
     sample = tokenize(encoder, reviews[:3])
-    info("exporting to ONNX (torch.onnx.export)")
-    export_onnx(model, sample, fp32)
-    torch_model = _predictor(torch_forward(model, torch.device("cpu"), "fp32"), config, encoder)
     checked = tokenize(encoder, reviews)
+    torch_model = _predictor(torch_forward(model, torch.device("cpu"), "fp32"), config, encoder)
     expected = classify(torch_model, checked).probs
-    info(f"checking onnxruntime against torch on {len(reviews)} test reviews")
-    session = export_folder.onnx_session(fp32)
-    got = classify(_predictor(onnx_forward(session), config, encoder), checked).probs
-    result.onnx_difference = float(np.abs(got - expected).max())
     result.checked_reviews = len(reviews)
-    if not result.onnx_difference <= ONNX_TOLERANCE:
-        raise ImdbError(
-            f"the ONNX model's probabilities differ from torch's by {result.onnx_difference:.2e} "
-            f"(more than {ONNX_TOLERANCE:g}); nothing was written"
-        )
-    config.to_json_file(folder / export_folder.CONFIG_NAME)
+    if result.graph == "optimized":
+        try:
+            info("exporting the fused ONNX graph (TorchScript exporter, onnxruntime optimizer)")
+            eager, _ = checkpoints.load_classifier(result.run, "best", "eager")
+            fusions = onnx_graphs.fused_graph(eager, sample.input_ids, sample.lengths, fp32)
+            if not fusions.complete:
+                warn(f"onnxruntime fused only {fusions.describe()} of this {fusions.model_type}")
+            _check_against_torch(fp32, config, encoder, checked, expected, result)
+            result.fusions = fusions
+        except ImdbError as exc:
+            result.graph_note = f"the fused graph was not kept: {exc.message}"
+            warn(f"{result.graph_note}; writing the plain graph")
+    if result.fusions is None:
+        info("exporting to ONNX (torch.onnx.export)")
+        onnx_graphs.plain_graph(model, sample.input_ids, sample.lengths, fp32)
+        _check_against_torch(fp32, config, encoder, checked, expected, result)
+    config.onnx_graph = result.written_graph
+    config.onnx_fusions = result.fusions.to_dict() if result.fusions else None
     if result.quantization is None:
+        config.to_json_file(folder / export_folder.CONFIG_NAME)
+        _measure_accuracy(workspace, result, config, encoder, {"fp32": fp32})
         return
     int8 = folder / "model.int8.onnx"
-    info("quantizing to int8 (onnxruntime quantize_dynamic)")
-    quantize_int8(fp32, int8)
-    _measure_accuracy(workspace, result, config, encoder, fp32, int8)
+    how = QUANTIZATIONS[result.quantization]
+    if how.method == "dynamic":
+        info(f"quantizing to int8: {how.describe()}")
+        onnx_graphs.quantize_dynamic(fp32, int8, how)
+    else:
+        batches = _calibration_batches(workspace, result.run, encoder)
+        how = replace(how, calibration_reviews=batches.reviews)
+        info(f"quantizing to int8: {how.describe()}")
+        onnx_graphs.quantize_static(fp32, int8, batches, how)
+    result.int8 = how
+    config.quantization = "int8"
+    config.onnx_quantization = how.to_dict()
+    config.to_json_file(folder / export_folder.CONFIG_NAME)
+    _measure_accuracy(workspace, result, config, encoder, {"fp32": fp32, "int8": int8})
     int8.replace(fp32)  # the folder holds one model.onnx: the int8 one
 
 
-def export_onnx(model: EncoderForClassification, sample: TokenizedSplit, path: Path) -> None:
-    """torch.onnx.export (dynamo) with dynamic batch and sequence length.
+def _check_against_torch(
+    path: Path,
+    config: Any,
+    encoder: Encoder,
+    checked: TokenizedSplit,
+    expected: np.ndarray,
+    result: ExportResult,
+) -> None:
+    info(f"checking onnxruntime against torch on {len(checked)} test reviews")
+    session = export_folder.onnx_session(path)
+    got = classify(_predictor(onnx_forward(session), config, encoder), checked).probs
+    difference = float(np.abs(got - expected).max())
+    if not difference <= ONNX_TOLERANCE:
+        raise ImdbError(
+            f"the ONNX model's probabilities differ from torch's by {difference:.2e} "
+            f"(more than {ONNX_TOLERANCE:g}); nothing was written"
+        )
+    result.onnx_difference = difference
 
-    The sample batch has padding and more than one review of more than one token: the
-    exporter specializes dimensions of size 0 or 1, and a batch without padding would
-    trace the classifier's no-mask path.
-    """
-    model = model.cpu().eval()
-    width = int(sample.lengths.max())
-    ids = torch.from_numpy(np.asarray(sample.input_ids[:, :width], dtype=np.int64))
-    mask = (torch.arange(width)[None, :] < torch.from_numpy(sample.lengths)[:, None]).long()
-    dynamic = {0: "batch", 1: "sequence"}
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+
+@dataclass
+class _Calibration:
+    """Batches of validation reviews as the graph's inputs, for static quantization."""
+
+    split: TokenizedSplit
+    batch_size: int = 32
+
+    @property
+    def reviews(self) -> int:
+        return len(self.split)
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        _, ordered = shortest_first(self.split, self.batch_size, torch.device("cpu"))
+        for batch in ordered:
+            yield onnx_inputs(batch)
+
+
+def _calibration_batches(workspace: Workspace, run: Run, encoder: Encoder) -> _Calibration:
+    """CALIBRATION_REVIEWS validation reviews of the run (never its test reviews, on which
+    the card reports accuracy), spread over the split."""
     try:
-        with _quiet():
-            torch.onnx.export(
-                _OnnxGraph(model),
-                (ids, mask),
-                str(path),
-                input_names=list(export_folder.ONNX_INPUTS),
-                output_names=list(export_folder.ONNX_OUTPUTS),
-                dynamic_shapes={name: dynamic for name in export_folder.ONNX_INPUTS},
-                dynamo=True,
-                external_data=weights > ONNX_PROTOBUF_LIMIT,
-                verbose=False,
-            )
-    except ImdbError:
-        raise
-    except Exception as exc:  # the exporter raises many types; say which step failed
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ImdbError(f"torch.onnx.export failed: {first}") from exc
-
-
-def quantize_int8(fp32: Path, int8: Path) -> None:
-    """Dynamic int8 quantization of the weights of the matrix products (onnxruntime).
-
-    First onnxruntime's own pre-processing (ONNX shape inference and graph optimization), as
-    its quantization documentation asks; without its symbolic shape inference, which cannot
-    complete on graphs from the dynamo exporter ("Incomplete symbolic shape inference").
-    Per-channel scales: with one scale per tensor, a MiniLM lost about a point of accuracy,
-    per channel none (measured on 400 IMDB test reviews).
-    """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    prepared = int8.with_name("model.prepared.onnx")
-    with _quiet():
-        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-        quantize_dynamic(str(prepared), str(int8), weight_type=QuantType.QInt8, per_channel=True)
-    prepared.unlink()
+        split = load_split(cache_of_run(workspace, run.ledger), "val")
+    except ImdbError as exc:
+        raise ImdbError(f"static int8 needs the run's validation reviews: {exc.message}") from exc
+    if len(split) == 0:
+        raise ImdbError("static int8 needs the run's validation reviews: the split is empty")
+    count = min(CALIBRATION_REVIEWS, len(split))
+    picked = np.linspace(0, len(split) - 1, count).round().astype(np.int64)
+    return _Calibration(split.subset(np.unique(picked)))
 
 
 def _predictor(forward: Any, config: Any, encoder: Encoder) -> Predictor:
@@ -375,47 +400,22 @@ def _measure_accuracy(
     result: ExportResult,
     config: Any,
     encoder: Encoder,
-    fp32: Path,
-    int8: Path,
+    models: dict[str, Path],
 ) -> None:
-    """Test-split accuracy of the fp32 and int8 ONNX models, for the model card."""
+    """Test-split accuracy of the written ONNX graph (fp32, and int8 when made), for the card."""
     try:
         cache = cache_of_run(workspace, result.run.ledger)
         split = load_split(cache, "test")
     except ImdbError as exc:
         result.accuracy_note = f"not measured: {exc.message}"
-        warn(f"int8 accuracy {result.accuracy_note}")
+        warn(f"ONNX test accuracy {result.accuracy_note}")
         return
     labels = np.asarray(split.labels)
     result.test_reviews = len(labels)
-    for name, path in (("fp32", fp32), ("int8", int8)):
+    for name, path in models.items():
         predictor = _predictor(onnx_forward(export_folder.onnx_session(path)), config, encoder)
         with progress() as bar:
             task = bar.add_task(f"test accuracy, ONNX {name}", total=len(labels))
             advance = functools.partial(bar.advance, task)
             probs = classify(predictor, split, on_batch=advance).probs
         result.accuracy[name] = float((probs.argmax(axis=1) == labels).mean())
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """The exporters print progress bars, steps and warnings of their own; imdb reports
-    its own progress instead (errors still raise)."""
-    hf_logging = transformers.utils.logging
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxruntime", "root")]
-    levels = [logger.level for logger in loggers]
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()

@@ -5,7 +5,9 @@
                         them), the run's truncation, where the model came from
     model.safetensors   --format hf: encoder.* and head.* weights
     modeling_imdb.py    --format hf: the model code transformers runs (trust_remote_code)
-    model.onnx          --format onnx: inputs input_ids, attention_mask; outputs logits, pooled
+    model.onnx          --format onnx: inputs input_ids, attention_mask (right-padded);
+                        outputs logits, pooled; config.json says which graph (onnx_graph:
+                        optimized or plain, onnx_fusions) and int8 (onnx_quantization)
     tokenizer files     the run's tokenizer
     README.md           the model card
     .imdb-export        what wrote the folder (imdb's version, format, run): only a folder
@@ -62,6 +64,12 @@ class Export:
     @property
     def truncation(self) -> str:
         return str(self.config["truncation"]["strategy"])
+
+    @property
+    def onnx_graph(self) -> str:
+        """optimized (fused by onnxruntime's optimizer) or plain; exports from before the
+        fused graph existed hold the plain one."""
+        return str(self.config.get("onnx_graph") or "plain")
 
     @property
     def quantization(self) -> str | None:

@@ -38,9 +38,10 @@ def model_card(result: ExportResult, config: Any) -> str:
 
 
 def _card_header(result: ExportResult, config: Any, ledger: Ledger) -> str:
-    kind = "Hugging Face folder" if result.format == "hf" else "ONNX model (fp32)"
-    if result.quantization:
-        kind = f"ONNX model ({result.quantization}, dynamic quantization)"
+    kind = "Hugging Face folder"
+    if result.format == "onnx":
+        precision = f"{result.int8.method} int8" if result.int8 else "fp32"
+        kind = f"ONNX model ({result.written_graph} graph, {precision})"
     names = ", ".join(config.label_names)
     return (
         "---\n"
@@ -154,25 +155,53 @@ def _card_results(result: ExportResult, ledger: Ledger) -> str:
     ]
     if result.onnx_difference is not None:
         lines.append(
-            f"- ONNX fp32 vs torch: largest difference of a class probability "
-            f"{result.onnx_difference:.1e} on {result.checked_reviews} test reviews."
+            f"- ONNX fp32 ({result.written_graph} graph) vs torch: largest difference of a "
+            f"class probability {result.onnx_difference:.1e} on {result.checked_reviews} test "
+            "reviews."
         )
-    if result.quantization:
-        if result.accuracy:
-            lines += [
-                "",
-                f"Measured at export on the run's {result.test_reviews:,} test reviews "
-                "(onnxruntime, CPU):",
-                "",
-                "| model | test accuracy |",
-                "| --- | --- |",
-                *(f"| ONNX {name} | {acc:.4f} |" for name, acc in result.accuracy.items()),
-            ]
-            change = (result.accuracy["int8"] - result.accuracy["fp32"]) * 100
-            lines.append(f"\nint8 minus fp32: {change:+.2f} accuracy points.")
-        else:
-            lines.append(f"- int8 accuracy {result.accuracy_note}.")
+    if result.format == "onnx":
+        lines += ["", *_card_onnx(result, ledger)]
     return "\n".join(lines) + "\n"
+
+
+def _card_onnx(result: ExportResult, ledger: Ledger) -> list[str]:
+    """Which graph and which quantization the model.onnx carries, and each one's accuracy."""
+    lines = ["### The ONNX model", ""]
+    if result.fusions is not None:
+        lines.append(
+            "- Graph: optimized. Exported by torch.onnx's TorchScript exporter with eager "
+            "attention, then fused by onnxruntime's transformer optimizer: "
+            f"{result.fusions.describe()}."
+        )
+    else:
+        why = f" ({result.graph_note})" if result.graph_note else " (`--onnx-graph plain`)"
+        lines.append(f"- Graph: plain, as torch.onnx's dynamo exporter wrote it{why}.")
+    if result.int8 is not None:
+        lines.append(f"- Quantization: int8, {result.int8.describe()} (onnxruntime).")
+    else:
+        lines.append("- Quantization: none (fp32 weights and activations).")
+    if not result.accuracy:
+        lines.append(f"- ONNX test accuracy {result.accuracy_note}.")
+        return lines
+    test = ledger.test
+    assert test is not None  # exportable_run checked it
+    lines += [
+        "",
+        f"Accuracy on the run's {result.test_reviews:,} test reviews, measured at export "
+        "(onnxruntime, CPU):",
+        "",
+        "| model | test accuracy |",
+        "| --- | --- |",
+        f"| torch (the run's checkpoint) | {test.acc:.4f} |",
+        *(
+            f"| ONNX {name}, {result.written_graph} graph | {acc:.4f} |"
+            for name, acc in result.accuracy.items()
+        ),
+    ]
+    if "int8" in result.accuracy and "fp32" in result.accuracy:
+        change = (result.accuracy["int8"] - result.accuracy["fp32"]) * 100
+        lines.append(f"\nint8 minus fp32: {change:+.2f} accuracy points.")
+    return lines
 
 
 def _card_usage(result: ExportResult, config: Any) -> str:
@@ -262,6 +291,11 @@ def _card_limits(result: ExportResult, config: Any) -> str:
                 "the last of the rest; `imdb predict` does it for you."
             ),
         ]
+        if result.fusions is not None:
+            lines.append(
+                "- Left padding: the fused attention reads each row's length from the mask "
+                "and expects its padding on the right (the tokenizer's setting)."
+            )
         if result.quantization:
             lines.append(
                 "- int8 probabilities are close to, not equal to, the fp32 model's; see Results."

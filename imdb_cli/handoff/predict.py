@@ -134,7 +134,8 @@ def _from_export(folder: Path, device: str, batch_size: int | None) -> Predictor
         outputs = export_folder.onnx_outputs(session)
         export_folder.check_classes(folder, export, outputs, export_folder.ONNX_NAME)
         return Predictor(
-            description=f"{folder} (ONNX, {export.quantization or 'fp32'})",
+            description=f"{folder} (ONNX, {export.onnx_graph} graph, "
+            f"{export.quantization or 'fp32'})",
             label_names=export.label_names,
             encoder=encoder,
             forward=onnx_forward(session),
@@ -174,18 +175,22 @@ def torch_forward(model: EncoderForClassification, device: torch.device, precisi
     return forward
 
 
+def onnx_inputs(batch: Batch) -> dict[str, np.ndarray]:
+    """A batch as the inputs of `imdb export --format onnx`'s graph, which always takes a
+    mask: a batch without padding gets one of ones."""
+    ids = batch.input_ids.cpu().numpy()
+    mask = batch.attention_mask
+    return {
+        export_folder.ONNX_INPUTS[0]: ids,
+        export_folder.ONNX_INPUTS[1]: np.ones_like(ids) if mask is None else mask.cpu().numpy(),
+    }
+
+
 def onnx_forward(session: Any) -> Forward:
-    """An onnxruntime session of `imdb export --format onnx` as a Forward. The graph always
-    takes a mask: a batch without padding gets one of ones."""
+    """An onnxruntime session of `imdb export --format onnx` as a Forward."""
 
     def forward(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        ids = batch.input_ids.cpu().numpy()
-        mask = batch.attention_mask
-        inputs = {
-            export_folder.ONNX_INPUTS[0]: ids,
-            export_folder.ONNX_INPUTS[1]: np.ones_like(ids) if mask is None else mask.cpu().numpy(),
-        }
-        logits, pooled = session.run(list(export_folder.ONNX_OUTPUTS), inputs)
+        logits, pooled = session.run(list(export_folder.ONNX_OUTPUTS), onnx_inputs(batch))
         return torch.from_numpy(logits), torch.from_numpy(pooled)
 
     return forward
