@@ -13,11 +13,13 @@
 # names them in `carry`. Everything that travels must stay under 64 MiB.
 #
 # The GPU image already has torch, transformers, accelerate, pyarrow, safetensors, typer,
-# rich, pyyaml, numpy, scipy, scikit-learn, matplotlib, psutil and pytest. imdb_cli imports
-# `datasets` (Hub download), `wandb` (--wandb) and `huggingface_hub` lazily, and the check
-# needs none of them, so by default no wheel is carried. To carry one, name it in
-# EXTRA_WHEELS, e.g.  EXTRA_WHEELS="wandb==0.19.1" bash benchmarks/make_gpu_bundle.sh
-# (each dependency it needs must be named too: pip download --no-deps fetches none).
+# rich, pyyaml, numpy, scipy, statsmodels, scikit-learn, matplotlib, psutil and pytest
+# (device tool's KINDS.md). It lacks pydantic, which imdb_cli's record codec imports, so its
+# wheels are carried (PYDANTIC_WHEELS, the versions tested here). imdb_cli imports `datasets`
+# (Hub download), `wandb` (--wandb) and `huggingface_hub` lazily, and the check needs none of
+# them. To carry more, name them in EXTRA_WHEELS, e.g.  EXTRA_WHEELS="wandb==0.19.1" bash
+# benchmarks/make_gpu_bundle.sh (each dependency it needs must be named too: pip download
+# --no-deps fetches none). gpu_check.sh installs whatever .whl/ holds before it starts.
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +45,9 @@ cp "$DATA"/plain_text/*.parquet .gpu_assets/imdb/plain_text/
 
 rm -rf .whl
 CARRY='".gpu_assets"'
-if [[ -n ${EXTRA_WHEELS:-} ]]; then
+PYDANTIC_WHEELS=${PYDANTIC_WHEELS:-"pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5"}
+EXTRA_WHEELS="$PYDANTIC_WHEELS ${EXTRA_WHEELS:-}"
+if [[ -n ${EXTRA_WHEELS// /} ]]; then
     mkdir -p .whl
     # shellcheck disable=SC2086  # one word per requirement
     $PY -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
