@@ -235,6 +235,26 @@ def test_int8_export_reports_its_accuracy_next_to_fp32(
     assert np.allclose(got.sum(axis=1), 1.0, atol=1e-5)
 
 
+def test_static_int8_scores_a_review_alike_in_any_batch_and_the_card_says_dynamic_does_not(
+    onnx_folders: dict[str, Path], trained_root: Path
+) -> None:
+    _, texts = split_texts(trained_root, "tiny-bert")
+    workspace = Workspace(trained_root)
+
+    def scored(batch_size: int) -> np.ndarray:
+        target = str(onnx_folders["static"])
+        predictor = predict.load_predictor(workspace, target, device="cpu", batch_size=batch_size)
+        return np.concatenate(
+            [c.probs for c in predict.predict_reviews(predictor, from_texts(texts))]
+        )
+
+    assert np.array_equal(
+        scored(1), scored(64)
+    )  # fixed activation ranges: batch-mates do not matter
+    card = (onnx_folders["int8"] / "README.md").read_text()
+    assert "probabilities depend on the reviews batched with it" in card
+
+
 def ops_of(folder: Path) -> collections.Counter[str]:
     import onnx
 

@@ -201,7 +201,10 @@ class Quantization:
 
     def describe(self) -> str:
         if self.method == "dynamic":
-            how = "dynamic (activations quantized per batch at run time)"
+            how = (
+                "dynamic (activations quantized per batch at run time, so a review's "
+                "probabilities depend on the reviews batched with it)"
+            )
         else:
             how = f"static (activation ranges calibrated on {self.calibration_reviews} reviews)"
         scales = "per output channel" if self.per_channel else "per tensor"
