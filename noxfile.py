@@ -63,7 +63,9 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     """The study, small: minilm (real weights) vs tiny-modernbert on a seeded slice of IMDB."""
-    install(session, extras="dev,report")
+    # onnx and study too, so that the README's export and sweep examples run in the
+    # environment the demo leaves behind.
+    install(session, extras="dev,onnx,study,report")
     workdir = Path(os.environ.get("IMDB_WORKDIR", str(ROOT / "imdb-workspace" / "demo")))
     session.run(
         "imdb",
@@ -86,6 +88,8 @@ def demo(session: nox.Session) -> None:
     session.log("to continue with the `imdb` command in this workspace:")
     session.log(f"  source {activate}")
     session.log(f"  export IMDB_WORKDIR={workdir}")
+    for name, value in data_env().items():  # the local IMDB copy the demo read
+        session.log(f"  export {name}={value}")
     session.log("  imdb compare minilm tiny-modernbert      # or: imdb --help")
 
 

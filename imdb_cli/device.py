@@ -128,7 +128,9 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    plural = "" if threads == 1 else "s"
+    return f"cpu ({platform.processor() or platform.machine()}, {threads} thread{plural})"
 
 
 def choose_attention(name: str, model_type: str, device: torch.device, precision: str) -> str:

@@ -23,7 +23,7 @@ from imdb_cli.workspace import Workspace
 FINGERPRINT = "a1b2c3d4e5f6-limit400"
 ENVIRONMENT = {
     "torch": "2.13.0",
-    "device": "cpu (x86_64, 1 threads)",
+    "device": "cpu (x86_64, 1 thread)",
     "device_type": "cpu",
     "precision": "fp32",
     "torch_threads": 1,

@@ -227,8 +227,34 @@ def test_csv_puts_the_verdict_first_on_stderr_and_its_figures_in_columns(tmp_pat
     write_seeds(workspace, "modernbert", seeds_of(0.92, 3, 2))
     result = imdb(workspace, "compare", "bert", "modernbert", "-f", "csv")
     assert result.exit_code == 0
-    assert " ".join(result.stderr.split()).startswith("Verdict (with two or more seeds")
+    # Which run each model key means and why, then the verdict before anything else.
+    said, verdict_first = result.stderr.split("\n", 2)[:2], result.stderr.split("\n", 2)[2]
+    assert said == [
+        "bert: bert/s3 (its latest completed run on imdb)",
+        "modernbert: modernbert/s3 (its latest completed run on imdb)",
+    ]
+    assert " ".join(verdict_first.split()).startswith("Verdict (with two or more seeds")
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     bert = next(r for r in rows if r["label"] == "bert")
     assert bert["acc_diff_vs"] == "modernbert" and float(bert["acc_diff_p_adjusted"]) < 0.05
     assert bert["acc_diff_verdict"].startswith("modernbert beats bert across seeds")
+
+
+def test_a_seed_trained_twice_is_one_seed_not_two(tmp_path: Path) -> None:
+    """Training seed 42 again gives the same run again: counting it twice would make a
+    seed-to-seed variance of zero and a verdict "across seeds" from one seed."""
+    workspace = Workspace(tmp_path)
+    bert = seeds_of(0.70, 1, 1)
+    write_seeds(workspace, "bert", bert, run_id="a")
+    write_seeds(workspace, "bert", bert, run_id="b")  # seed 42 once more, later
+    write_seeds(workspace, "modernbert", seeds_of(0.92, 2, 2))
+    data = as_json(workspace, "bert", "modernbert")
+    rows = {row["label"]: row for row in data["models"]}
+    assert rows["bert"]["runs"] == 1 and rows["bert"]["run_id"] == "b1"
+    assert rows["modernbert"]["runs"] == 2
+    (pair,) = data["verdict"]["pairs"]
+    assert pair["level"] == "checkpoints"  # one seed on a side: no claim about encoders
+    assert (
+        "bert: 1 completed run(s) repeating a seed already counted left out of mean ± std "
+        "(the same seed again is not another seed)" in data["notes"]
+    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,6 +87,28 @@ def test_reproduce_trains_compares_and_reports_what_the_ledgers_say(
         assert ledger.test is not None
         assert f'data-key="test_acc" data-value="{ledger.test.acc!r}"' in page
     assert "No t-SNE on this page: not run (--no-analysis)." in page
+
+
+def test_the_seeds_hint_followed_as_written_adds_only_the_missing_seeds(
+    run_cli: Callable[..., Result], workdir: Path, synthetic_imdb_dir: Path
+) -> None:
+    assert _tiny_study(run_cli, synthetic_imdb_dir).exit_code == 0
+    compared = run_cli("compare", "tiny-bert", "tiny-modernbert", "-f", "json")
+    hint = json.loads(compared.stdout)["verdict"]["seeds_hint"]
+    command = re.search(r"imdb (reproduce [^()]*?--seeds [\d,]+)", hint)
+    assert command, hint
+    words = shlex.split(command.group(1))
+    # The study's own data and settings ride along, so the new seeds are like the old one.
+    assert words[words.index("--epochs") + 1] == "1" and "--data-dir" in words
+    result = run_cli(*words, "--no-analysis")
+    assert result.exit_code == 0, result.output
+    for model in ("tiny-bert", "tiny-modernbert"):
+        assert f"{model} (seed 42): done before with these settings" in result.output
+        runs = list_runs(Workspace(workdir), model)
+        assert sorted(r.ledger.config.seed for r in runs) == [42, 43, 44]  # 42 not trained again
+        assert all(r.ledger.config.epochs == 1 for r in runs)
+    text = (workdir / "report.md").read_text()
+    assert "3 and 3 seeds" in text
 
 
 @pytest.mark.slow

@@ -104,6 +104,16 @@ def test_the_storage_is_a_journal_in_the_workspace_a_path_or_a_database_url(
         StorageChoice.parse("redis://host", space)
 
 
+@pytest.mark.parametrize("workers", ["0", "-2"])
+def test_workers_below_one_are_refused_before_any_work(
+    run_cli: Callable[..., Result], workdir: Path, workers: str
+) -> None:
+    result = run_cli("sweep", "tiny-bert", "--lr", "1e-4", "--workers", workers)
+    assert result.exit_code != 0
+    assert f"--workers must be at least 1 (got {workers})" in result.output
+    assert not (workdir / "runs").exists()  # nothing trained
+
+
 def test_without_optuna_the_error_names_a_pip_install_that_works(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

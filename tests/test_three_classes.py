@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -110,8 +111,15 @@ def test_three_classes_through_every_command(three_class_run) -> None:
     assert row["label"] in THREE_LABELS
     assert sum(row[f"prob_{name}"] for name in THREE_LABELS) == pytest.approx(1.0, abs=1e-4)
 
-    # attention: the prediction and the true label are class names.
-    explained = imdb(ws, "attention", "--from-errors", "2", "--models", TINY, *dataset)
+    # attention: the t-SNE's hint names the data set, so that the model key means the run
+    # the sample came from; without it the IMDB run is refused (its classes are others).
+    hint = re.search(r"^next: imdb (attention .*)$", mapped.output, re.M)
+    assert hint is not None and hint.group(1).endswith("--dataset my-reviews"), mapped.output
+    refused = imdb(ws, "attention", "--from-errors", "2", "--models", TINY)
+    assert refused.exit_code != 0 and "Traceback" not in refused.output
+    assert "was trained on imdb; add --dataset my-reviews" in " ".join(refused.output.split())
+    # The prediction and the true label are class names.
+    explained = imdb(ws, *shlex.split(hint.group(1)))
     assert explained.exit_code == 0, explained.output
     assert any(name in explained.output for name in THREE_LABELS)
     saved = sorted((ws.analysis / "attention" / "latest").rglob("*.json"))

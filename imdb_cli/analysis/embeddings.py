@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -498,6 +499,7 @@ def write_results(result: TsneResult) -> list[Path]:
     files.append(write_csv(out / POINTS_CSV, points, point_columns))
     options = result.options
     summary = {
+        "dataset": result.views[0].run.ledger.dataset,  # one sample: every view's data set
         "split": options.split,
         "n_samples": len(result.sample.review_ids),
         "split_size": result.sample.split_size,
@@ -602,6 +604,26 @@ def reviews_from_errors(workspace: Workspace, count: int) -> tuple[Path, list[Li
     if len(chosen) < count:
         warn(f"--from-errors {count}: {path} lists only {len(chosen)} reviews")
     return path, chosen
+
+
+def check_sampled_from(csv_path: Path, runs: Sequence[Run]) -> None:
+    """Refuse runs of another data set than the t-SNE's sample (its labels mean other
+    classes there), naming the `--dataset` that finds the right runs. A summary written
+    before it recorded its data set is taken as it is."""
+    try:
+        summary = json.loads((csv_path.parent / BOUNDARY_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    sampled = summary.get("dataset") if isinstance(summary, dict) else None
+    if not isinstance(sampled, str):
+        return
+    for run in runs:
+        if run.ledger.dataset != sampled:
+            raise ImdbError(
+                f"--from-errors: the latest t-SNE ({csv_path.parent}) sampled reviews of "
+                f"{sampled}, but {run.model}/{run.run_id} was trained on {run.ledger.dataset}; "
+                f"add --dataset {sampled}, or run `imdb tsne` on these runs first"
+            )
 
 
 def reviews_of(result: TsneResult, count: int) -> list[ListedReview]:

@@ -16,7 +16,11 @@ from imdb_cli.analysis.attention import (
     review_from_file,
     review_from_text,
 )
-from imdb_cli.analysis.embeddings import reviews_from_errors
+from imdb_cli.analysis.embeddings import (
+    check_sampled_from,
+    latest_boundary_csv,
+    reviews_from_errors,
+)
 from imdb_cli.commands.common import (
     RunsDatasetOption,
     chosen_run,
@@ -110,6 +114,8 @@ def attention(
     reviews = _reviews(space, review, review_file, from_errors)
     on = runs_dataset(dataset)
     runs = [chosen_run(space, name, on) for name in _model_names(space, models, on)]
+    if from_errors is not None:
+        check_sampled_from(latest_boundary_csv(space), runs)
     out_dir, saved = explain(space, runs, reviews, selection, device)
     render(out_dir, saved)
 
@@ -184,6 +190,8 @@ def _top_tokens_table(items: list[SavedAttention]) -> Table:
         result = item.result
         # Distinct tokens: "and" at three positions is one finding, not three.
         distinct = dict.fromkeys(t["token"] for t in result.top_tokens(20, with_special=False))
-        top = ", ".join(list(distinct)[:5]) if not result.near_uniform else "none (near-uniform)"
+        # Spaces between tokens, not commas: "," and "." are tokens too.
+        shown = "  ".join(list(distinct)[:5])
+        top = shown if not result.near_uniform else "none (near-uniform)"
         table.add_row(item.label, top)
     return table

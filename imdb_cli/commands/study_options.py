@@ -13,8 +13,9 @@ WorkersOption = Annotated[
     typer.Option(
         "--workers",
         help="Train N trials at once on this machine: one per GPU, or the CPU cores shared "
-        "out between N processes. The trials are queued in an Optuna study (pip install "
-        "optuna); a trial whose worker dies is resumed by another.",
+        "out between N processes. The trials are queued in an Optuna study (the study "
+        "extra: pip install -e '.[study]' in the checkout); a trial whose worker dies is "
+        "resumed by another.",
         show_default=False,
     ),
 ]
@@ -44,6 +45,6 @@ def pool_options(
     """None: the trials one after another in this process, without Optuna."""
     if workers is None and storage is None and nproc_per_trial == 1:
         return None
-    options = PoolOptions(workers or 1, storage, nproc_per_trial, use_wandb)
+    options = PoolOptions(1 if workers is None else workers, storage, nproc_per_trial, use_wandb)
     options.check()
     return options

@@ -146,6 +146,7 @@ def sweep(
     spec = registry.load_spec(model)
     base = spec.training.with_overrides(**overrides)
     chosen_seeds = parse_seeds(seeds) or (base.seed,)
+    pool = pool_options(workers, storage, nproc_per_trial, wandb)  # checked before any work
     name = dataset_entry(dataset).name if dataset is not None else None
     if search == "tpe":
         ranges = search_ranges(lr, warmup_range, decay_range, overrides)
@@ -158,7 +159,7 @@ def sweep(
             spec.key, trials, ranges, chosen_seeds[0], base, found.data_fingerprint
         )
         info(f"search {searched.sweep_id} of {model}: {trials} TPE trial(s)")
-        pool = pool_options(workers or 1, storage, nproc_per_trial, wandb)
+        pool = pool or pool_options(1, storage, nproc_per_trial, wandb)  # TPE: through Optuna
         assert pool is not None
         (result,) = run_pool(space, [SweepJob(model, searched)], pool)
         assert isinstance(result, SearchRecord)
@@ -184,7 +185,6 @@ def sweep(
             )
         info(f"sweep record: {record.path}")
         return
-    pool = pool_options(workers, storage, nproc_per_trial, wandb)
     if pool is None:
         render(sweeps.train_sweep(space, spec, plan, use_wandb=wandb), space)
         return

@@ -24,7 +24,9 @@ from imdb_cli.commands.common import (
     runs_dataset,
     workspace,
 )
+from imdb_cli.config import Invocation
 from imdb_cli.console import out
+from imdb_cli.data.entry import DEFAULT_DATASET
 from imdb_cli.runs.run import Run
 
 SHOWN = 5  # rows of each list printed; the files have them all
@@ -159,5 +161,9 @@ def render(result: TsneResult) -> None:
     for path in result.files:
         out.print(f"  {path.name}")
     keys = ",".join(dict.fromkeys(view.run.model for view in result.views))
-    out.print(f"next: imdb attention --from-errors 3 --models {keys}", highlight=False)
+    dataset = result.views[0].run.ledger.dataset
+    attention = Invocation("attention", options=(("from_errors", 3), ("models", keys)))
+    if dataset != DEFAULT_DATASET:  # the same runs again: a key means its runs on a data set
+        attention = attention.with_options(("dataset", dataset))
+    out.print(f"next: {attention}", highlight=False)
     out.print(f"      (reads {BOUNDARY_CSV} of the latest t-SNE)", highlight=False)

@@ -29,7 +29,7 @@ recipe, seeds, test reviews, a loaded machine) gets a warning line (recipes.warn
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +38,14 @@ import numpy as np
 from imdb_cli import registry
 from imdb_cli.compare import breakdown, recipes, stats, verdict
 from imdb_cli.compare.verdict import format_p
-from imdb_cli.config import Invocation
+from imdb_cli.config import Invocation, TrainConfig
+from imdb_cli.console import info
 from imdb_cli.data.entry import DEFAULT_DATASET
 from imdb_cli.errors import ImdbError
+from imdb_cli.runs.caches import local_copy
 from imdb_cli.runs.ledger import Ledger, TestRecord
 from imdb_cli.runs.run import Run, list_runs
-from imdb_cli.runs.select import models_with_completed_runs, resolve_run, selected_by_sweep
+from imdb_cli.runs.select import models_with_completed_runs, select_run, selected_by_sweep
 from imdb_cli.runs.sweeps import SweepRecord
 from imdb_cli.workspace import Workspace
 
@@ -356,6 +358,10 @@ class Selection:
     run: Run
     seed_candidates: tuple[Run, ...] = ()
     sweep: SweepRecord | None = None  # the sweep that chose the run's learning rate
+    why: str = ""  # why this run (runs.select's words), said on stderr by `compare`
+
+    def describe(self) -> str:
+        return f"{self.run.model}/{self.run.run_id} ({self.why})"
 
 
 # --------------------------------------------------------------------------- selection
@@ -389,7 +395,8 @@ def select_runs(
             seen.add(swept.run.path.resolve())
             continue
         # Raises with the runs that exist.
-        run = resolve_run(workspace, target, dataset if is_model_key else None)
+        chosen = select_run(workspace, target, dataset if is_model_key else None)
+        run = chosen.run
         if run.path.resolve() in seen:
             continue
         seen.add(run.path.resolve())
@@ -402,7 +409,7 @@ def select_runs(
             if is_model_key
             else (run,)
         )
-        selections.append(Selection(run, candidates))
+        selections.append(Selection(run, candidates, why=chosen.why))
     return _named_seeds(selections), rejected
 
 
@@ -420,13 +427,11 @@ def _named_seeds(selections: Sequence[Selection]) -> list[Selection]:
             continue
         shown = max(group, key=lambda s: (s.run.ledger.created_at, s.run.run_id))
         same, _ = _same_experiment(shown.run, [s.run for s in group])
-        seeds: dict[int, Run] = {}
-        for run in same:  # the shown run first; a repeated seed is not another seed
-            seeds.setdefault(run.ledger.config.seed, run)
-        if len(seeds) < 2:
+        if len(same) < 2:
             continue
-        members = [s for s in group if s.run in seeds.values()]
-        merged[id(members[0])] = Selection(shown.run, tuple(seeds.values()))
+        members = [s for s in group if s.run in same]
+        why = f"the newest of the {len(same)} runs named, which differ only by seed"
+        merged[id(members[0])] = Selection(shown.run, tuple(same), why=why)
         dropped.update(id(s) for s in members[1:])
     return [merged.get(id(s), s) for s in selections if id(s) not in dropped]
 
@@ -437,7 +442,7 @@ def _swept(workspace: Workspace, model: str, dataset: str) -> Selection | None:
     selected = selected_by_sweep(workspace, model, dataset)
     if selected is None or selected.sweep is None:
         return None
-    return Selection(selected.run, selected.sweep_runs, selected.sweep)
+    return Selection(selected.run, selected.sweep_runs, selected.sweep, selected.why)
 
 
 def why_not_comparable(run: Run) -> NotComparable | None:
@@ -488,11 +493,7 @@ def build_comparison(
         run = selection.run
         label = run.model if counts[run.model] == 1 else f"{run.model}/{run.run_id}"
         seeds, left_out = _same_experiment(run, selection.seed_candidates)
-        if left_out:
-            comparison.notes.append(
-                f"{label}: {left_out} other completed run(s) with different settings or test "
-                "reviews left out of mean ± std"
-            )
+        comparison.notes += left_out.notes(label)
         errors = _errors(run, workspace if lengths else None)
         comparison.rows.append(_row(label, run, seeds, errors, selection.sweep))
         ledgers[label] = run.ledger
@@ -507,7 +508,8 @@ def build_comparison(
                 comparison.unpaired.append(pair)
     comparison.verdict = verdict.Verdict(_judge(comparison, runs_of))
     comparison.rows = [replace(r, best=_beats_all(r.label, comparison)) for r in comparison.rows]
-    comparison.verdict = replace(comparison.verdict, seeds_hint=seeds_hint(comparison))
+    shown = [runs_of[label][0] for label in labels]
+    comparison.verdict = replace(comparison.verdict, seeds_hint=seeds_hint(comparison, shown))
     comparison.warnings = recipes.warnings(
         labels, [r.recipe for r in comparison.rows], seeds_hint=comparison.verdict.seeds_hint
     )
@@ -572,24 +574,75 @@ def _beats_all(label: str, comparison: Comparison) -> bool:
 PRACTICAL_SEEDS = 10  # more than this a model, the hint asks for more test reviews first
 
 
-def seeds_hint(comparison: Comparison) -> str | None:
-    """The commands that add the seeds the verdict asks for (its power figure)."""
+# The training settings `imdb reproduce` takes (TrainConfig's fields marked for it), less
+# the device, which is the machine's business rather than the study's.
+_STUDY_SETTINGS = tuple(
+    f.name for f in fields(TrainConfig) if f.metadata.get("reproduce") and f.name != "device"
+)
+
+
+def study_options(runs: Sequence[Run]) -> tuple[tuple[tuple[str, Any], ...], bool]:
+    """The options of `imdb reproduce` that make the shown runs' study again with more seeds
+    (their data set, local copy, --limit and split seed, and each setting they share that
+    some model's YAML does not give), and whether the runs differ in a setting that one
+    `reproduce` cannot give them all."""
+    if not runs:
+        return (), False
+    options: list[tuple[str, Any]] = []
+    differing = False
+    yamls = [_yaml_settings(run) for run in runs]
+    for name in _STUDY_SETTINGS:
+        values = [getattr(run.ledger.config, name) for run in runs]
+        pairs = zip(values, yamls, strict=True)
+        off_yaml = any(yaml is None or v != getattr(yaml, name) for v, yaml in pairs)
+        if all(v == values[0] for v in values):
+            if off_yaml:
+                options.append((name, values[0]))
+        elif off_yaml:
+            differing = True
+    data: list[tuple[Any, ...]] = []  # each run's (dataset, data_dir, limit, split_seed)
+    for run in runs:
+        given = dict(run.train_invocation().options)
+        record = run.ledger.data
+        data.append((given.get("dataset"), local_copy(run.ledger), record.limit, record.split_seed))
+    if all(d == data[0] for d in data):
+        names = ("dataset", "data_dir", "limit", "split_seed")
+        options = [(n, v) for n, v in zip(names, data[0], strict=True) if v is not None] + options
+    else:
+        differing = True
+    return tuple(options), differing
+
+
+def _yaml_settings(run: Run) -> TrainConfig | None:
+    """The training settings of the run's model YAML; None when it is no longer registered."""
+    try:
+        return registry.load_spec(run.model).training
+    except ImdbError:
+        return None
+
+
+def seeds_hint(comparison: Comparison, runs: Sequence[Run]) -> str | None:
+    """The commands that add the seeds the verdict asks for (its power figure), with the
+    options the shown `runs` were made with."""
     count = comparison.verdict.suggested_seeds
     if count is None:
         return None
     models = ",".join(dict.fromkeys(row.model for row in comparison.rows))
     lower = any(v.level == verdict.CHECKPOINTS for v in comparison.verdict.pairs)
+    shared, differing = study_options(runs)
 
     def study(seeds: int) -> Invocation:
         listed = ",".join(str(42 + i) for i in range(seeds))
-        return Invocation("reproduce", options=(("models", models), ("seeds", listed)))
+        options = (("models", models), *shared, ("seeds", listed))
+        return Invocation("reproduce", options=options)
 
+    others = " (with the settings the models differ in)" if differing else ""
     if count <= PRACTICAL_SEEDS:
         one = Invocation("train", ("MODEL",), (("seed", "N"),))
         return (
             f"{'at least ' if lower else ''}{count} seeds per model find one point with "
-            f"probability {verdict.POWER:.0%}: {study(count)} (with the study's other "
-            f"options), or {one} for each seed a model lacks"
+            f"probability {verdict.POWER:.0%}: {study(count)}{others}, or {one} for each "
+            "seed a model lacks"
         )
     reviews = min(v.reviews for v in comparison.verdict.pairs)
     needed = (
@@ -600,16 +653,41 @@ def seeds_hint(comparison: Comparison) -> str | None:
     return (
         f"one point needs {needed} seeds per model on {reviews} test reviews, so more test "
         f"reviews first (a larger --limit); to measure the seed-to-seed variance: {study(3)}"
+        f"{others}"
     )
 
 
-def _same_experiment(run: Run, candidates: Sequence[Run]) -> tuple[list[Run], int]:
-    """The completed, tested runs that differ from `run` only by seed (run first)."""
+@dataclass(frozen=True)
+class LeftOut:
+    """Completed runs of a model kept out of its spread over seeds, by why."""
+
+    different: int = 0  # other settings, data or test reviews
+    repeated: int = 0  # a seed already counted: training again is not another seed
+
+    def notes(self, label: str) -> list[str]:
+        notes = []
+        if self.different:
+            notes.append(
+                f"{label}: {self.different} other completed run(s) with different settings "
+                "or test reviews left out of mean ± std"
+            )
+        if self.repeated:
+            notes.append(
+                f"{label}: {self.repeated} completed run(s) repeating a seed already counted "
+                "left out of mean ± std (the same seed again is not another seed)"
+            )
+        return notes
+
+
+def _same_experiment(run: Run, candidates: Sequence[Run]) -> tuple[list[Run], LeftOut]:
+    """The completed, tested runs that differ from `run` only by seed, one per seed (run
+    first, then the oldest of each other seed)."""
     test = run.ledger.test
     assert test is not None
     reviews = sorted(test.review_ids)
     same = [run]
-    left_out = 0
+    seeds = {run.ledger.config.seed}
+    different = repeated = 0
     for other in candidates:
         if other.path.resolve() == run.path.resolve() or other.ledger.status != "completed":
             continue
@@ -622,10 +700,14 @@ def _same_experiment(run: Run, candidates: Sequence[Run]) -> tuple[list[Run], in
             # checked when its ledger was read (runs/ledger_checks.py).
             and sorted(other_test.review_ids) == reviews
         ):
-            same.append(other)
+            if other.ledger.config.seed in seeds:
+                repeated += 1
+            else:
+                seeds.add(other.ledger.config.seed)
+                same.append(other)
         else:
-            left_out += 1
-    return same, left_out
+            different += 1
+    return same, LeftOut(different, repeated)
 
 
 def _row(
@@ -781,8 +863,11 @@ def compare(
     dataset: str = DEFAULT_DATASET,
     lengths: bool = False,
 ) -> Comparison:
-    """The whole `imdb compare`: resolve runs (model keys on `dataset`), build the comparison."""
+    """The whole `imdb compare`: resolve runs (model keys on `dataset`), say on stderr which
+    run each row shows and why, build the comparison."""
     selections, rejected = select_runs(workspace, targets, dataset)
+    for selection in selections:
+        info(f"{selection.run.model}: {selection.describe()}")
     return build_comparison(selections, rejected, workspace=workspace, lengths=lengths)
 
 

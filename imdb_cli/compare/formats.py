@@ -382,8 +382,13 @@ def result_lines(comparison: Comparison) -> list[str]:
 
 
 def print_comparison(console: Any, comparison: Comparison, *, skip_not_comparable: bool) -> None:
+    from rich.padding import Padding
+    from rich.text import Text
+
     for line in verdict_lines(comparison):
-        console.print(line, highlight=False, markup=False)
+        # An indented line wraps under its own indent, so each sentence reads as one block.
+        text = line.lstrip(" ")
+        console.print(Padding(Text(text), (0, 0, 0, len(line) - len(text))), highlight=False)
     if comparison.verdict.pairs:
         console.print()
     for number, table in enumerate(rich_tables(comparison)):
@@ -551,8 +556,8 @@ def markdown_verdict(comparison: Comparison, h: str) -> list[str]:
         if len(pairs) > 1
         else None,
         f"Why the other views can differ: {verdict.WHY_OTHERS_DIFFER}.",
-        f"Almost stochastic order: {verdict.ASO_METHOD}.",
-        f"Two-level bootstrap: {verdict.BOOTSTRAP_METHOD}; a description, not the test (with "
+        f"Second view: {verdict.ASO_METHOD}.",
+        f"Interval beside the test: {verdict.BOOTSTRAP_METHOD}; a description, not the test (with "
         "few seeds it is too narrow, and it counts the seed-by-review noise more than once; "
         "benchmarks/null_calibration.py measures both).",
         f"Power: {pairs[0].power.basis}.",

@@ -217,7 +217,7 @@ def forest_figure(differences: Sequence[Difference]) -> Figure:
 
 
 def curves_figure(rows: Sequence[ModelRow]) -> Figure:
-    """Loss and accuracy per epoch of every seed: train dotted, validation solid; the
+    """Loss and accuracy per epoch of every seed: train dashed, validation solid; the
     tested (best validation) epoch of each run is a star on its validation curve."""
     from plotly.subplots import make_subplots
 
@@ -239,7 +239,7 @@ def curves_figure(rows: Sequence[ModelRow]) -> Figure:
             for kind, dash, loss, acc in (
                 (
                     "train",
-                    "dot",
+                    "dash",
                     [p.train_loss for p in curve.points],
                     [p.train_acc for p in curve.points],
                 ),
@@ -336,7 +336,7 @@ def curves_figure(rows: Sequence[ModelRow]) -> Figure:
     epochs_all = sorted({p.epoch for row in rows for c in row.seed_curves for p in c.points})
     fig.update_layout(
         _layout(
-            "Learning curves of every seed (train dotted, validation solid)",
+            "Learning curves of every seed (train dashed, validation solid)",
             height=640,
             legend={"orientation": "h", "yanchor": "top", "y": -0.1, "x": 0},
         )

@@ -49,8 +49,17 @@ def prepare_invocation(ledger: Ledger) -> Invocation:
         options.append(("keep_duplicates", True))
     if data.dataset != DEFAULT_DATASET:
         options.append(("dataset", data.dataset))
-    kind, _, where = (data.source or "").partition(" ")
-    if kind in ("parquet", "aclImdb") and where:
-        folder = Path(where)
-        options.append(("data_dir", folder.parent if folder.name == "aclImdb" else folder))
+    folder = local_copy(ledger)
+    if folder is not None:
+        options.append(("data_dir", folder))
     return Invocation("prepare", options=tuple(options))
+
+
+def local_copy(ledger: Ledger) -> Path | None:
+    """The `--data-dir` a run's reviews were read from (a local parquet or aclImdb copy),
+    None when they came from the Hub or a data set's own files."""
+    kind, _, where = (ledger.data.source or "").partition(" ")
+    if kind not in ("parquet", "aclImdb") or not where:
+        return None
+    folder = Path(where)
+    return folder.parent if folder.name == "aclImdb" else folder

@@ -29,7 +29,7 @@ from imdb_cli.data.sources import DataSource
 from imdb_cli.data.split import SplitOptions
 from imdb_cli.data.tokenized import TokenizedCache
 from imdb_cli.errors import ImdbError
-from imdb_cli.runs.run import Run
+from imdb_cli.runs.run import Run, list_runs
 from imdb_cli.runs.sweeps import SweepPlan, SweepRecord
 from imdb_cli.study.storage import StorageChoice
 from imdb_cli.study.sweep import train_sweep, trial_invocation
@@ -266,6 +266,15 @@ def _train_all(
             study.steps.append(
                 train_invocation(spec, config, workspace.root, dataset=dataset_option(entry))
             )
+            done = _done_before(workspace, spec.key, config, cache)
+            if done is not None:
+                info(
+                    f"{spec.key} (seed {config.seed}): done before with these settings as "
+                    f"{done.model}/{done.run_id}; not trained again"
+                )
+                runs.append(done)
+                study.devices.setdefault(spec.key, done.ledger.environment.device or "?")
+                continue
             info(f"training {spec.key} (seed {config.seed}, {config.epochs} epoch(s))")
             try:
                 run = train(workspace, spec, config, cache=cache, dataset=entry)
@@ -282,6 +291,25 @@ def _train_all(
             runs.append(run)
             study.devices.setdefault(spec.key, run.ledger.environment.device or "?")
     return runs
+
+
+def _done_before(
+    workspace: Workspace, model: str, config: TrainConfig, cache: TokenizedCache
+) -> Run | None:
+    """The newest completed, tested run of `model` with exactly `config` on `cache`'s data.
+    Training is seeded, so it is the run this study would make again: `reproduce --seeds`
+    adds only the seeds that are missing (a sweep's trials are reused the same way)."""
+    for run in reversed(list_runs(workspace, model)):
+        ledger = run.ledger
+        if (
+            ledger.status == "completed"
+            and ledger.test is not None
+            and ledger.config == config
+            and ledger.data.data_fingerprint == cache.data_fingerprint
+            and ledger.data.tokenizer_key == cache.tokenizer_key
+        ):
+            return run
+    return None
 
 
 def _sweep_all(

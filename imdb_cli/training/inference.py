@@ -83,12 +83,10 @@ def predict(
                 pooled.append(out.pooled.float())
             done += len(batch)
             if number % LOG_EVERY == 0 or done == len(split):
-                seconds = time.perf_counter() - started
-                bar.update(
+                bar.update(  # the bar shows the rate itself
                     task,
                     completed=done,
-                    stats=f"loss {loss_sum.item() / done:.4f}  acc {correct.item() / done:.4f}  "
-                    f"{done / seconds:.1f} samples/s",
+                    stats=f"loss {loss_sum.item() / done:.4f}  acc {correct.item() / done:.4f}",
                 )
             else:
                 bar.update(task, completed=done)  # the count is on the host: no device sync

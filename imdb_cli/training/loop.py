@@ -397,8 +397,10 @@ class Trainer:
         bar.update(
             task,
             completed=meter.samples,
+            # The bar shows its own live rate; a second, per-window one beside it would go
+            # stale between flushes and disagree with it.
             stats=f"loss {meter.loss_sum / meter.samples:.4f}  "
-            f"acc {meter.correct / meter.samples:.4f}  {speed:.1f} samples/s  lr {lr:.2e}",
+            f"acc {meter.correct / meter.samples:.4f}  lr {lr:.2e}",
         )
         if self.main:
             self.tracker.log(
