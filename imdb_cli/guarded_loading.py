@@ -183,6 +183,9 @@ def config_for_model(values: Any, where: str) -> PretrainedConfig:
     model_type = values.pop("model_type", None)
     if not isinstance(model_type, str) or not model_type:
         raise ImdbError(f"{where}: 'model_type' should name a transformers model type")
+    # No trust_remote_code here: for_model only looks model_type up in transformers' own
+    # CONFIG_MAPPING (an unknown type is a ValueError, never code), and the keyword would be
+    # stored on the config as an attribute and written into every export's config.json.
     return _guarded("config", where, lambda: AutoConfig.for_model(model_type, **values))
 
 

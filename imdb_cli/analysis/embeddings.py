@@ -203,6 +203,11 @@ class TsneResult:
     def accuracy(self, view: ModelView) -> float:
         return float((view.predictions == self.sample.labels).mean())
 
+    @property
+    def dataset(self) -> str:
+        """The data set the sample is from (every view's: check_same_reviews made sure)."""
+        return self.views[0].run.ledger.dataset
+
 
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     flat = re.sub(r"\s+", " ", re.sub(r"<br\s*/?>", " ", text)).strip()
@@ -499,7 +504,7 @@ def write_results(result: TsneResult) -> list[Path]:
     files.append(write_csv(out / POINTS_CSV, points, point_columns))
     options = result.options
     summary = {
-        "dataset": result.views[0].run.ledger.dataset,  # one sample: every view's data set
+        "dataset": result.dataset,
         "split": options.split,
         "n_samples": len(result.sample.review_ids),
         "split_size": result.sample.split_size,

@@ -16,11 +16,7 @@ from imdb_cli.analysis.attention import (
     review_from_file,
     review_from_text,
 )
-from imdb_cli.analysis.embeddings import (
-    check_sampled_from,
-    latest_boundary_csv,
-    reviews_from_errors,
-)
+from imdb_cli.analysis.embeddings import check_sampled_from, reviews_from_errors
 from imdb_cli.commands.common import (
     RunsDatasetOption,
     chosen_run,
@@ -37,7 +33,9 @@ from imdb_cli.workspace import Workspace
 
 def _reviews(
     space: Workspace, review: str | None, review_file: Path | None, from_errors: int | None
-) -> list[ReviewInput]:
+) -> tuple[list[ReviewInput], Path | None]:
+    """The reviews to explain, and the t-SNE's boundary_samples.csv they came from (None
+    unless --from-errors)."""
     given = [
         flag
         for flag, value in (
@@ -53,16 +51,17 @@ def _reviews(
             + (f" (got {' and '.join(given)})" if given else "")
         )
     if review is not None:
-        return [review_from_text(review)]
+        return [review_from_text(review)], None
     if review_file is not None:
-        return [review_from_file(review_file)]
+        return [review_from_file(review_file)], None
     assert from_errors is not None
     path, listed = reviews_from_errors(space, from_errors)
     info(f"{len(listed)} review(s) from {path}")
-    return [
+    reviews = [
         ReviewInput(text=r.text, name=f"review-{r.review_id}", review_id=r.review_id, label=r.label)
         for r in listed
     ]
+    return reviews, path
 
 
 @handles_errors
@@ -111,11 +110,11 @@ def attention(
     """
     space = workspace()
     selection = LayerSelection.parse(layer, head)
-    reviews = _reviews(space, review, review_file, from_errors)
+    reviews, sampled = _reviews(space, review, review_file, from_errors)
     on = runs_dataset(dataset)
     runs = [chosen_run(space, name, on) for name in _model_names(space, models, on)]
-    if from_errors is not None:
-        check_sampled_from(latest_boundary_csv(space), runs)
+    if sampled is not None:
+        check_sampled_from(sampled, runs)
     out_dir, saved = explain(space, runs, reviews, selection, device)
     render(out_dir, saved)
 

@@ -161,9 +161,8 @@ def render(result: TsneResult) -> None:
     for path in result.files:
         out.print(f"  {path.name}")
     keys = ",".join(dict.fromkeys(view.run.model for view in result.views))
-    dataset = result.views[0].run.ledger.dataset
     attention = Invocation("attention", options=(("from_errors", 3), ("models", keys)))
-    if dataset != DEFAULT_DATASET:  # the same runs again: a key means its runs on a data set
-        attention = attention.with_options(("dataset", dataset))
+    if result.dataset != DEFAULT_DATASET:  # the same runs: a key means its runs on a data set
+        attention = attention.with_options(("dataset", result.dataset))
     out.print(f"next: {attention}", highlight=False)
     out.print(f"      (reads {BOUNDARY_CSV} of the latest t-SNE)", highlight=False)

@@ -602,9 +602,8 @@ def study_options(runs: Sequence[Run]) -> tuple[tuple[tuple[str, Any], ...], boo
             differing = True
     data: list[tuple[Any, ...]] = []  # each run's (dataset, data_dir, limit, split_seed)
     for run in runs:
-        given = dict(run.train_invocation().options)
         record = run.ledger.data
-        data.append((given.get("dataset"), local_copy(run.ledger), record.limit, record.split_seed))
+        data.append((run.dataset_option(), local_copy(run.ledger), record.limit, record.split_seed))
     if all(d == data[0] for d in data):
         names = ("dataset", "data_dir", "limit", "split_seed")
         options = [(n, v) for n, v in zip(names, data[0], strict=True) if v is not None] + options

@@ -43,6 +43,14 @@ class Run:
     def describe(self) -> str:
         return f"{self.model}/{self.run_id} ({self.ledger.status})"
 
+    def dataset_option(self) -> str | None:
+        """The `--dataset` that reads this run's data again: the YAML it was prepared from
+        (else the data set's name); None for IMDB, the default."""
+        data = self.ledger.data
+        if data.dataset == DEFAULT_DATASET:
+            return None
+        return data.dataset_yaml or data.dataset
+
     def train_invocation(self, workdir: Path | None = None) -> Invocation:
         """The `imdb train` that makes this run again: its model, the settings that differ
         from the model's YAML (all of them when the model is not in the registry), its data
@@ -54,10 +62,11 @@ class Run:
             options = training_options_of(registry.load_spec(self.model), self.ledger.config)
         except ImdbError:
             options = tuple(self.ledger.config.to_dict().items())
-        dataset = None
-        if data.dataset != DEFAULT_DATASET:
-            dataset = data.dataset_yaml or data.dataset
-        extra = {"dataset": dataset, "data_set": data.data_fingerprint, "run_name": self.run_id}
+        extra = {
+            "dataset": self.dataset_option(),
+            "data_set": data.data_fingerprint,
+            "run_name": self.run_id,
+        }
         given = tuple((name, value) for name, value in extra.items() if value is not None)
         return Invocation("train", (self.model,), options + given, workdir)
 

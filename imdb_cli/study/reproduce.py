@@ -298,7 +298,7 @@ def _done_before(
 ) -> Run | None:
     """The newest completed, tested run of `model` with exactly `config` on `cache`'s data.
     Training is seeded, so it is the run this study would make again: `reproduce --seeds`
-    adds only the seeds that are missing (a sweep's trials are reused the same way)."""
+    adds only the seeds that are missing, as a sweep keeps its finished trials."""
     for run in reversed(list_runs(workspace, model)):
         ledger = run.ledger
         if (
